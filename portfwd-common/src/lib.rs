@@ -1,0 +1,242 @@
+//! Types shared by the XDP programs (`portfwd-ebpf`) and the daemon (`portfwd-user`).
+//!
+//! Every map key and value is `#[repr(C)]`, `Copy`, free of implicit padding (explicit `_pad`
+//! fields, `u32` flags instead of `bool`), and its size is asserted at compile time so that the
+//! kernel and userspace can never disagree on a layout. Addresses and ports are kept in network
+//! byte order exactly as they sit in the packet, which is what the packet path compares against.
+#![no_std]
+
+pub mod csum;
+
+/// Map of port shares: [`ShareKey`] → [`ShareTarget`].
+pub const MAP_SHARES: &str = "SHARES";
+/// Reverse index for replies: [`ReverseKey`] → [`ReverseTarget`].
+pub const MAP_REVERSE: &str = "REVERSE";
+/// One-element array holding [`Config`].
+pub const MAP_CONFIG: &str = "CONFIG";
+/// One-element array holding the next-hop cache generation (`u32`).
+pub const MAP_FIB_GEN: &str = "FIB_GEN";
+/// LRU cache of next hops: [`NextHopKey`] → [`NextHop`].
+pub const MAP_NEXT_HOPS: &str = "NEXT_HOPS";
+/// Per-CPU array of [`ShareStats`], indexed by [`ShareTarget::slot`].
+pub const MAP_SHARE_STATS: &str = "SHARE_STATS";
+/// Per-CPU array of `u64` verdict counters, indexed by [`verdict_index`].
+pub const MAP_VERDICTS: &str = "VERDICTS";
+
+/// XDP program attached to the WAN interface (inbound DNAT).
+pub const PROG_WAN: &str = "portfwd_wan";
+/// XDP program attached to the LAN interface (rewrites replies back).
+pub const PROG_LAN: &str = "portfwd_lan";
+
+/// Capacity of the share maps, and the number of per-share counter slots.
+pub const MAX_SHARES: u32 = 65_536;
+/// Capacity of the next-hop cache (destinations, per ingress interface).
+pub const MAX_NEXT_HOPS: u32 = 16_384;
+
+/// IP protocol numbers the data plane rewrites.
+pub const IPPROTO_TCP: u8 = 6;
+/// See [`IPPROTO_TCP`].
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Which share a packet belongs to.
+///
+/// A share may be tied to one remote host (UPnP's `NewRemoteHost`); the packet path looks up the
+/// exact remote address first and then the wildcard (`remote_addr == 0`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShareKey {
+    /// Remote host the share is limited to, network byte order; `0` means any host.
+    pub remote_addr: u32,
+    /// External port, network byte order.
+    pub ext_port: u16,
+    /// [`IPPROTO_TCP`] or [`IPPROTO_UDP`].
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<ShareKey>() == 8);
+
+/// Where a shared port goes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShareTarget {
+    /// Internal (LAN) address, network byte order.
+    pub int_addr: u32,
+    /// Internal port, network byte order.
+    pub int_port: u16,
+    pub _pad: u16,
+    /// Index of this share's counters in [`MAP_SHARE_STATS`].
+    pub slot: u32,
+}
+const _: () = assert!(size_of::<ShareTarget>() == 12);
+
+/// The internal endpoint a reply comes from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReverseKey {
+    /// Internal address, network byte order.
+    pub int_addr: u32,
+    /// Internal port, network byte order.
+    pub int_port: u16,
+    /// [`IPPROTO_TCP`] or [`IPPROTO_UDP`].
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<ReverseKey>() == 8);
+
+/// Set in [`ReverseTarget::flags`] when at least one share of this internal endpoint is tied to
+/// a remote host: the reply path must then look up the share of the reply's destination.
+pub const REVERSE_F_REMOTE_SPECIFIC: u32 = 1;
+/// [`ReverseTarget::wildcard_slot`] when no share of the endpoint accepts any remote host.
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// How a reply is rewritten back to the external side.
+///
+/// The daemon allows an internal endpoint (address, port, protocol) to be shared once, so all
+/// shares of one endpoint have the same external port and the reverse mapping is unambiguous.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReverseTarget {
+    /// External port, network byte order.
+    pub ext_port: u16,
+    pub _pad: u16,
+    /// Counter slot of the wildcard share of this endpoint, or [`NO_SLOT`].
+    pub wildcard_slot: u32,
+    /// `REVERSE_F_*` bits.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<ReverseTarget>() == 12);
+
+/// Data-plane settings, element 0 of [`MAP_CONFIG`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// The box's external IPv4 address, network byte order; `0` while the WAN has none, which
+    /// makes the WAN program match nothing.
+    pub ext_addr: u32,
+    /// Interface index of the WAN interface; replies are only rewritten when they leave there.
+    pub wan_ifindex: u32,
+}
+const _: () = assert!(size_of::<Config>() == 8);
+
+/// Key of the next-hop cache: where a packet arrived and where it is going.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NextHopKey {
+    /// Destination address, network byte order.
+    pub dst_addr: u32,
+    /// Ingress interface index.
+    pub ingress_ifindex: u32,
+}
+const _: () = assert!(size_of::<NextHopKey>() == 8);
+
+/// A cached `bpf_fib_lookup` result.
+///
+/// Valid only while [`NextHop::generation`] equals the value in [`MAP_FIB_GEN`]: the daemon
+/// bumps that generation on every route, neighbour, address or link change it hears over
+/// rtnetlink, so a stale entry is never used after the kernel's view changed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    /// Egress interface index.
+    pub ifindex: u32,
+    /// [`MAP_FIB_GEN`] value the entry was resolved under.
+    pub generation: u32,
+    /// Route MTU towards the destination (bytes of IP packet).
+    pub mtu: u16,
+    /// Destination MAC (the neighbour's).
+    pub dmac: [u8; 6],
+    /// Source MAC (the egress interface's).
+    pub smac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<NextHop>() == 24);
+
+/// Per-share counters; the map is per-CPU, userspace sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShareStats {
+    /// Packets rewritten from the WAN towards the LAN host.
+    pub packets_in: u64,
+    /// IP bytes (header and payload) of those packets.
+    pub bytes_in: u64,
+    /// Reply packets rewritten from the LAN host towards the WAN.
+    pub packets_out: u64,
+    /// IP bytes of those packets.
+    pub bytes_out: u64,
+}
+const _: () = assert!(size_of::<ShareStats>() == 32);
+
+/// Direction index for [`verdict_index`]: the WAN program.
+pub const DIR_WAN: u32 = 0;
+/// Direction index for [`verdict_index`]: the LAN program.
+pub const DIR_LAN: u32 = 1;
+
+/// What the packet path did with a packet. Counted per direction in [`MAP_VERDICTS`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rewritten and redirected to the other interface (`XDP_REDIRECT`).
+    Forwarded = 0,
+    /// Rewritten and handed to the kernel to forward, because the neighbour was not resolved,
+    /// the TTL ran out, the packet was too big for the egress MTU or the route said so.
+    PassedToKernel = 1,
+    /// Dropped (`XDP_DROP`).
+    Dropped = 2,
+    /// Internal error (`XDP_ABORTED`).
+    Aborted = 3,
+    /// No share matched; passed to the kernel untouched.
+    NotMatched = 4,
+}
+
+impl Verdict {
+    /// All verdicts, in index order.
+    pub const ALL: [Self; 5] = [
+        Self::Forwarded,
+        Self::PassedToKernel,
+        Self::Dropped,
+        Self::Aborted,
+        Self::NotMatched,
+    ];
+
+    /// The label the daemon exports for this verdict.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Forwarded => "forwarded",
+            Self::PassedToKernel => "passed_to_kernel",
+            Self::Dropped => "dropped",
+            Self::Aborted => "aborted",
+            Self::NotMatched => "not_matched",
+        }
+    }
+}
+
+/// Number of [`Verdict`]s.
+pub const VERDICT_COUNT: u32 = Verdict::ALL.len() as u32;
+/// Length of [`MAP_VERDICTS`].
+pub const VERDICT_SLOTS: u32 = 2 * VERDICT_COUNT;
+
+/// Index of a (direction, verdict) counter in [`MAP_VERDICTS`].
+#[must_use]
+pub const fn verdict_index(dir: u32, verdict: Verdict) -> u32 {
+    dir * VERDICT_COUNT + verdict as u32
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::{
+        Config, NextHop, NextHopKey, ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget,
+    };
+
+    // SAFETY: all of these are #[repr(C)], Copy, made only of integers and byte arrays, and
+    // have no implicit padding (asserted by the size checks above), so every bit pattern is a
+    // valid value and none of them carries uninitialised bytes.
+    unsafe impl aya::Pod for ShareKey {}
+    unsafe impl aya::Pod for ShareTarget {}
+    unsafe impl aya::Pod for ReverseKey {}
+    unsafe impl aya::Pod for ReverseTarget {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for NextHopKey {}
+    unsafe impl aya::Pod for NextHop {}
+    unsafe impl aya::Pod for ShareStats {}
+}

@@ -1,0 +1,500 @@
+//! portfwd's packet path.
+//!
+//! * `portfwd_wan`, on the WAN interface: an IPv4 TCP/UDP packet to the box's external address
+//!   whose (protocol, destination port) is shared gets its destination rewritten to the share's
+//!   internal address and port (DNAT), its TTL decremented, and is redirected to the LAN host.
+//! * `portfwd_lan`, on the LAN interface: a packet from a shared internal endpoint that leaves
+//!   through the WAN gets its source rewritten to the external address and port and is
+//!   redirected to the WAN next hop.
+//!
+//! Everything else (fragments, other protocols, IP options we cannot see past, the box's own
+//! traffic, ordinary LAN outbound traffic) is passed to the kernel untouched. A packet is never
+//! half rewritten: all checks come before the first write.
+//!
+//! Next hops come from a cache (`NEXT_HOPS`) filled from `bpf_fib_lookup` on a miss and
+//! invalidated by a generation number that the daemon bumps on every rtnetlink route,
+//! neighbour, address or link event (a lookup on every packet costs about a third of the
+//! forwarding rate). Where the kernel knows better (neighbour not resolved yet, TTL running out,
+//! packet too big for the egress MTU, an unreachable route) the inbound packet is handed to the
+//! kernel already rewritten, so the kernel forwards it, resolves the neighbour or answers with
+//! the right ICMP error, and the first packets of a flow are not lost.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_fib_lookup as FibLookup, xdp_action,
+    },
+    helpers::{bpf_fib_lookup, bpf_redirect},
+    macros::{map, xdp},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    programs::XdpContext,
+    EbpfContext as _,
+};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
+use portfwd_common::{
+    csum, Config, NextHop, NextHopKey, ReverseKey, ReverseTarget, ShareKey, ShareStats,
+    ShareTarget, Verdict, DIR_LAN, DIR_WAN, IPPROTO_TCP, IPPROTO_UDP, MAX_NEXT_HOPS, MAX_SHARES,
+    NO_SLOT, REVERSE_F_REMOTE_SPECIFIC, VERDICT_SLOTS,
+};
+use portfwd_ebpf::ptr_at;
+
+#[map]
+static SHARES: HashMap<ShareKey, ShareTarget> = HashMap::with_max_entries(MAX_SHARES, 0);
+#[map]
+static REVERSE: HashMap<ReverseKey, ReverseTarget> = HashMap::with_max_entries(MAX_SHARES, 0);
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+#[map]
+static FIB_GEN: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
+static NEXT_HOPS: LruHashMap<NextHopKey, NextHop> = LruHashMap::with_max_entries(MAX_NEXT_HOPS, 0);
+#[map]
+static SHARE_STATS: PerCpuArray<ShareStats> = PerCpuArray::with_max_entries(MAX_SHARES, 0);
+#[map]
+static VERDICTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(VERDICT_SLOTS, 0);
+
+const ETH_P_IP: u16 = 0x0800;
+const AF_INET: u8 = 2;
+/// IPv4 flags+fragment offset: the MF bit and the 13-bit offset.
+const IP_MF_OR_OFFSET: u16 = 0x3fff;
+const IP_DF: u16 = 0x4000;
+
+/// A parsed IPv4 TCP/UDP packet, every field already bounds-checked.
+struct Packet {
+    eth: *mut EthHdr,
+    ip: *mut Ipv4Hdr,
+    /// Source port (bytes 0..2) and destination port (bytes 2..4) of the TCP/UDP header.
+    ports: *mut [[u8; 2]; 2],
+    /// The TCP or UDP checksum field.
+    check: *mut [u8; 2],
+    proto: u8,
+    /// IPv4 total length (header and payload).
+    tot_len: u16,
+}
+
+impl Packet {
+    fn src_addr(&self) -> [u8; 4] {
+        unsafe { (*self.ip).src_addr }
+    }
+    fn dst_addr(&self) -> [u8; 4] {
+        unsafe { (*self.ip).dst_addr }
+    }
+    fn src_port(&self) -> [u8; 2] {
+        unsafe { (*self.ports)[0] }
+    }
+    fn dst_port(&self) -> [u8; 2] {
+        unsafe { (*self.ports)[1] }
+    }
+    fn ttl(&self) -> u8 {
+        unsafe { (*self.ip).ttl }
+    }
+    fn dont_fragment(&self) -> bool {
+        u16::from_be_bytes(unsafe { (*self.ip).frags }) & IP_DF != 0
+    }
+}
+
+/// Parses the headers portfwd rewrites. `None` means "not ours to touch": not IPv4, a fragment,
+/// not TCP/UDP, or truncated or malformed in any way that would make a rewrite unsafe.
+#[inline(always)]
+fn parse(ctx: &XdpContext) -> Option<Packet> {
+    let eth: *mut EthHdr = ptr_at(ctx, 0)?;
+    if unsafe { (*eth).ether_type } != ETH_P_IP.to_be() {
+        return None;
+    }
+    let ip: *mut Ipv4Hdr = ptr_at(ctx, EthHdr::LEN)?;
+    let vihl = unsafe { (*ip).vihl };
+    // IHL counts 32-bit words; options (IHL > 5) move the L4 header, which is read at the
+    // offset IHL gives.
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
+        return None;
+    }
+    if u16::from_be_bytes(unsafe { (*ip).frags }) & IP_MF_OR_OFFSET != 0 {
+        return None;
+    }
+    let l4 = EthHdr::LEN + ihl;
+    let proto = unsafe { (*ip).proto };
+    // Bounds checks of the L4 header come first and the length checks after them: a length
+    // check before would let LLVM prove a bounds check redundant and drop it, in reasoning the
+    // verifier does not follow.
+    let (ports, check, l4_len) = match proto {
+        IPPROTO_TCP => {
+            let tcp: *mut TcpHdr = ptr_at(ctx, l4)?;
+            // A data offset below 5 words is malformed.
+            if unsafe { (*tcp).doff() } < 5 {
+                return None;
+            }
+            (tcp.cast(), unsafe { &raw mut (*tcp).check }, TcpHdr::LEN)
+        }
+        IPPROTO_UDP => {
+            let udp: *mut UdpHdr = ptr_at(ctx, l4)?;
+            let len = usize::from(u16::from_be_bytes(unsafe { (*udp).len }));
+            (udp.cast(), unsafe { &raw mut (*udp).check }, len)
+        }
+        _ => return None,
+    };
+    let tot_len = u16::from_be_bytes(unsafe { (*ip).tot_len });
+    // The whole IP packet must be in the frame (trailing Ethernet padding is fine), and the L4
+    // header (for UDP, the whole datagram its length field claims) inside the IP packet.
+    if ctx.data() + EthHdr::LEN + usize::from(tot_len) > ctx.data_end()
+        || usize::from(tot_len) < ihl + l4_len
+        || (proto == IPPROTO_UDP && l4_len < UdpHdr::LEN)
+    {
+        return None;
+    }
+    Some(Packet {
+        eth,
+        ip,
+        ports,
+        check,
+        proto,
+        tot_len,
+    })
+}
+
+/// Which end of the packet a rewrite changes.
+#[derive(Clone, Copy)]
+enum End {
+    Src,
+    Dst,
+}
+
+/// Rewrites one end's address and port, fixing both checksums incrementally (RFC 1624). The L4
+/// checksum covers the address through the pseudo-header. A UDP checksum of 0 (none) stays 0.
+#[inline(always)]
+fn rewrite(pkt: &Packet, end: End, addr: [u8; 4], port: [u8; 2]) {
+    unsafe {
+        let (addr_field, port_field) = match end {
+            End::Src => (&raw mut (*pkt.ip).src_addr, &raw mut (*pkt.ports)[0]),
+            End::Dst => (&raw mut (*pkt.ip).dst_addr, &raw mut (*pkt.ports)[1]),
+        };
+        let old_addr = *addr_field;
+        let old_port = *port_field;
+        *addr_field = addr;
+        *port_field = port;
+
+        let ip_check = u16::from_be_bytes((*pkt.ip).check);
+        (*pkt.ip).check = csum::replace32(ip_check, old_addr, addr).to_be_bytes();
+
+        let l4_check = u16::from_be_bytes(*pkt.check);
+        let updated = csum::replace16(
+            csum::replace32(l4_check, old_addr, addr),
+            u16::from_be_bytes(old_port),
+            u16::from_be_bytes(port),
+        );
+        *pkt.check = if pkt.proto == IPPROTO_UDP {
+            csum::udp_result(l4_check != 0, updated)
+        } else {
+            updated
+        }
+        .to_be_bytes();
+    }
+}
+
+/// Decrements the TTL, sets the link-layer addresses of the next hop and redirects.
+#[inline(always)]
+fn forward(pkt: &Packet, hop: &NextHop) -> u32 {
+    unsafe {
+        let ttl = (*pkt.ip).ttl;
+        let check = u16::from_be_bytes((*pkt.ip).check);
+        (*pkt.ip).check = csum::ttl_decrement(check, ttl, pkt.proto).to_be_bytes();
+        (*pkt.ip).ttl = ttl - 1;
+        (*pkt.eth).dst_addr = hop.dmac;
+        (*pkt.eth).src_addr = hop.smac;
+        // bpf_redirect returns XDP_REDIRECT, or XDP_ABORTED for invalid flags (we pass none).
+        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an xdp_action")]
+        let action = bpf_redirect(hop.ifindex, 0) as u32;
+        action
+    }
+}
+
+/// Where a packet can go, per the cache or the kernel's FIB.
+///
+/// A struct with every field initialised rather than an enum with payloads: LLVM treats the
+/// payload of the variants not taken as undefined, may reuse its stack slot for a pointer and
+/// compute on it before testing the variant, which the verifier rejects.
+#[derive(Clone, Copy)]
+struct Hop {
+    kind: HopKind,
+    /// For `Ready` the whole next hop; for `NoNeighbour` only `ifindex`.
+    next: NextHop,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HopKind {
+    /// Neighbour resolved: redirect with these addresses.
+    Ready,
+    /// Route found through `next.ifindex`, but the neighbour is not resolved yet.
+    NoNeighbour,
+    /// Local destination, forwarding disabled, unreachable, blackhole or prohibited.
+    NotForwardable,
+}
+
+impl Hop {
+    const NONE: Self = Self {
+        kind: HopKind::NotForwardable,
+        next: NextHop {
+            ifindex: 0,
+            generation: 0,
+            mtu: 0,
+            dmac: [0; 6],
+            smac: [0; 6],
+            _pad: [0; 2],
+        },
+    };
+
+    fn ready(next: NextHop) -> Self {
+        Self {
+            kind: HopKind::Ready,
+            next,
+        }
+    }
+
+    fn no_neighbour(ifindex: u32) -> Self {
+        let mut hop = Self::NONE;
+        hop.kind = HopKind::NoNeighbour;
+        hop.next.ifindex = ifindex;
+        hop
+    }
+}
+
+#[inline(always)]
+fn fib_params(pkt: &Packet, ingress: u32, src: [u8; 4], dst: [u8; 4], tot_len: u16) -> FibLookup {
+    let mut params: FibLookup = unsafe { core::mem::zeroed() };
+    params.family = AF_INET;
+    params.l4_protocol = pkt.proto;
+    params.ifindex = ingress;
+    params.__bindgen_anon_1.tot_len = tot_len;
+    params.__bindgen_anon_2.tos = unsafe { (*pkt.ip).tos };
+    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
+    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
+    params
+}
+
+/// Resolves the next hop towards `dst` for a packet that arrived on `ingress`.
+#[inline(always)]
+fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
+    #[expect(clippy::cast_possible_truncation, reason = "ifindex is 32-bit in xdp_md")]
+    let ingress = ctx.ingress_ifindex() as u32;
+    let generation = FIB_GEN.get(0).copied().unwrap_or(0);
+    let key = NextHopKey {
+        dst_addr: u32::from_ne_bytes(dst),
+        ingress_ifindex: ingress,
+    };
+    if let Some(hop) = unsafe { NEXT_HOPS.get(&key) } {
+        if hop.generation == generation {
+            return Hop::ready(*hop);
+        }
+    }
+
+    // tot_len 0 skips the kernel's MTU check: we want the route and the neighbour here, and
+    // the route MTU from the second lookup below.
+    let mut params = fib_params(pkt, ingress, src, dst, 0);
+    let size = size_of::<FibLookup>() as i32;
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &raw mut params, size, 0) };
+    #[expect(clippy::cast_sign_loss, clippy::cast_possible_truncation, reason = "a small enum")]
+    match ret as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => {}
+        BPF_FIB_LKUP_RET_NO_NEIGH => return Hop::no_neighbour(params.ifindex),
+        _ => return Hop::NONE,
+    }
+
+    // Ask for the largest packet: the kernel answers FRAG_NEEDED with the route MTU, which the
+    // cache keeps so that later packets are checked without a lookup.
+    let mut probe = fib_params(pkt, ingress, src, dst, u16::MAX);
+    let probe_ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &raw mut probe, size, 0) };
+    let mtu = if probe_ret == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+        unsafe { probe.__bindgen_anon_1.mtu_result }
+    } else {
+        u16::MAX
+    };
+
+    let hop = NextHop {
+        ifindex: params.ifindex,
+        generation,
+        mtu,
+        dmac: params.dmac,
+        smac: params.smac,
+        _pad: [0; 2],
+    };
+    // A full LRU evicts; failure to cache only costs a lookup next time.
+    let _ = NEXT_HOPS.insert(&key, &hop, 0);
+    Hop::ready(hop)
+}
+
+#[inline(always)]
+fn count_share(slot: u32, inbound: bool, bytes: u16) {
+    if let Some(stats) = SHARE_STATS.get_ptr_mut(slot) {
+        // Per-CPU slot: no other writer.
+        unsafe {
+            if inbound {
+                (*stats).packets_in += 1;
+                (*stats).bytes_in += u64::from(bytes);
+            } else {
+                (*stats).packets_out += 1;
+                (*stats).bytes_out += u64::from(bytes);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn finish(dir: u32, verdict: Verdict, action: u32) -> u32 {
+    if let Some(counter) = VERDICTS.get_ptr_mut(portfwd_common::verdict_index(dir, verdict)) {
+        unsafe { *counter += 1 };
+    }
+    action
+}
+
+#[xdp]
+pub fn portfwd_wan(ctx: XdpContext) -> u32 {
+    let (verdict, action) = wan(&ctx);
+    finish(DIR_WAN, verdict, action)
+}
+
+#[inline(always)]
+fn wan(ctx: &XdpContext) -> (Verdict, u32) {
+    const UNTOUCHED: (Verdict, u32) = (Verdict::NotMatched, xdp_action::XDP_PASS);
+    let Some(pkt) = parse(ctx) else {
+        return UNTOUCHED;
+    };
+    let Some(config) = CONFIG.get(0) else {
+        return UNTOUCHED;
+    };
+    let dst = pkt.dst_addr();
+    if config.ext_addr == 0 || u32::from_ne_bytes(dst) != config.ext_addr {
+        return UNTOUCHED;
+    }
+    let mut key = ShareKey {
+        remote_addr: u32::from_ne_bytes(pkt.src_addr()),
+        ext_port: u16::from_ne_bytes(pkt.dst_port()),
+        proto: pkt.proto,
+        _pad: 0,
+    };
+    let share = match unsafe { SHARES.get(&key) } {
+        Some(share) => *share,
+        None => {
+            key.remote_addr = 0;
+            match unsafe { SHARES.get(&key) } {
+                Some(share) => *share,
+                None => return UNTOUCHED,
+            }
+        }
+    };
+
+    let int_addr = share.int_addr.to_ne_bytes();
+    let hop = if pkt.ttl() > 1 {
+        next_hop(ctx, &pkt, pkt.src_addr(), int_addr)
+    } else {
+        Hop::NONE
+    };
+    rewrite(&pkt, End::Dst, int_addr, share.int_port.to_ne_bytes());
+    count_share(share.slot, true, pkt.tot_len);
+    if hop.kind == HopKind::Ready && pkt.tot_len <= hop.next.mtu {
+        (Verdict::Forwarded, forward(&pkt, &hop.next))
+    } else {
+        // The kernel forwards the rewritten packet: it resolves the neighbour, sends ICMP time
+        // exceeded or fragmentation needed, or applies the route's verdict.
+        (Verdict::PassedToKernel, xdp_action::XDP_PASS)
+    }
+}
+
+#[xdp]
+pub fn portfwd_lan(ctx: XdpContext) -> u32 {
+    let (verdict, action) = lan(&ctx);
+    finish(DIR_LAN, verdict, action)
+}
+
+#[inline(always)]
+fn lan(ctx: &XdpContext) -> (Verdict, u32) {
+    const UNTOUCHED: (Verdict, u32) = (Verdict::NotMatched, xdp_action::XDP_PASS);
+    let Some(pkt) = parse(ctx) else {
+        return UNTOUCHED;
+    };
+    let Some(config) = CONFIG.get(0) else {
+        return UNTOUCHED;
+    };
+    if config.ext_addr == 0 {
+        return UNTOUCHED;
+    }
+    let src = pkt.src_addr();
+    let rkey = ReverseKey {
+        int_addr: u32::from_ne_bytes(src),
+        int_port: u16::from_ne_bytes(pkt.src_port()),
+        proto: pkt.proto,
+        _pad: 0,
+    };
+    let Some(reverse) = (unsafe { REVERSE.get(&rkey) }) else {
+        return UNTOUCHED;
+    };
+    let slot = share_slot_for_reply(&pkt, reverse, &rkey);
+    if slot == NO_SLOT {
+        return UNTOUCHED;
+    }
+
+    let ext_addr = config.ext_addr.to_ne_bytes();
+    let dst = pkt.dst_addr();
+    let hop = next_hop(ctx, &pkt, ext_addr, dst);
+    // Not leaving through the WAN (LAN to LAN, to the box itself): not a reply to a share.
+    if hop.kind == HopKind::NotForwardable || hop.next.ifindex != config.wan_ifindex {
+        return UNTOUCHED;
+    }
+    if hop.kind == HopKind::NoNeighbour {
+        // The kernel cannot take this reply rewritten: a packet arriving with one of the box's
+        // own addresses as source is a martian. Untouched it would leave with the private
+        // source. The WAN neighbour is nearly always resolved (the inbound packet came through
+        // it); when it is not, the reply is dropped and the sender retransmits.
+        return (Verdict::Dropped, xdp_action::XDP_DROP);
+    }
+    if pkt.ttl() <= 1 || pkt.tot_len > hop.next.mtu {
+        return too_far_or_too_big(&pkt);
+    }
+    rewrite(&pkt, End::Src, ext_addr, reverse.ext_port.to_ne_bytes());
+    count_share(slot, false, pkt.tot_len);
+    (Verdict::Forwarded, forward(&pkt, &hop.next))
+}
+
+/// The counter slot of the share a reply belongs to, or [`NO_SLOT`].
+#[inline(always)]
+fn share_slot_for_reply(pkt: &Packet, reverse: &ReverseTarget, rkey: &ReverseKey) -> u32 {
+    if reverse.flags & REVERSE_F_REMOTE_SPECIFIC != 0 {
+        let key = ShareKey {
+            remote_addr: u32::from_ne_bytes(pkt.dst_addr()),
+            ext_port: reverse.ext_port,
+            proto: pkt.proto,
+            _pad: 0,
+        };
+        if let Some(share) = unsafe { SHARES.get(&key) } {
+            // The same external port may be shared to another host for another remote.
+            if share.int_addr == rkey.int_addr && share.int_port == rkey.int_port {
+                return share.slot;
+            }
+        }
+    }
+    reverse.wildcard_slot
+}
+
+/// A reply whose TTL runs out or that exceeds the WAN MTU: the kernel, given it untouched,
+/// sends the LAN host the ICMP error it needs (time exceeded, fragmentation needed). A packet
+/// the kernel would fragment instead (DF clear) would leave with the private source, so it is
+/// dropped.
+#[inline(always)]
+fn too_far_or_too_big(pkt: &Packet) -> (Verdict, u32) {
+    if pkt.ttl() <= 1 || pkt.dont_fragment() {
+        (Verdict::PassedToKernel, xdp_action::XDP_PASS)
+    } else {
+        (Verdict::Dropped, xdp_action::XDP_DROP)
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

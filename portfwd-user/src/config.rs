@@ -1,0 +1,311 @@
+//! The daemon's configuration: a TOML file and command-line flags, merged and validated before
+//! anything is loaded or bound.
+//!
+//! ```toml
+//! wan = "eth0"          # interface facing the internet
+//! lan = "eth1"          # interface facing the LAN hosts
+//! xdp_mode = "auto"     # auto | native | skb
+//!
+//! [[share]]
+//! name = "web"
+//! proto = "tcp"
+//! external_port = 8080
+//! internal = "10.0.0.10:80"
+//! # remote = "198.51.100.7"  # only this remote host may use the share
+//! # enabled = false          # keep the share, but do not forward it
+//! ```
+//!
+//! Flags win over the file; `--share` flags add to the file's shares. On SIGHUP the daemon
+//! reads the file again and reconciles its shares (the interfaces stay as they are).
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    net::{Ipv4Addr, SocketAddrV4},
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use crate::share::{Proto, ShareId, ShareSpec};
+
+/// How the XDP programs are attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic mode where the driver refuses.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode: works on any interface, slower.
+    Skb,
+}
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    wan: Option<String>,
+    lan: Option<String>,
+    xdp_mode: Option<XdpMode>,
+    share: Vec<FileShare>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileShare {
+    name: Option<String>,
+    proto: Proto,
+    external_port: u16,
+    internal: SocketAddrV4,
+    remote: Option<Ipv4Addr>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+}
+
+const fn enabled_by_default() -> bool {
+    true
+}
+
+/// Command-line values the config merges with the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub wan: Option<String>,
+    pub lan: Option<String>,
+    pub xdp_mode: Option<XdpMode>,
+    pub shares: Vec<ShareSpec>,
+    pub file: Option<PathBuf>,
+}
+
+/// The validated configuration the daemon runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub wan: String,
+    pub lan: String,
+    pub xdp_mode: XdpMode,
+    /// Static shares, in the order given (file first, then flags).
+    pub shares: Vec<ShareSpec>,
+    pub file: Option<PathBuf>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("no {0} interface: pass --{0} or set `{0}` in the config file")]
+    MissingInterface(&'static str),
+    #[error("--wan and --lan are both {0}: they must be different interfaces")]
+    SameInterface(String),
+    #[error("share {0}: port 0 is not a valid port")]
+    PortZero(String),
+    #[error("share {0} is given twice")]
+    Duplicate(ShareId),
+}
+
+impl Config {
+    /// Reads the file (if any) and merges `overrides` over it.
+    pub fn load(overrides: Overrides) -> Result<Self, ConfigError> {
+        let file = match &overrides.file {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut shares = file_shares(file.share)?;
+        shares.extend(overrides.shares);
+        let wan = overrides
+            .wan
+            .or(file.wan)
+            .ok_or(ConfigError::MissingInterface("wan"))?;
+        let lan = overrides
+            .lan
+            .or(file.lan)
+            .ok_or(ConfigError::MissingInterface("lan"))?;
+        if wan == lan {
+            return Err(ConfigError::SameInterface(wan));
+        }
+        check_unique(&shares)?;
+        Ok(Self {
+            wan,
+            lan,
+            xdp_mode: overrides.xdp_mode.or(file.xdp_mode).unwrap_or_default(),
+            shares,
+            file: overrides.file,
+        })
+    }
+
+    /// The shares as they are now in the config file, plus the `--share` flags: what SIGHUP
+    /// reconciles to.
+    pub fn reload_shares(&self, flag_shares: &[ShareSpec]) -> Result<Vec<ShareSpec>, ConfigError> {
+        let mut shares = match &self.file {
+            Some(path) => file_shares(read_file(path)?.share)?,
+            None => Vec::new(),
+        };
+        shares.extend_from_slice(flag_shares);
+        check_unique(&shares)?;
+        Ok(shares)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    })
+}
+
+fn parse(text: &str) -> Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| e.message().to_owned() + &location(text, e.span()))
+}
+
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    span.map_or_else(String::new, |span| {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        format!(" (line {line})")
+    })
+}
+
+fn file_shares(shares: Vec<FileShare>) -> Result<Vec<ShareSpec>, ConfigError> {
+    shares
+        .into_iter()
+        .map(|s| {
+            let spec = ShareSpec {
+                id: ShareId {
+                    proto: s.proto,
+                    ext_port: s.external_port,
+                    remote: s.remote,
+                },
+                internal: s.internal,
+                name: s.name,
+                enabled: s.enabled,
+            };
+            if spec.id.ext_port == 0 || spec.internal.port() == 0 {
+                return Err(ConfigError::PortZero(spec.to_string()));
+            }
+            Ok(spec)
+        })
+        .collect()
+}
+
+fn check_unique(shares: &[ShareSpec]) -> Result<(), ConfigError> {
+    let mut seen = BTreeSet::new();
+    for share in shares {
+        if !seen.insert(share.id) {
+            return Err(ConfigError::Duplicate(share.id));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file() {
+        let file = parse(
+            r#"
+            wan = "eth0"
+            lan = "eth1"
+            xdp_mode = "skb"
+
+            [[share]]
+            name = "web"
+            proto = "tcp"
+            external_port = 8080
+            internal = "10.0.0.10:80"
+
+            [[share]]
+            proto = "udp"
+            external_port = 27015
+            internal = "10.0.0.11:27015"
+            remote = "198.51.100.7"
+            enabled = false
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(file.wan.as_deref(), Some("eth0"));
+        assert_eq!(file.xdp_mode, Some(XdpMode::Skb));
+        let shares = file_shares(file.share).expect("shares");
+        assert_eq!(shares.len(), 2);
+        assert_eq!(shares[0].name.as_deref(), Some("web"));
+        assert!(shares[0].enabled);
+        assert!(!shares[1].enabled);
+        assert_eq!(shares[1].id.remote, Some(Ipv4Addr::new(198, 51, 100, 7)));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = parse("wan = \"eth0\"\nlna = \"eth1\"\n").expect_err("typo");
+        assert!(err.contains("lna") && err.contains("line 2"), "{err}");
+        let err = parse("[[share]]\nproto = \"icmp\"\nexternal_port = 1\ninternal = \"10.0.0.1:1\"\n")
+            .expect_err("proto");
+        assert!(err.contains("icmp"), "{err}");
+        let err = parse("[[share]]\nproto = \"tcp\"\nexternal_port = 70000\ninternal = \"10.0.0.1:1\"\n")
+            .expect_err("port");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn port_zero_in_the_file_is_refused() {
+        let file = parse("[[share]]\nproto = \"tcp\"\nexternal_port = 0\ninternal = \"10.0.0.1:1\"\n")
+            .expect("parses");
+        assert!(matches!(
+            file_shares(file.share),
+            Err(ConfigError::PortZero(_))
+        ));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_duplicates_are_refused() {
+        let dir = std::env::temp_dir().join(format!("portfwd-config-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("portfwd.toml");
+        fs::write(
+            &path,
+            "wan = \"a\"\nlan = \"b\"\n[[share]]\nproto = \"tcp\"\nexternal_port = 80\ninternal = \"10.0.0.2:80\"\n",
+        )
+        .expect("write");
+        let config = Config::load(Overrides {
+            wan: Some("wan0".into()),
+            file: Some(path.clone()),
+            shares: vec!["udp:80=10.0.0.2:80".parse().expect("spec")],
+            ..Overrides::default()
+        })
+        .expect("config");
+        assert_eq!((config.wan.as_str(), config.lan.as_str()), ("wan0", "b"));
+        assert_eq!(config.shares.len(), 2);
+        let dup = Config::load(Overrides {
+            file: Some(path),
+            shares: vec!["tcp:80=10.0.0.3:80".parse().expect("spec")],
+            ..Overrides::default()
+        });
+        assert!(matches!(dup, Err(ConfigError::Duplicate(_))), "{dup:?}");
+        fs::remove_dir_all(dir).expect("cleanup");
+    }
+
+    #[test]
+    fn interfaces_are_required_and_distinct() {
+        let missing = Config::load(Overrides {
+            lan: Some("b".into()),
+            ..Overrides::default()
+        });
+        assert!(matches!(missing, Err(ConfigError::MissingInterface("wan"))));
+        let same = Config::load(Overrides {
+            wan: Some("a".into()),
+            lan: Some("a".into()),
+            ..Overrides::default()
+        });
+        assert!(matches!(same, Err(ConfigError::SameInterface(_))));
+    }
+}

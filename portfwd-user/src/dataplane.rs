@@ -1,0 +1,581 @@
+//! The XDP programs and their maps, behind the [`KernelMaps`] seam.
+//!
+//! [`Dataplane`] loads the embedded object, takes its maps out once into typed handles and
+//! attaches the programs. [`Reconciler`] diffs the share table's desired state against what it
+//! last applied and writes only the differences, in an order that keeps every packet's view
+//! consistent: reply mappings go in before the inbound share that needs them, and come out
+//! after it. Each kernel hash-map update replaces one element atomically (RCU), so the packet
+//! path never sees a half-written share. [`MemoryMaps`] is the in-memory stand-in for unit
+//! tests of everything above the kernel.
+
+use std::collections::BTreeMap;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode},
+};
+use portfwd_common::{
+    Config, MAP_CONFIG, MAP_FIB_GEN, MAP_REVERSE, MAP_SHARE_STATS, MAP_SHARES, MAP_VERDICTS,
+    PROG_LAN, PROG_WAN, ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget, Verdict,
+    VERDICT_COUNT, verdict_index,
+};
+
+use crate::{config::XdpMode, share::Desired};
+
+/// The XDP object the daemon runs, built by `build.rs` and embedded in the binary.
+#[must_use]
+pub fn portfwd_object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/portfwd"))
+}
+
+/// The lab's helper programs (see `portfwd-ebpf/src/bin/lab.rs`); unused by the daemon, so the
+/// linker leaves it out of the `portfwd` binary.
+#[must_use]
+pub fn lab_object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/portfwd-lab"))
+}
+
+/// A failure talking to the kernel's BPF side.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error(
+        "permission denied loading BPF programs: run as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+    )]
+    Permission(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("this portfwd was built without its XDP programs (AYA_BUILD_SKIP); rebuild without it")]
+    NoObject,
+    #[error("loading the XDP object")]
+    Load(#[source] aya::EbpfError),
+    #[error("the XDP object has no map `{0}`")]
+    MissingMap(&'static str),
+    #[error("the XDP object has no program `{0}`")]
+    MissingProgram(&'static str),
+    #[error("map `{name}` has an unexpected type or layout")]
+    MapType {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("loading program `{name}` into the kernel")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("attaching XDP to {interface} in {mode} mode")]
+    Attach {
+        interface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("updating map `{name}`")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+fn is_permission_error(mut err: &(dyn std::error::Error + 'static)) -> bool {
+    loop {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            // EACCES is the verifier refusing a program, not a missing privilege.
+            if io.raw_os_error() == Some(libc::EPERM) {
+                return true;
+            }
+        }
+        match err.source() {
+            Some(source) => err = source,
+            None => return false,
+        }
+    }
+}
+
+/// What the reconciler and the daemon write to the kernel. The aya implementation is
+/// [`Dataplane`]; [`MemoryMaps`] keeps the same state in memory.
+pub trait KernelMaps {
+    fn put_share(&mut self, key: ShareKey, target: ShareTarget) -> Result<(), DataplaneError>;
+    fn del_share(&mut self, key: &ShareKey) -> Result<(), DataplaneError>;
+    fn put_reverse(&mut self, key: ReverseKey, target: ReverseTarget)
+    -> Result<(), DataplaneError>;
+    fn del_reverse(&mut self, key: &ReverseKey) -> Result<(), DataplaneError>;
+    /// Zeroes a counter slot before a new share uses it.
+    fn reset_stats(&mut self, slot: u32) -> Result<(), DataplaneError>;
+    /// The counters of a slot, summed over CPUs.
+    fn stats(&self, slot: u32) -> Result<ShareStats, DataplaneError>;
+    fn set_config(&mut self, config: Config) -> Result<(), DataplaneError>;
+    /// Invalidates every cached next hop.
+    fn bump_fib_generation(&mut self) -> Result<(), DataplaneError>;
+}
+
+/// Operations one reconciliation applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub upserts: usize,
+    pub deletes: usize,
+}
+
+/// Keeps the kernel maps equal to a desired state, writing only differences.
+#[derive(Debug)]
+pub struct Reconciler<M> {
+    maps: M,
+    applied: Desired,
+}
+
+impl<M: KernelMaps> Reconciler<M> {
+    /// A reconciler for maps that are empty (freshly created).
+    pub fn new(maps: M) -> Self {
+        Self {
+            maps,
+            applied: Desired::default(),
+        }
+    }
+
+    pub fn maps(&self) -> &M {
+        &self.maps
+    }
+
+    pub fn maps_mut(&mut self) -> &mut M {
+        &mut self.maps
+    }
+
+    /// Brings the kernel to `desired`. On error, what was applied so far is remembered, so the
+    /// next call retries only the rest.
+    pub fn apply(&mut self, desired: &Desired) -> Result<Applied, DataplaneError> {
+        let mut done = Applied::default();
+        for (key, target) in &desired.reverse {
+            if self.applied.reverse.get(key) != Some(target) {
+                self.maps.put_reverse(*key, *target)?;
+                self.applied.reverse.insert(*key, *target);
+                done.upserts += 1;
+            }
+        }
+        for (key, target) in &desired.shares {
+            if self.applied.shares.get(key) != Some(target) {
+                self.maps.put_share(*key, *target)?;
+                self.applied.shares.insert(*key, *target);
+                done.upserts += 1;
+            }
+        }
+        let stale: Vec<ShareKey> = (self.applied.shares.keys())
+            .filter(|k| !desired.shares.contains_key(k))
+            .copied()
+            .collect();
+        for key in stale {
+            self.maps.del_share(&key)?;
+            self.applied.shares.remove(&key);
+            done.deletes += 1;
+        }
+        let stale: Vec<ReverseKey> = (self.applied.reverse.keys())
+            .filter(|k| !desired.reverse.contains_key(k))
+            .copied()
+            .collect();
+        for key in stale {
+            self.maps.del_reverse(&key)?;
+            self.applied.reverse.remove(&key);
+            done.deletes += 1;
+        }
+        Ok(done)
+    }
+}
+
+/// The kernel maps kept in memory, for tests of the logic above them.
+#[derive(Debug, Default)]
+pub struct MemoryMaps {
+    pub shares: BTreeMap<ShareKey, ShareTarget>,
+    pub reverse: BTreeMap<ReverseKey, ReverseTarget>,
+    pub stats: BTreeMap<u32, ShareStats>,
+    pub config: Config,
+    pub fib_generation: u32,
+    /// Every write, in order, as `"put share"`, `"del reverse"`, ...
+    pub log: Vec<&'static str>,
+}
+
+impl KernelMaps for MemoryMaps {
+    fn put_share(&mut self, key: ShareKey, target: ShareTarget) -> Result<(), DataplaneError> {
+        self.log.push("put share");
+        self.shares.insert(key, target);
+        Ok(())
+    }
+    fn del_share(&mut self, key: &ShareKey) -> Result<(), DataplaneError> {
+        self.log.push("del share");
+        self.shares.remove(key);
+        Ok(())
+    }
+    fn put_reverse(
+        &mut self,
+        key: ReverseKey,
+        target: ReverseTarget,
+    ) -> Result<(), DataplaneError> {
+        self.log.push("put reverse");
+        self.reverse.insert(key, target);
+        Ok(())
+    }
+    fn del_reverse(&mut self, key: &ReverseKey) -> Result<(), DataplaneError> {
+        self.log.push("del reverse");
+        self.reverse.remove(key);
+        Ok(())
+    }
+    fn reset_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
+        self.stats.remove(&slot);
+        Ok(())
+    }
+    fn stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
+        Ok(self.stats.get(&slot).copied().unwrap_or_default())
+    }
+    fn set_config(&mut self, config: Config) -> Result<(), DataplaneError> {
+        self.config = config;
+        Ok(())
+    }
+    fn bump_fib_generation(&mut self) -> Result<(), DataplaneError> {
+        self.fib_generation = self.fib_generation.wrapping_add(1);
+        Ok(())
+    }
+}
+
+/// The mode an interface's program ended up attached in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    Native,
+    Generic,
+}
+
+impl AttachedMode {
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Generic => "skb",
+        }
+    }
+}
+
+/// The loaded XDP object with its typed maps. Dropping it detaches the programs.
+pub struct Dataplane {
+    shares: HashMap<MapData, ShareKey, ShareTarget>,
+    reverse: HashMap<MapData, ReverseKey, ReverseTarget>,
+    config: Array<MapData, Config>,
+    fib_gen: Array<MapData, u32>,
+    stats: PerCpuArray<MapData, ShareStats>,
+    verdicts: PerCpuArray<MapData, u64>,
+    generation: u32,
+    // Last: the maps above are plain fds and may go in any order; the programs and their
+    // links live in here.
+    ebpf: Ebpf,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(DataplaneError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| DataplaneError::MapType { name, source })
+}
+
+impl Dataplane {
+    /// Loads the embedded object and its two programs into the kernel, unattached.
+    pub fn load() -> Result<Self, DataplaneError> {
+        let object = portfwd_object();
+        if object.is_empty() {
+            return Err(DataplaneError::NoObject);
+        }
+        let mut ebpf = EbpfLoader::new().load(object).map_err(|e| {
+            if is_permission_error(&e) {
+                DataplaneError::Permission(Box::new(e))
+            } else {
+                DataplaneError::Load(e)
+            }
+        })?;
+        for name in [PROG_WAN, PROG_LAN] {
+            let program: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(DataplaneError::MissingProgram(name))?
+                .try_into()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+            program.load().map_err(|source| {
+                if is_permission_error(&source) {
+                    DataplaneError::Permission(Box::new(source))
+                } else {
+                    DataplaneError::Program { name, source }
+                }
+            })?;
+        }
+        Ok(Self {
+            shares: take(&mut ebpf, MAP_SHARES)?,
+            reverse: take(&mut ebpf, MAP_REVERSE)?,
+            config: take(&mut ebpf, MAP_CONFIG)?,
+            fib_gen: take(&mut ebpf, MAP_FIB_GEN)?,
+            stats: take(&mut ebpf, MAP_SHARE_STATS)?,
+            verdicts: take(&mut ebpf, MAP_VERDICTS)?,
+            generation: 0,
+            ebpf,
+        })
+    }
+
+    /// One of the loaded programs ([`PROG_WAN`] or [`PROG_LAN`]), e.g. for `test_run`.
+    pub fn program(&self, name: &'static str) -> Result<&Xdp, DataplaneError> {
+        self.ebpf
+            .program(name)
+            .ok_or(DataplaneError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| DataplaneError::Program { name, source })
+    }
+
+    /// Attaches program `name` to `interface`. `Auto` tries native mode and falls back to
+    /// generic mode where the driver refuses.
+    pub fn attach(
+        &mut self,
+        name: &'static str,
+        interface: &str,
+        ifindex: u32,
+        mode: XdpMode,
+    ) -> Result<AttachedMode, DataplaneError> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DataplaneError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| DataplaneError::Program { name, source })?;
+        let attach = |program: &mut Xdp, mode: AttachedMode| {
+            let flags = match mode {
+                AttachedMode::Native => AyaXdpMode::Driver,
+                AttachedMode::Generic => AyaXdpMode::Skb,
+            };
+            program
+                .attach_to_if_index(ifindex, flags)
+                .map(|_| mode)
+                .map_err(|source| DataplaneError::Attach {
+                    interface: interface.to_owned(),
+                    mode: mode.name(),
+                    source,
+                })
+        };
+        match mode {
+            XdpMode::Native => attach(program, AttachedMode::Native),
+            XdpMode::Skb => attach(program, AttachedMode::Generic),
+            XdpMode::Auto => attach(program, AttachedMode::Native).or_else(|err| {
+                tracing::warn!(
+                    "native XDP refused on {interface} ({}); falling back to generic (skb) mode",
+                    crate::error_chain(&err)
+                );
+                attach(program, AttachedMode::Generic)
+            }),
+        }
+    }
+
+    /// The verdict counters of one direction ([`portfwd_common::DIR_WAN`] or `DIR_LAN`),
+    /// summed over CPUs, in [`Verdict::ALL`] order.
+    pub fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
+        let mut out = [0; VERDICT_COUNT as usize];
+        for (slot, verdict) in out.iter_mut().zip(Verdict::ALL) {
+            let values = self
+                .verdicts
+                .get(&verdict_index(dir, verdict), 0)
+                .map_err(|source| DataplaneError::Map {
+                    name: MAP_VERDICTS,
+                    source,
+                })?;
+            *slot = values.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+impl KernelMaps for Dataplane {
+    fn put_share(&mut self, key: ShareKey, target: ShareTarget) -> Result<(), DataplaneError> {
+        self.shares
+            .insert(key, target, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: MAP_SHARES,
+                source,
+            })
+    }
+    fn del_share(&mut self, key: &ShareKey) -> Result<(), DataplaneError> {
+        self.shares.remove(key).map_err(|source| DataplaneError::Map {
+            name: MAP_SHARES,
+            source,
+        })
+    }
+    fn put_reverse(
+        &mut self,
+        key: ReverseKey,
+        target: ReverseTarget,
+    ) -> Result<(), DataplaneError> {
+        self.reverse
+            .insert(key, target, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: MAP_REVERSE,
+                source,
+            })
+    }
+    fn del_reverse(&mut self, key: &ReverseKey) -> Result<(), DataplaneError> {
+        self.reverse
+            .remove(key)
+            .map_err(|source| DataplaneError::Map {
+                name: MAP_REVERSE,
+                source,
+            })
+    }
+    fn reset_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
+        let err = |source| DataplaneError::Map {
+            name: MAP_SHARE_STATS,
+            source,
+        };
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, io_error)| err(aya::maps::MapError::from(io_error)))?;
+        let zero = PerCpuValues::try_from(vec![ShareStats::default(); cpus]).map_err(|e| {
+            err(aya::maps::MapError::from(e))
+        })?;
+        self.stats.set(slot, zero, 0).map_err(err)
+    }
+    fn stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
+        let values = self
+            .stats
+            .get(&slot, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: MAP_SHARE_STATS,
+                source,
+            })?;
+        Ok(values.iter().fold(ShareStats::default(), |a, s| ShareStats {
+            packets_in: a.packets_in + s.packets_in,
+            bytes_in: a.bytes_in + s.bytes_in,
+            packets_out: a.packets_out + s.packets_out,
+            bytes_out: a.bytes_out + s.bytes_out,
+        }))
+    }
+    fn set_config(&mut self, config: Config) -> Result<(), DataplaneError> {
+        self.config
+            .set(0, config, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: MAP_CONFIG,
+                source,
+            })
+    }
+    fn bump_fib_generation(&mut self) -> Result<(), DataplaneError> {
+        // Never 0 after the first bump, so zeroed cache entries can never look current.
+        self.generation = self.generation.wrapping_add(1).max(1);
+        self.fib_gen
+            .set(0, self.generation, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: MAP_FIB_GEN,
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::share::{LanSubnet, ShareTable};
+
+    fn table(specs: &[&str]) -> ShareTable {
+        let mut t = ShareTable::new(vec![LanSubnet {
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            prefix_len: 24,
+        }]);
+        for s in specs {
+            t.add(s.parse().expect("spec")).expect("add");
+        }
+        t
+    }
+
+    #[test]
+    fn reconcile_writes_only_differences_in_a_safe_order() {
+        let mut r = Reconciler::new(MemoryMaps::default());
+        let first = table(&["tcp:8080=10.0.0.10:80", "udp:53=10.0.0.11:53"]);
+        assert_eq!(
+            r.apply(&first.desired()).expect("apply"),
+            Applied {
+                upserts: 4,
+                deletes: 0
+            }
+        );
+        assert_eq!(
+            r.maps().log,
+            ["put reverse", "put reverse", "put share", "put share"],
+            "reply mappings go in before the shares that need them"
+        );
+        assert_eq!(r.apply(&first.desired()).expect("again"), Applied::default());
+
+        r.maps_mut().log.clear();
+        let mut second = first.clone();
+        let gone: crate::share::ShareSpec = "tcp:8080=10.0.0.10:80".parse().expect("spec");
+        second.remove(&gone.id).expect("present");
+        assert_eq!(
+            r.apply(&second.desired()).expect("shrink"),
+            Applied {
+                upserts: 0,
+                deletes: 2
+            }
+        );
+        assert_eq!(r.maps().log, ["del share", "del reverse"]);
+        assert_eq!(r.maps().shares, second.desired().shares);
+        assert_eq!(r.maps().reverse, second.desired().reverse);
+    }
+
+    /// Maps that fail the n-th write, to check that a failed reconciliation is retried.
+    struct Flaky {
+        inner: MemoryMaps,
+        fail_at: usize,
+        writes: usize,
+    }
+
+    impl Flaky {
+        fn step(&mut self) -> Result<(), DataplaneError> {
+            self.writes += 1;
+            if self.writes == self.fail_at {
+                return Err(DataplaneError::MissingMap("flaky"));
+            }
+            Ok(())
+        }
+    }
+
+    impl KernelMaps for Flaky {
+        fn put_share(&mut self, k: ShareKey, v: ShareTarget) -> Result<(), DataplaneError> {
+            self.step()?;
+            self.inner.put_share(k, v)
+        }
+        fn del_share(&mut self, k: &ShareKey) -> Result<(), DataplaneError> {
+            self.step()?;
+            self.inner.del_share(k)
+        }
+        fn put_reverse(&mut self, k: ReverseKey, v: ReverseTarget) -> Result<(), DataplaneError> {
+            self.step()?;
+            self.inner.put_reverse(k, v)
+        }
+        fn del_reverse(&mut self, k: &ReverseKey) -> Result<(), DataplaneError> {
+            self.step()?;
+            self.inner.del_reverse(k)
+        }
+        fn reset_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
+            self.inner.reset_stats(slot)
+        }
+        fn stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
+            self.inner.stats(slot)
+        }
+        fn set_config(&mut self, c: Config) -> Result<(), DataplaneError> {
+            self.inner.set_config(c)
+        }
+        fn bump_fib_generation(&mut self) -> Result<(), DataplaneError> {
+            self.inner.bump_fib_generation()
+        }
+    }
+
+    #[test]
+    fn a_failed_reconciliation_is_completed_by_the_next() {
+        let mut r = Reconciler::new(Flaky {
+            inner: MemoryMaps::default(),
+            fail_at: 3,
+            writes: 0,
+        });
+        let t = table(&["tcp:1=10.0.0.10:1", "tcp:2=10.0.0.10:2"]);
+        assert!(r.apply(&t.desired()).is_err());
+        let retry = r.apply(&t.desired()).expect("retry");
+        assert_eq!(retry.upserts, 2, "only what failed and what followed");
+        assert_eq!(r.maps().inner.shares, t.desired().shares);
+    }
+}

@@ -1,0 +1,29 @@
+//! portfwd: port sharing for Linux edge boxes, in XDP.
+//!
+//! The daemon keeps one share table ([`table`]) and reconciles it into the kernel maps of the
+//! XDP programs ([`dataplane`]); [`daemon`] wires it to the interfaces, signals and rtnetlink.
+
+pub mod config;
+pub mod daemon;
+pub mod dataplane;
+pub mod netinfo;
+pub mod netlink;
+pub mod share;
+pub mod table;
+
+/// An error and its causes as one line: `a: b: c`.
+#[must_use]
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // `#[error(transparent)]` layers repeat their source's message.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

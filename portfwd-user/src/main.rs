@@ -1,0 +1,87 @@
+//! The `portfwd` command.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use portfwd::{
+    config::{Config, Overrides, XdpMode},
+    share::ShareSpec,
+};
+
+/// Port sharing for Linux edge boxes, forwarded in XDP.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attach to the WAN and LAN interfaces and forward the shared ports.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Interface facing the internet.
+    #[arg(long, value_name = "IF")]
+    wan: Option<String>,
+    /// Interface facing the LAN hosts.
+    #[arg(long, value_name = "IF")]
+    lan: Option<String>,
+    /// A port share, PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80); repeatable.
+    #[arg(long = "share", value_name = "SHARE")]
+    shares: Vec<ShareSpec>,
+    /// TOML config file (interfaces, XDP mode, shares); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// How to attach the XDP programs.
+    #[arg(long, value_enum, value_name = "MODE")]
+    xdp_mode: Option<XdpMode>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let flag_shares = args.shares.clone();
+    let config = match Config::load(Overrides {
+        wan: args.wan,
+        lan: args.lan,
+        xdp_mode: args.xdp_mode,
+        shares: args.shares,
+        file: args.config,
+    }) {
+        Ok(config) => config,
+        Err(err) => return fail(&err),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&err),
+    };
+    match runtime.block_on(portfwd::daemon::run(config, flag_shares)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn fail(err: &(dyn std::error::Error + 'static)) -> ExitCode {
+    eprintln!("portfwd: {}", portfwd::error_chain(err));
+    ExitCode::FAILURE
+}

@@ -1,0 +1,503 @@
+//! The network-namespace lab: a remote host, the router running portfwd, and a LAN host, joined
+//! by veth pairs. Used by the end-to-end tests, `cargo xtask run` (the demo) and
+//! `cargo xtask bench`. Everything here needs root.
+//!
+//! ```text
+//!  {p}-remote                 {p}-router                        {p}-lan
+//!  eth0 198.51.100.2/24 ── wan 198.51.100.1/24   lan 10.77.0.1/24 ── eth0 10.77.0.10/24
+//!                          (external address)                      (default via 10.77.0.1)
+//! ```
+//!
+//! Namespaces are deleted when the [`Lab`] is dropped; names carry a prefix so that labs of
+//! parallel tests never meet.
+
+use std::{
+    fs,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsRawFd as _,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    Ebpf,
+    programs::{Xdp, XdpMode},
+};
+
+/// The router's WAN address: the external address shares are reached at.
+pub const EXTERNAL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// The remote host's address.
+pub const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+/// The router's LAN address.
+pub const ROUTER_LAN: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+/// The LAN host's address.
+pub const LAN_HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
+
+/// Runs a command to completion; panics with its output if it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates the namespace (replacing a leftover of the same name) with loopback up.
+    pub fn add(name: &str) -> Self {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        sh(&["ip", "netns", "add", name]);
+        let ns = Self {
+            name: name.to_owned(),
+        };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS...`
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "-n", &self.name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// `ip netns exec NAME ARGS...`
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// A command that runs inside the namespace.
+    #[must_use]
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (sockets it opens live there).
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = PathBuf::from("/run/netns").join(&self.name);
+        thread::spawn(move || {
+            enter(&path);
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// Like [`Netns::run`], but returns at once with the thread's handle.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> thread::JoinHandle<T> {
+        let path = PathBuf::from("/run/netns").join(&self.name);
+        thread::spawn(move || {
+            enter(&path);
+            f()
+        })
+    }
+
+    /// The MAC address of `interface` in this namespace.
+    pub fn mac(&self, interface: &str) -> [u8; 6] {
+        let text = self.exec(&["cat", &format!("/sys/class/net/{interface}/address")]);
+        let mut mac = [0u8; 6];
+        for (byte, part) in mac.iter_mut().zip(text.trim().split(':')) {
+            *byte = u8::from_str_radix(part, 16).expect("hex MAC");
+        }
+        mac
+    }
+
+    /// The interface index of `interface` in this namespace.
+    pub fn ifindex(&self, interface: &str) -> u32 {
+        self.exec(&["cat", &format!("/sys/class/net/{interface}/ifindex")])
+            .trim()
+            .parse()
+            .expect("ifindex")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Moves the calling thread into the network namespace at `path`.
+fn enter(path: &std::path::Path) {
+    let file = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    // SAFETY: setns on a valid namespace fd; it only changes this thread's namespace.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {}: {}", path.display(), std::io::Error::last_os_error());
+}
+
+/// The three-namespace lab.
+pub struct Lab {
+    // XDP programs the lab attached itself (the pass programs native mode needs on the hosts'
+    // ends of the veth pairs, the bench's sink); dropped, and so detached, before the
+    // namespaces go.
+    pub attached: Vec<Ebpf>,
+    pub remote: Netns,
+    pub router: Netns,
+    pub lan: Netns,
+}
+
+impl Lab {
+    /// Brings up the lab with namespaces `{prefix}-remote`, `{prefix}-router`, `{prefix}-lan`.
+    /// The router forwards IPv4 in the kernel too (`ip_forward=1`), so that packets portfwd
+    /// hands to the kernel are forwarded as on a real router.
+    pub fn up(prefix: &str) -> Self {
+        let lab = Self {
+            attached: Vec::new(),
+            remote: Netns::add(&format!("{prefix}-remote")),
+            router: Netns::add(&format!("{prefix}-router")),
+            lan: Netns::add(&format!("{prefix}-lan")),
+        };
+        let (r, l) = (&lab.remote.name, &lab.lan.name);
+        lab.router
+            .ip(&["link", "add", "wan", "type", "veth", "peer", "name", "eth0", "netns", r]);
+        lab.router
+            .ip(&["link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", l]);
+        lab.router.ip(&["addr", "add", "198.51.100.1/24", "dev", "wan"]);
+        lab.router.ip(&["addr", "add", "10.77.0.1/24", "dev", "lan"]);
+        lab.remote.ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+        lab.lan.ip(&["addr", "add", "10.77.0.10/24", "dev", "eth0"]);
+        for (ns, dev) in [
+            (&lab.router, "wan"),
+            (&lab.router, "lan"),
+            (&lab.remote, "eth0"),
+            (&lab.lan, "eth0"),
+        ] {
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        lab.lan.ip(&["route", "add", "default", "via", "10.77.0.1"]);
+        lab.router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // Locally generated packets on veth carry partial checksums (CHECKSUM_PARTIAL) that
+        // only the kernel completes; XDP sees them unfinished. Real NICs' peers send complete
+        // ones, so the traffic sources send complete checksums too.
+        for ns in [&lab.remote, &lab.lan] {
+            ns.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
+        }
+        lab
+    }
+
+    /// Makes the router's firewall drop everything the kernel forwards (an nftables forward
+    /// chain with policy drop). Packets portfwd redirects in XDP never reach netfilter, so from
+    /// then on only the XDP path carries traffic between the sides. (Turning `ip_forward` off
+    /// would not do: `bpf_fib_lookup` honours it and refuses too.)
+    pub fn block_kernel_forwarding(&self) {
+        self.router.exec(&[
+            "nft",
+            "add table inet lab; add chain inet lab forward { type filter hook forward priority 0; policy drop; }",
+        ]);
+    }
+
+    /// Undoes [`Lab::block_kernel_forwarding`].
+    pub fn unblock_kernel_forwarding(&self) {
+        self.router.exec(&["nft", "delete table inet lab"]);
+    }
+
+    /// Masquerades LAN traffic leaving through the WAN, as a home router does.
+    pub fn masquerade(&self) {
+        self.router.exec(&[
+            "nft",
+            "add table ip labnat; add chain ip labnat post { type nat hook postrouting priority 100; } ; add rule ip labnat post oifname wan masquerade",
+        ]);
+    }
+
+    /// Attaches `lab_pass` to the hosts' ends of both veth pairs. On veth in native mode, a
+    /// frame redirected into a veth is only delivered when its peer has an XDP program.
+    pub fn attach_host_pass_programs(&mut self) {
+        for ns in [&self.remote, &self.lan] {
+            let ifindex = ns.ifindex("eth0");
+            let ebpf = ns.run(move || {
+                let mut ebpf = load_lab_object();
+                let prog: &mut Xdp = ebpf
+                    .program_mut("lab_pass")
+                    .expect("lab_pass")
+                    .try_into()
+                    .expect("xdp");
+                prog.load().expect("load lab_pass");
+                prog.attach_to_if_index(ifindex, XdpMode::Driver)
+                    .expect("attach lab_pass");
+                ebpf
+            });
+            self.attached.push(ebpf);
+        }
+    }
+
+    /// Makes the router forget the LAN host's MAC address, so the next packet to it needs ARP.
+    pub fn forget_lan_neighbour(&self) {
+        self.router.ip(&["neigh", "flush", "dev", "lan"]);
+    }
+
+    /// Tells the router the LAN host's MAC address, so no ARP is needed.
+    pub fn learn_lan_neighbour(&self) {
+        self.learn_neighbour(&self.lan, "10.77.0.10", "lan");
+    }
+
+    /// Tells the router the remote host's MAC address.
+    pub fn learn_remote_neighbour(&self) {
+        self.learn_neighbour(&self.remote, "198.51.100.2", "wan");
+    }
+
+    fn learn_neighbour(&self, host: &Netns, addr: &str, dev: &str) {
+        let mac = host.mac("eth0").map(|b| format!("{b:02x}")).join(":");
+        self.router.ip(&[
+            "neigh", "replace", addr, "lladdr", &mac, "dev", dev, "nud", "reachable",
+        ]);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.attached.clear();
+    }
+}
+
+/// Loads the lab's helper object (`portfwd-ebpf/src/bin/lab.rs`).
+pub fn load_lab_object() -> Ebpf {
+    let object = portfwd::dataplane::lab_object();
+    assert!(
+        !object.is_empty(),
+        "built with AYA_BUILD_SKIP: the lab programs are missing"
+    );
+    Ebpf::load(object).expect("load the lab object")
+}
+
+/// The `portfwd` binary under test: `$PORTFWD_BIN`, or the one cargo built next to this test.
+pub fn portfwd_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PORTFWD_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/portfwd
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("portfwd"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p portfwd-user) or set PORTFWD_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `portfwd run` inside a namespace; stopped with SIGTERM on drop.
+pub struct Daemon {
+    child: Child,
+    /// What it printed on stderr, collected in the background.
+    log: mpsc::Receiver<String>,
+    pub ready_line: String,
+}
+
+impl Daemon {
+    /// Starts `portfwd run ARGS` in `ns` and waits for its `ready` line.
+    pub fn start(ns: &Netns, args: &[&str]) -> Self {
+        match Self::try_start(ns, args) {
+            Ok(daemon) => daemon,
+            Err(output) => panic!("portfwd did not get ready: {output}"),
+        }
+    }
+
+    /// Starts `portfwd run ARGS` and waits for `ready`; on failure, returns what it printed.
+    pub fn try_start(ns: &Netns, args: &[&str]) -> Result<Self, String> {
+        let bin = portfwd_bin();
+        let mut child = ns
+            .command(bin.to_str().expect("utf-8 path"))
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn portfwd");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (log_tx, log) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if log_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (ready_tx, ready_rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("ready") {
+                    let _ = ready_tx.send(line);
+                }
+            }
+        });
+        let mut daemon = Self {
+            child,
+            log,
+            ready_line: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(line) = ready_rx.recv_timeout(Duration::from_millis(50)) {
+                daemon.ready_line = line;
+                return Ok(daemon);
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                thread::sleep(Duration::from_millis(100));
+                return Err(format!("exited with {status}: {}", daemon.stderr()));
+            }
+        }
+        Err(format!("no ready line within 20 s: {}", daemon.stderr()))
+    }
+
+    /// What the daemon printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.log.try_iter().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // `ip netns exec` execs the program, so the child is portfwd itself.
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status and stderr.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.signal(libc::SIGTERM);
+        let status = wait_timeout(&mut self.child, Duration::from_secs(10));
+        thread::sleep(Duration::from_millis(50));
+        (status, self.stderr())
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().expect("wait after kill");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(libc::SIGTERM);
+            wait_timeout(&mut self.child, Duration::from_secs(10));
+        }
+    }
+}
+
+/// A tiny HTTP server: answers every request on `port` with `body`, until the process ends.
+/// Runs in `ns`. Returns once it listens.
+pub fn serve_http(ns: &Netns, port: u16, body: &'static str) {
+    let (tx, rx) = mpsc::channel();
+    ns.spawn(move || {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind http");
+        tx.send(()).expect("ready");
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let peer = stream.peer_addr().map_or_else(|_| "?".into(), |a| a.to_string());
+            thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = stream.read(&mut buf);
+                let reply = format!("{body} (you are {peer})\n");
+                let _ = write!(
+                    stream,
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            });
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("http server up");
+}
+
+/// A UDP echo server on `port` in `ns`, answering `echo: <datagram>`.
+pub fn serve_udp_echo(ns: &Netns, port: u16) {
+    let (tx, rx) = mpsc::channel();
+    ns.spawn(move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind udp");
+        tx.send(()).expect("ready");
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let mut reply = b"echo: ".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("udp server up");
+}
+
+/// An HTTP GET of `/` from inside `ns`; the body, or the error.
+pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    ns.run(move || {
+        let mut stream =
+            TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        write!(stream, "GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| format!("read: {e}"))?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .ok_or_else(|| format!("not HTTP: {response:?}"))?;
+        Ok(body)
+    })
+}
+
+/// Sends `payload` over UDP from inside `ns` and waits for one reply.
+pub fn udp_exchange(
+    ns: &Netns,
+    addr: SocketAddr,
+    payload: &'static [u8],
+    timeout: Duration,
+) -> Result<(Vec<u8>, SocketAddr), String> {
+    ns.run(move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| e.to_string())?;
+        socket
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        socket.send_to(payload, addr).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 2048];
+        let (n, from) = socket.recv_from(&mut buf).map_err(|e| format!("recv: {e}"))?;
+        Ok((buf[..n].to_vec(), from))
+    })
+}
+
+/// Whether the current process can run the lab (root, or at least CAP_NET_ADMIN and CAP_BPF).
+#[must_use]
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
