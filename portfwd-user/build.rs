@@ -26,6 +26,7 @@ fn main() -> anyhow::Result<()> {
         root_dir: "../portfwd-ebpf",
         ..Default::default()
     };
-    aya_build::build_ebpf([package], aya_build::Toolchain::default())
-        .context("building the XDP programs (portfwd-ebpf); `cargo xtask` installs the toolchain they need")
+    aya_build::build_ebpf([package], aya_build::Toolchain::default()).context(
+        "building the XDP programs (portfwd-ebpf); `cargo xtask` installs the toolchain they need",
+    )
 }

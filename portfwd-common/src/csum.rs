@@ -15,7 +15,10 @@
 pub const fn fold(mut sum: u32) -> u16 {
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    #[expect(clippy::cast_possible_truncation, reason = "folded twice: fits in 16 bits")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "folded twice: fits in 16 bits"
+    )]
     let folded = sum as u16;
     folded
 }
@@ -35,13 +38,7 @@ pub const fn replace32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
     let old_lo = u16::from_be_bytes([old[2], old[3]]);
     let new_hi = u16::from_be_bytes([new[0], new[1]]);
     let new_lo = u16::from_be_bytes([new[2], new[3]]);
-    !fold(
-        !check as u32
-            + !old_hi as u32
-            + !old_lo as u32
-            + new_hi as u32
-            + new_lo as u32,
-    )
+    !fold(!check as u32 + !old_hi as u32 + !old_lo as u32 + new_hi as u32 + new_lo as u32)
 }
 
 /// The UDP checksum after an update: `0` means "no checksum" in UDP over IPv4 (RFC 768), so a
@@ -137,7 +134,11 @@ mod tests {
     #[test]
     fn udp_zero_checksum_rules() {
         assert_eq!(udp_result(false, 0x1234), 0, "no checksum stays none");
-        assert_eq!(udp_result(true, 0), 0xffff, "computed zero is sent as all ones");
+        assert_eq!(
+            udp_result(true, 0),
+            0xffff,
+            "computed zero is sent as all ones"
+        );
         assert_eq!(udp_result(true, 0xabcd), 0xabcd);
     }
 }

@@ -22,6 +22,7 @@
 #![no_main]
 
 use aya_ebpf::{
+    EbpfContext as _,
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
         bpf_fib_lookup as FibLookup, xdp_action,
@@ -30,13 +31,12 @@ use aya_ebpf::{
     macros::{map, xdp},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
-    EbpfContext as _,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 use portfwd_common::{
-    csum, Config, NextHop, NextHopKey, ReverseKey, ReverseTarget, ShareKey, ShareStats,
-    ShareTarget, Verdict, DIR_LAN, DIR_WAN, IPPROTO_TCP, IPPROTO_UDP, MAX_NEXT_HOPS, MAX_SHARES,
-    NO_SLOT, REVERSE_F_REMOTE_SPECIFIC, VERDICT_SLOTS,
+    Config, DIR_LAN, DIR_WAN, IPPROTO_TCP, IPPROTO_UDP, MAX_NEXT_HOPS, MAX_SHARES, NO_SLOT,
+    NextHop, NextHopKey, REVERSE_F_REMOTE_SPECIFIC, ReverseKey, ReverseTarget, ShareKey,
+    ShareStats, ShareTarget, VERDICT_SLOTS, Verdict, csum,
 };
 use portfwd_ebpf::ptr_at;
 
@@ -204,7 +204,11 @@ fn forward(pkt: &Packet, hop: &NextHop) -> u32 {
         (*pkt.eth).dst_addr = hop.dmac;
         (*pkt.eth).src_addr = hop.smac;
         // bpf_redirect returns XDP_REDIRECT, or XDP_ABORTED for invalid flags (we pass none).
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an xdp_action")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "an xdp_action"
+        )]
         let action = bpf_redirect(hop.ifindex, 0) as u32;
         action
     }
@@ -276,7 +280,10 @@ fn fib_params(pkt: &Packet, ingress: u32, src: [u8; 4], dst: [u8; 4], tot_len: u
 /// Resolves the next hop towards `dst` for a packet that arrived on `ingress`.
 #[inline(always)]
 fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
-    #[expect(clippy::cast_possible_truncation, reason = "ifindex is 32-bit in xdp_md")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "ifindex is 32-bit in xdp_md"
+    )]
     let ingress = ctx.ingress_ifindex() as u32;
     let generation = FIB_GEN.get(0).copied().unwrap_or(0);
     let key = NextHopKey {
@@ -294,7 +301,11 @@ fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
     let mut params = fib_params(pkt, ingress, src, dst, 0);
     let size = size_of::<FibLookup>() as i32;
     let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &raw mut params, size, 0) };
-    #[expect(clippy::cast_sign_loss, clippy::cast_possible_truncation, reason = "a small enum")]
+    #[expect(
+        clippy::cast_sign_loss,
+        clippy::cast_possible_truncation,
+        reason = "a small enum"
+    )]
     match ret as u32 {
         BPF_FIB_LKUP_RET_SUCCESS => {}
         BPF_FIB_LKUP_RET_NO_NEIGH => return Hop::no_neighbour(params.ifindex),

@@ -248,18 +248,21 @@ mod tests {
     fn unknown_keys_and_bad_values_are_named() {
         let err = parse("wan = \"eth0\"\nlna = \"eth1\"\n").expect_err("typo");
         assert!(err.contains("lna") && err.contains("line 2"), "{err}");
-        let err = parse("[[share]]\nproto = \"icmp\"\nexternal_port = 1\ninternal = \"10.0.0.1:1\"\n")
-            .expect_err("proto");
+        let err =
+            parse("[[share]]\nproto = \"icmp\"\nexternal_port = 1\ninternal = \"10.0.0.1:1\"\n")
+                .expect_err("proto");
         assert!(err.contains("icmp"), "{err}");
-        let err = parse("[[share]]\nproto = \"tcp\"\nexternal_port = 70000\ninternal = \"10.0.0.1:1\"\n")
-            .expect_err("port");
+        let err =
+            parse("[[share]]\nproto = \"tcp\"\nexternal_port = 70000\ninternal = \"10.0.0.1:1\"\n")
+                .expect_err("port");
         assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
     fn port_zero_in_the_file_is_refused() {
-        let file = parse("[[share]]\nproto = \"tcp\"\nexternal_port = 0\ninternal = \"10.0.0.1:1\"\n")
-            .expect("parses");
+        let file =
+            parse("[[share]]\nproto = \"tcp\"\nexternal_port = 0\ninternal = \"10.0.0.1:1\"\n")
+                .expect("parses");
         assert!(matches!(
             file_shares(file.share),
             Err(ConfigError::PortZero(_))

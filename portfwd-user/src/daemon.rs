@@ -49,10 +49,12 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     // Validate every share before touching the kernel, so bad input costs nothing.
     let mut check = ShareTable::new(lan_subnets.clone());
     for spec in &config.shares {
-        check.add(spec.clone()).map_err(|source| DaemonError::Share {
-            spec: spec.to_string(),
-            source,
-        })?;
+        check
+            .add(spec.clone())
+            .map_err(|source| DaemonError::Share {
+                spec: spec.to_string(),
+                source,
+            })?;
     }
 
     let mut monitor = Monitor::open().map_err(DaemonError::Netlink)?;
@@ -136,7 +138,10 @@ async fn reload(config: &Config, flag_shares: &[ShareSpec], handle: &TableHandle
     let shares = match config.reload_shares(flag_shares) {
         Ok(shares) => shares,
         Err(err) => {
-            tracing::error!("reload refused, shares unchanged: {}", crate::error_chain(&err));
+            tracing::error!(
+                "reload refused, shares unchanged: {}",
+                crate::error_chain(&err)
+            );
             return;
         }
     };
@@ -146,6 +151,9 @@ async fn reload(config: &Config, flag_shares: &[ShareSpec], handle: &TableHandle
             applied.upserts,
             applied.deletes
         ),
-        Err(err) => tracing::error!("reload refused, shares unchanged: {}", crate::error_chain(&err)),
+        Err(err) => tracing::error!(
+            "reload refused, shares unchanged: {}",
+            crate::error_chain(&err)
+        ),
     }
 }

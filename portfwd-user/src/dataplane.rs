@@ -17,8 +17,8 @@ use aya::{
 };
 use portfwd_common::{
     Config, MAP_CONFIG, MAP_FIB_GEN, MAP_REVERSE, MAP_SHARE_STATS, MAP_SHARES, MAP_VERDICTS,
-    PROG_LAN, PROG_WAN, ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget, Verdict,
-    VERDICT_COUNT, verdict_index,
+    PROG_LAN, PROG_WAN, ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget,
+    VERDICT_COUNT, Verdict, verdict_index,
 };
 
 use crate::{config::XdpMode, share::Desired};
@@ -270,7 +270,9 @@ fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
-    let map = ebpf.take_map(name).ok_or(DataplaneError::MissingMap(name))?;
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::MissingMap(name))?;
     T::try_from(map).map_err(|source| DataplaneError::MapType { name, source })
 }
 
@@ -393,10 +395,12 @@ impl KernelMaps for Dataplane {
             })
     }
     fn del_share(&mut self, key: &ShareKey) -> Result<(), DataplaneError> {
-        self.shares.remove(key).map_err(|source| DataplaneError::Map {
-            name: MAP_SHARES,
-            source,
-        })
+        self.shares
+            .remove(key)
+            .map_err(|source| DataplaneError::Map {
+                name: MAP_SHARES,
+                source,
+            })
     }
     fn put_reverse(
         &mut self,
@@ -425,9 +429,8 @@ impl KernelMaps for Dataplane {
         };
         let cpus = aya::util::nr_cpus()
             .map_err(|(_, io_error)| err(aya::maps::MapError::from(io_error)))?;
-        let zero = PerCpuValues::try_from(vec![ShareStats::default(); cpus]).map_err(|e| {
-            err(aya::maps::MapError::from(e))
-        })?;
+        let zero = PerCpuValues::try_from(vec![ShareStats::default(); cpus])
+            .map_err(|e| err(aya::maps::MapError::from(e)))?;
         self.stats.set(slot, zero, 0).map_err(err)
     }
     fn stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
@@ -438,12 +441,14 @@ impl KernelMaps for Dataplane {
                 name: MAP_SHARE_STATS,
                 source,
             })?;
-        Ok(values.iter().fold(ShareStats::default(), |a, s| ShareStats {
-            packets_in: a.packets_in + s.packets_in,
-            bytes_in: a.bytes_in + s.bytes_in,
-            packets_out: a.packets_out + s.packets_out,
-            bytes_out: a.bytes_out + s.bytes_out,
-        }))
+        Ok(values
+            .iter()
+            .fold(ShareStats::default(), |a, s| ShareStats {
+                packets_in: a.packets_in + s.packets_in,
+                bytes_in: a.bytes_in + s.bytes_in,
+                packets_out: a.packets_out + s.packets_out,
+                bytes_out: a.bytes_out + s.bytes_out,
+            }))
     }
     fn set_config(&mut self, config: Config) -> Result<(), DataplaneError> {
         self.config
@@ -499,7 +504,10 @@ mod tests {
             ["put reverse", "put reverse", "put share", "put share"],
             "reply mappings go in before the shares that need them"
         );
-        assert_eq!(r.apply(&first.desired()).expect("again"), Applied::default());
+        assert_eq!(
+            r.apply(&first.desired()).expect("again"),
+            Applied::default()
+        );
 
         r.maps_mut().log.clear();
         let mut second = first.clone();

@@ -54,8 +54,12 @@ pub fn ipv4_subnets(name: &str) -> Result<Vec<LanSubnet>, NetInfoError> {
         // SAFETY: both are sockaddr_in for AF_INET entries.
         let (addr, mask) = unsafe {
             (
-                (*entry.ifa_addr.cast::<libc::sockaddr_in>()).sin_addr.s_addr,
-                (*entry.ifa_netmask.cast::<libc::sockaddr_in>()).sin_addr.s_addr,
+                (*entry.ifa_addr.cast::<libc::sockaddr_in>())
+                    .sin_addr
+                    .s_addr,
+                (*entry.ifa_netmask.cast::<libc::sockaddr_in>())
+                    .sin_addr
+                    .s_addr,
             )
         };
         #[expect(clippy::cast_possible_truncation, reason = "at most 32 ones")]
@@ -82,7 +86,11 @@ mod tests {
     fn loopback_is_found_and_unknown_names_are_errors() {
         assert_eq!(ifindex("lo").expect("lo"), 1);
         let subnets = ipv4_subnets("lo").expect("lo");
-        assert!(subnets.iter().any(|s| s.addr == Ipv4Addr::LOCALHOST && s.prefix_len == 8));
+        assert!(
+            subnets
+                .iter()
+                .any(|s| s.addr == Ipv4Addr::LOCALHOST && s.prefix_len == 8)
+        );
         assert!(matches!(
             ifindex("no-such-if0"),
             Err(NetInfoError::NoSuchInterface(_))

@@ -94,7 +94,10 @@ impl Monitor {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // SAFETY: sockaddr_nl is plain data; all-zero is its unspecified form.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        #[expect(clippy::cast_possible_truncation, reason = "AF_NETLINK fits in sa_family_t")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "AF_NETLINK fits in sa_family_t"
+        )]
         {
             addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
         }

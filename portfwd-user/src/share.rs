@@ -92,7 +92,9 @@ pub struct ShareSpec {
 /// A malformed share specification.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
-    #[error("share `{0}` is not of the form PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80)")]
+    #[error(
+        "share `{0}` is not of the form PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80)"
+    )]
     Form(String),
     #[error("unknown protocol `{0}`: expected tcp or udp")]
     Proto(String),
@@ -160,7 +162,9 @@ pub struct LanSubnet {
 
 impl LanSubnet {
     fn mask(self) -> u32 {
-        u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0)
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix_len))
+            .unwrap_or(0)
     }
 
     /// Whether `host` is a usable host address of this subnet other than the box's own.
@@ -188,7 +192,9 @@ impl fmt::Display for LanSubnet {
 pub enum ShareError {
     #[error("{0} is already shared")]
     Duplicate(ShareId),
-    #[error("{internal} ({proto}) is already shared as {existing}; an internal port is shared once")]
+    #[error(
+        "{internal} ({proto}) is already shared as {existing}; an internal port is shared once"
+    )]
     InternalInUse {
         proto: Proto,
         internal: SocketAddrV4,
@@ -397,7 +403,10 @@ mod tests {
         let err = |s: &str| s.parse::<ShareSpec>().expect_err(s);
         assert_eq!(err("tcp:0=10.0.0.10:80"), SpecError::Port("0".into()));
         assert_eq!(err("tcp:80=10.0.0.10:0"), SpecError::Port("0".into()));
-        assert_eq!(err("tcp:70000=10.0.0.10:80"), SpecError::Port("70000".into()));
+        assert_eq!(
+            err("tcp:70000=10.0.0.10:80"),
+            SpecError::Port("70000".into())
+        );
         assert_eq!(err("sctp:80=10.0.0.10:80"), SpecError::Proto("sctp".into()));
         assert_eq!(err("tcp:80=10.0.0:80"), SpecError::Addr("10.0.0".into()));
         assert_eq!(err("tcp:80@x=10.0.0.1:80"), SpecError::Addr("x".into()));
@@ -422,7 +431,8 @@ mod tests {
             Err(ShareError::InternalInUse { .. })
         ));
         // Same external port for one remote host, same endpoint: fine.
-        t.add(spec("tcp:8080@198.51.100.9=10.0.0.10:80")).expect("remote");
+        t.add(spec("tcp:8080@198.51.100.9=10.0.0.10:80"))
+            .expect("remote");
         for bad in [
             "tcp:1=192.168.1.5:80",
             "tcp:2=10.0.0.1:80",
@@ -451,7 +461,8 @@ mod tests {
     fn desired_state_has_network_order_keys_and_reverse_entries() {
         let mut t = ShareTable::new(lan());
         let wild = t.add(spec("tcp:8080=10.0.0.10:80")).expect("wild");
-        t.add(spec("tcp:8080@198.51.100.9=10.0.0.10:80")).expect("remote");
+        t.add(spec("tcp:8080@198.51.100.9=10.0.0.10:80"))
+            .expect("remote");
         let mut off = spec("udp:53=10.0.0.12:53");
         off.enabled = false;
         t.add(off).expect("disabled");

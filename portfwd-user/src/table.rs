@@ -296,6 +296,10 @@ mod tests {
         let list = t.list().expect("list");
         assert_eq!(list[0].spec.name.as_deref(), Some("ssh"));
         assert_eq!(list[0].stats.packets_in, 5);
-        assert_eq!(list[1].stats, ShareStats::default(), "new share, fresh counters");
+        assert_eq!(
+            list[1].stats,
+            ShareStats::default(),
+            "new share, fresh counters"
+        );
     }
 }

@@ -146,7 +146,13 @@ fn enter(path: &std::path::Path) {
     let file = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     // SAFETY: setns on a valid namespace fd; it only changes this thread's namespace.
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {}: {}", path.display(), std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "setns {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 /// The three-namespace lab.
@@ -172,13 +178,18 @@ impl Lab {
             lan: Netns::add(&format!("{prefix}-lan")),
         };
         let (r, l) = (&lab.remote.name, &lab.lan.name);
+        lab.router.ip(&[
+            "link", "add", "wan", "type", "veth", "peer", "name", "eth0", "netns", r,
+        ]);
+        lab.router.ip(&[
+            "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", l,
+        ]);
         lab.router
-            .ip(&["link", "add", "wan", "type", "veth", "peer", "name", "eth0", "netns", r]);
+            .ip(&["addr", "add", "198.51.100.1/24", "dev", "wan"]);
         lab.router
-            .ip(&["link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", l]);
-        lab.router.ip(&["addr", "add", "198.51.100.1/24", "dev", "wan"]);
-        lab.router.ip(&["addr", "add", "10.77.0.1/24", "dev", "lan"]);
-        lab.remote.ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+            .ip(&["addr", "add", "10.77.0.1/24", "dev", "lan"]);
+        lab.remote
+            .ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
         lab.lan.ip(&["addr", "add", "10.77.0.10/24", "dev", "eth0"]);
         for (ns, dev) in [
             (&lab.router, "wan"),
@@ -262,7 +273,15 @@ impl Lab {
     fn learn_neighbour(&self, host: &Netns, addr: &str, dev: &str) {
         let mac = host.mac("eth0").map(|b| format!("{b:02x}")).join(":");
         self.router.ip(&[
-            "neigh", "replace", addr, "lladdr", &mac, "dev", dev, "nud", "reachable",
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            &mac,
+            "dev",
+            dev,
+            "nud",
+            "reachable",
         ]);
     }
 }
@@ -422,21 +441,36 @@ pub fn serve_http(ns: &Netns, port: u16, body: &'static str) {
         tx.send(()).expect("ready");
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let peer = stream.peer_addr().map_or_else(|_| "?".into(), |a| a.to_string());
+            let peer = stream
+                .peer_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string());
             thread::spawn(move || {
-                let mut buf = [0u8; 2048];
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = stream.read(&mut buf);
+                // Read the whole request: closing with unread data makes the kernel send RST.
+                read_request(&mut stream);
                 let reply = format!("{body} (you are {peer})\n");
-                let _ = write!(
-                    stream,
+                let response = format!(
                     "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
                     reply.len()
                 );
+                let _ = stream.write_all(response.as_bytes());
             });
         }
     });
-    rx.recv_timeout(Duration::from_secs(5)).expect("http server up");
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("http server up");
+}
+
+/// Reads an HTTP request up to the blank line that ends its header.
+pub fn read_request(stream: &mut TcpStream) {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 /// A UDP echo server on `port` in `ns`, answering `echo: <datagram>`.
@@ -452,7 +486,8 @@ pub fn serve_udp_echo(ns: &Netns, port: u16) {
             let _ = socket.send_to(&reply, from);
         }
     });
-    rx.recv_timeout(Duration::from_secs(5)).expect("udp server up");
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("udp server up");
 }
 
 /// An HTTP GET of `/` from inside `ns`; the body, or the error.
@@ -463,7 +498,10 @@ pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<Strin
         stream
             .set_read_timeout(Some(timeout))
             .map_err(|e| e.to_string())?;
-        write!(stream, "GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+        let request = format!("GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("write: {e}"))?;
         let mut response = String::new();
         stream
             .read_to_string(&mut response)
@@ -490,7 +528,9 @@ pub fn udp_exchange(
             .map_err(|e| e.to_string())?;
         socket.send_to(payload, addr).map_err(|e| e.to_string())?;
         let mut buf = [0u8; 2048];
-        let (n, from) = socket.recv_from(&mut buf).map_err(|e| format!("recv: {e}"))?;
+        let (n, from) = socket
+            .recv_from(&mut buf)
+            .map_err(|e| format!("recv: {e}"))?;
         Ok((buf[..n].to_vec(), from))
     })
 }

@@ -69,7 +69,11 @@ pub fn lab_redirect(ctx: XdpContext) -> u32 {
     let mut macs = [0u8; 12];
     macs.copy_from_slice(&target[4..16]);
     unsafe { *eth = macs };
-    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an xdp_action")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "an xdp_action"
+    )]
     let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
     action
 }
