@@ -8,6 +8,25 @@
 
 pub mod csum;
 
+#[cfg(test)]
+mod tests {
+    use super::{NEXT_HOP_SLOTS, NextHopKey, next_hop_slot};
+
+    #[test]
+    fn next_hop_slots_are_in_range_and_spread() {
+        let mut used = [false; NEXT_HOP_SLOTS as usize];
+        for host in 0..1024u32 {
+            let key = NextHopKey {
+                dst_addr: u32::from_be_bytes([10, 0, (host >> 8) as u8, host as u8]).to_be(),
+                ingress_ifindex: 3,
+            };
+            used[next_hop_slot(&key) as usize] = true;
+        }
+        // 1024 consecutive hosts should land in well over half as many distinct slots.
+        assert!(used.iter().filter(|u| **u).count() > 800);
+    }
+}
+
 /// Map of port shares: [`ShareKey`] → [`ShareTarget`].
 pub const MAP_SHARES: &str = "SHARES";
 /// Reverse index for replies: [`ReverseKey`] → [`ReverseTarget`].
@@ -16,8 +35,14 @@ pub const MAP_REVERSE: &str = "REVERSE";
 pub const MAP_CONFIG: &str = "CONFIG";
 /// One-element array holding the next-hop cache generation (`u32`).
 pub const MAP_FIB_GEN: &str = "FIB_GEN";
-/// LRU cache of next hops: [`NextHopKey`] → [`NextHop`].
+/// Per-CPU direct-mapped cache of next hops: [`next_hop_slot`] → [`NextHopEntry`].
 pub const MAP_NEXT_HOPS: &str = "NEXT_HOPS";
+/// Device map the programs redirect through: [`EGRESS_LAN`] and [`EGRESS_WAN`].
+pub const MAP_EGRESS: &str = "EGRESS";
+/// [`MAP_EGRESS`] index of the LAN interface.
+pub const EGRESS_LAN: u32 = 0;
+/// [`MAP_EGRESS`] index of the WAN interface.
+pub const EGRESS_WAN: u32 = 1;
 /// Per-CPU array of [`ShareStats`], indexed by [`ShareTarget::slot`].
 pub const MAP_SHARE_STATS: &str = "SHARE_STATS";
 /// Per-CPU array of `u64` verdict counters, indexed by [`verdict_index`].
@@ -30,8 +55,8 @@ pub const PROG_LAN: &str = "portfwd_lan";
 
 /// Capacity of the share maps, and the number of per-share counter slots.
 pub const MAX_SHARES: u32 = 65_536;
-/// Capacity of the next-hop cache (destinations, per ingress interface).
-pub const MAX_NEXT_HOPS: u32 = 16_384;
+/// Slots of the next-hop cache (a power of two).
+pub const NEXT_HOP_SLOTS: u32 = 4096;
 
 /// IP protocol numbers the data plane rewrites.
 pub const IPPROTO_TCP: u8 = 6;
@@ -106,6 +131,11 @@ pub struct ReverseTarget {
 }
 const _: () = assert!(size_of::<ReverseTarget>() == 12);
 
+/// Set in [`Config::flags`] while at least one share is tied to a remote host: only then does
+/// the WAN program look up the exact remote before the wildcard (one hash lookup saved per
+/// packet otherwise).
+pub const CONFIG_F_REMOTE_SPECIFIC: u32 = 1;
+
 /// Data-plane settings, element 0 of [`MAP_CONFIG`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,8 +145,12 @@ pub struct Config {
     pub ext_addr: u32,
     /// Interface index of the WAN interface; replies are only rewritten when they leave there.
     pub wan_ifindex: u32,
+    /// Interface index of the LAN interface.
+    pub lan_ifindex: u32,
+    /// `CONFIG_F_*` bits.
+    pub flags: u32,
 }
-const _: () = assert!(size_of::<Config>() == 8);
+const _: () = assert!(size_of::<Config>() == 16);
 
 /// Key of the next-hop cache: where a packet arrived and where it is going.
 #[repr(C)]
@@ -130,16 +164,12 @@ pub struct NextHopKey {
 const _: () = assert!(size_of::<NextHopKey>() == 8);
 
 /// A cached `bpf_fib_lookup` result.
-///
-/// Valid only while [`NextHop::generation`] equals the value in [`MAP_FIB_GEN`]: the daemon
-/// bumps that generation on every route, neighbour, address or link change it hears over
-/// rtnetlink, so a stale entry is never used after the kernel's view changed.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NextHop {
     /// Egress interface index.
     pub ifindex: u32,
-    /// [`MAP_FIB_GEN`] value the entry was resolved under.
+    /// [`MAP_FIB_GEN`] value the entry was resolved under (see [`NextHopEntry`]).
     pub generation: u32,
     /// Route MTU towards the destination (bytes of IP packet).
     pub mtu: u16,
@@ -150,6 +180,30 @@ pub struct NextHop {
     pub _pad: [u8; 2],
 }
 const _: () = assert!(size_of::<NextHop>() == 24);
+
+/// One slot of the next-hop cache.
+///
+/// The cache is a per-CPU array indexed by a hash of the key (direct-mapped): the kernel
+/// inlines array lookups, where a hash-map lookup is a function call and a hash, and each CPU
+/// writes only its own slots, so no reader ever sees a slot half written. A slot holds one
+/// destination; a colliding one replaces it. An entry is valid only while its generation
+/// equals the value in [`MAP_FIB_GEN`]: the daemon bumps that on every route, neighbour,
+/// address or link change it hears over rtnetlink, so a stale next hop is never used after the
+/// kernel's view changed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHopEntry {
+    pub key: NextHopKey,
+    pub hop: NextHop,
+}
+const _: () = assert!(size_of::<NextHopEntry>() == 32);
+
+/// The cache slot of a key (Fibonacci hashing of both fields).
+#[must_use]
+pub const fn next_hop_slot(key: &NextHopKey) -> u32 {
+    let mixed = key.dst_addr ^ key.ingress_ifindex.wrapping_mul(0x9e37_79b9);
+    mixed.wrapping_mul(0x9e37_79b1) >> (32 - NEXT_HOP_SLOTS.trailing_zeros())
+}
 
 /// Per-share counters; the map is per-CPU, userspace sums the CPUs.
 #[repr(C)]
@@ -225,7 +279,8 @@ pub const fn verdict_index(dir: u32, verdict: Verdict) -> u32 {
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        Config, NextHop, NextHopKey, ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget,
+        Config, NextHop, NextHopEntry, NextHopKey, ReverseKey, ReverseTarget, ShareKey, ShareStats,
+        ShareTarget,
     };
 
     // SAFETY: all of these are #[repr(C)], Copy, made only of integers and byte arrays, and
@@ -238,5 +293,6 @@ mod pod {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for NextHopKey {}
     unsafe impl aya::Pod for NextHop {}
+    unsafe impl aya::Pod for NextHopEntry {}
     unsafe impl aya::Pod for ShareStats {}
 }

@@ -29,14 +29,15 @@ use aya_ebpf::{
     },
     helpers::{bpf_fib_lookup, bpf_redirect},
     macros::{map, xdp},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMap, HashMap, PerCpuArray},
     programs::XdpContext,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 use portfwd_common::{
-    Config, DIR_LAN, DIR_WAN, IPPROTO_TCP, IPPROTO_UDP, MAX_NEXT_HOPS, MAX_SHARES, NO_SLOT,
-    NextHop, NextHopKey, REVERSE_F_REMOTE_SPECIFIC, ReverseKey, ReverseTarget, ShareKey,
-    ShareStats, ShareTarget, VERDICT_SLOTS, Verdict, csum,
+    CONFIG_F_REMOTE_SPECIFIC, Config, DIR_LAN, DIR_WAN, EGRESS_LAN, EGRESS_WAN, IPPROTO_TCP,
+    IPPROTO_UDP, MAX_SHARES, NEXT_HOP_SLOTS, NO_SLOT, NextHop, NextHopEntry, NextHopKey,
+    REVERSE_F_REMOTE_SPECIFIC, ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget,
+    VERDICT_SLOTS, Verdict, csum, next_hop_slot,
 };
 use portfwd_ebpf::ptr_at;
 
@@ -49,7 +50,11 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map]
 static FIB_GEN: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
-static NEXT_HOPS: LruHashMap<NextHopKey, NextHop> = LruHashMap::with_max_entries(MAX_NEXT_HOPS, 0);
+static NEXT_HOPS: PerCpuArray<NextHopEntry> = PerCpuArray::with_max_entries(NEXT_HOP_SLOTS, 0);
+/// The two interfaces, for `bpf_redirect_map`: the map holds the devices, where
+/// `bpf_redirect(ifindex)` looks the device up by index on every packet.
+#[map]
+static EGRESS: DevMap = DevMap::with_max_entries(2, 0);
 #[map]
 static SHARE_STATS: PerCpuArray<ShareStats> = PerCpuArray::with_max_entries(MAX_SHARES, 0);
 #[map]
@@ -193,9 +198,10 @@ fn rewrite(pkt: &Packet, end: End, addr: [u8; 4], port: [u8; 2]) {
     }
 }
 
-/// Decrements the TTL, sets the link-layer addresses of the next hop and redirects.
+/// Decrements the TTL, sets the link-layer addresses of the next hop and redirects; the
+/// verdict is `Forwarded`, or `Aborted` if the redirect could not be set up.
 #[inline(always)]
-fn forward(pkt: &Packet, hop: &NextHop) -> u32 {
+fn forward(pkt: &Packet, hop: &NextHop, config: &Config) -> (Verdict, u32) {
     unsafe {
         let ttl = (*pkt.ip).ttl;
         let check = u16::from_be_bytes((*pkt.ip).check);
@@ -203,14 +209,26 @@ fn forward(pkt: &Packet, hop: &NextHop) -> u32 {
         (*pkt.ip).ttl = ttl - 1;
         (*pkt.eth).dst_addr = hop.dmac;
         (*pkt.eth).src_addr = hop.smac;
-        // bpf_redirect returns XDP_REDIRECT, or XDP_ABORTED for invalid flags (we pass none).
+    }
+    // A failed device-map lookup returns the flags' low bits: XDP_ABORTED.
+    let action = if hop.ifindex == config.lan_ifindex {
+        EGRESS.redirect(EGRESS_LAN, 0).unwrap_or_else(|a| a)
+    } else if hop.ifindex == config.wan_ifindex {
+        EGRESS.redirect(EGRESS_WAN, 0).unwrap_or_else(|a| a)
+    } else {
+        // A route through a third interface: rare, so the slower helper is fine.
         #[expect(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
             reason = "an xdp_action"
         )]
-        let action = bpf_redirect(hop.ifindex, 0) as u32;
+        let action = unsafe { bpf_redirect(hop.ifindex, 0) } as u32;
         action
+    };
+    if action == xdp_action::XDP_REDIRECT {
+        (Verdict::Forwarded, action)
+    } else {
+        (Verdict::Aborted, action)
     }
 }
 
@@ -290,10 +308,13 @@ fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
         dst_addr: u32::from_ne_bytes(dst),
         ingress_ifindex: ingress,
     };
-    if let Some(hop) = unsafe { NEXT_HOPS.get(&key) } {
-        if hop.generation == generation {
-            return Hop::ready(*hop);
-        }
+    let Some(slot) = NEXT_HOPS.get_ptr_mut(next_hop_slot(&key)) else {
+        return Hop::NONE;
+    };
+    // This CPU's own slot: no other writer.
+    let cached = unsafe { &mut *slot };
+    if cached.key == key && cached.hop.generation == generation {
+        return Hop::ready(cached.hop);
     }
 
     // tot_len 0 skips the kernel's MTU check: we want the route and the neighbour here, and
@@ -330,8 +351,7 @@ fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
         smac: params.smac,
         _pad: [0; 2],
     };
-    // A full LRU evicts; failure to cache only costs a lookup next time.
-    let _ = NEXT_HOPS.insert(&key, &hop, 0);
+    *cached = NextHopEntry { key, hop };
     Hop::ready(hop)
 }
 
@@ -379,20 +399,19 @@ fn wan(ctx: &XdpContext) -> (Verdict, u32) {
         return UNTOUCHED;
     }
     let mut key = ShareKey {
-        remote_addr: u32::from_ne_bytes(pkt.src_addr()),
+        remote_addr: 0,
         ext_port: u16::from_ne_bytes(pkt.dst_port()),
         proto: pkt.proto,
         _pad: 0,
     };
-    let share = match unsafe { SHARES.get(&key) } {
-        Some(share) => *share,
-        None => {
-            key.remote_addr = 0;
-            match unsafe { SHARES.get(&key) } {
-                Some(share) => *share,
-                None => return UNTOUCHED,
-            }
-        }
+    let mut share = None;
+    if config.flags & CONFIG_F_REMOTE_SPECIFIC != 0 {
+        key.remote_addr = u32::from_ne_bytes(pkt.src_addr());
+        share = unsafe { SHARES.get(&key) }.copied();
+        key.remote_addr = 0;
+    }
+    let Some(share) = share.or_else(|| unsafe { SHARES.get(&key) }.copied()) else {
+        return UNTOUCHED;
     };
 
     let int_addr = share.int_addr.to_ne_bytes();
@@ -404,7 +423,7 @@ fn wan(ctx: &XdpContext) -> (Verdict, u32) {
     rewrite(&pkt, End::Dst, int_addr, share.int_port.to_ne_bytes());
     count_share(share.slot, true, pkt.tot_len);
     if hop.kind == HopKind::Ready && pkt.tot_len <= hop.next.mtu {
-        (Verdict::Forwarded, forward(&pkt, &hop.next))
+        forward(&pkt, &hop.next, config)
     } else {
         // The kernel forwards the rewritten packet: it resolves the neighbour, sends ICMP time
         // exceeded or fragmentation needed, or applies the route's verdict.
@@ -464,7 +483,7 @@ fn lan(ctx: &XdpContext) -> (Verdict, u32) {
     }
     rewrite(&pkt, End::Src, ext_addr, reverse.ext_port.to_ne_bytes());
     count_share(slot, false, pkt.tot_len);
-    (Verdict::Forwarded, forward(&pkt, &hop.next))
+    forward(&pkt, &hop.next, config)
 }
 
 /// The counter slot of the share a reply belongs to, or [`NO_SLOT`].

@@ -62,7 +62,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     let wan_mode = dataplane.attach(PROG_WAN, &config.wan, wan_index, config.xdp_mode)?;
     let lan_mode = dataplane.attach(PROG_LAN, &config.lan, lan_index, config.xdp_mode)?;
 
-    let (handle, task) = table::spawn(Table::new(lan_subnets, dataplane, wan_index));
+    let (handle, task) = table::spawn(Table::new(lan_subnets, dataplane, wan_index, lan_index));
     handle.forwarding_changed().await?;
     let external = netinfo::external_addr(&config.wan)?;
     handle.set_external(external).await?;

@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, DevMap, HashMap, MapData, PerCpuArray, PerCpuValues},
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode},
 };
 use portfwd_common::{
-    Config, MAP_CONFIG, MAP_FIB_GEN, MAP_REVERSE, MAP_SHARE_STATS, MAP_SHARES, MAP_VERDICTS,
-    PROG_LAN, PROG_WAN, ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget,
-    VERDICT_COUNT, Verdict, verdict_index,
+    Config, EGRESS_LAN, EGRESS_WAN, MAP_CONFIG, MAP_EGRESS, MAP_FIB_GEN, MAP_REVERSE,
+    MAP_SHARE_STATS, MAP_SHARES, MAP_VERDICTS, PROG_LAN, PROG_WAN, ReverseKey, ReverseTarget,
+    ShareKey, ShareStats, ShareTarget, VERDICT_COUNT, Verdict, verdict_index,
 };
 
 use crate::{config::XdpMode, share::Desired};
@@ -69,6 +69,12 @@ pub enum DataplaneError {
         mode: &'static str,
         #[source]
         source: ProgramError,
+    },
+    #[error("putting interface {ifindex} into the device map")]
+    Egress {
+        ifindex: u32,
+        #[source]
+        source: aya::maps::xdp::XdpMapError,
     },
     #[error("updating map `{name}`")]
     Map {
@@ -258,6 +264,9 @@ pub struct Dataplane {
     reverse: HashMap<MapData, ReverseKey, ReverseTarget>,
     config: Array<MapData, Config>,
     fib_gen: Array<MapData, u32>,
+    egress: DevMap<MapData>,
+    /// The interfaces `egress` holds, as last written.
+    egress_ifindexes: (u32, u32),
     stats: PerCpuArray<MapData, ShareStats>,
     verdicts: PerCpuArray<MapData, u64>,
     generation: u32,
@@ -309,6 +318,8 @@ impl Dataplane {
             reverse: take(&mut ebpf, MAP_REVERSE)?,
             config: take(&mut ebpf, MAP_CONFIG)?,
             fib_gen: take(&mut ebpf, MAP_FIB_GEN)?,
+            egress: take(&mut ebpf, MAP_EGRESS)?,
+            egress_ifindexes: (0, 0),
             stats: take(&mut ebpf, MAP_SHARE_STATS)?,
             verdicts: take(&mut ebpf, MAP_VERDICTS)?,
             generation: 0,
@@ -451,6 +462,28 @@ impl KernelMaps for Dataplane {
             }))
     }
     fn set_config(&mut self, config: Config) -> Result<(), DataplaneError> {
+        // The device map first: the programs redirect through it as soon as the config names
+        // the interfaces.
+        let ifindexes = (config.lan_ifindex, config.wan_ifindex);
+        if ifindexes != self.egress_ifindexes {
+            for (index, ifindex) in [(EGRESS_LAN, ifindexes.0), (EGRESS_WAN, ifindexes.1)] {
+                self.egress
+                    .set(index, ifindex, None, 0)
+                    .map_err(|source| DataplaneError::Egress { ifindex, source })?;
+            }
+            self.egress_ifindexes = ifindexes;
+        }
+        // The device map first: the programs redirect through it as soon as the config names
+        // the interfaces.
+        let ifindexes = (config.lan_ifindex, config.wan_ifindex);
+        if ifindexes != self.egress_ifindexes {
+            for (index, ifindex) in [(EGRESS_LAN, ifindexes.0), (EGRESS_WAN, ifindexes.1)] {
+                self.egress
+                    .set(index, ifindex, None, 0)
+                    .map_err(|source| DataplaneError::Egress { ifindex, source })?;
+            }
+            self.egress_ifindexes = ifindexes;
+        }
         self.config
             .set(0, config, 0)
             .map_err(|source| DataplaneError::Map {

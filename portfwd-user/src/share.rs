@@ -225,6 +225,9 @@ pub struct Desired {
 #[derive(Clone, Debug)]
 pub struct ShareTable {
     shares: BTreeMap<ShareId, Share>,
+    /// Per internal endpoint: its external port and how many shares use it (several only when
+    /// they differ by remote host), so the once-per-endpoint rule is checked without a scan.
+    endpoints: BTreeMap<(Proto, SocketAddrV4), (u16, usize)>,
     free_slots: BTreeSet<u32>,
     next_slot: u32,
     lan: Vec<LanSubnet>,
@@ -236,6 +239,7 @@ impl ShareTable {
     pub fn new(lan: Vec<LanSubnet>) -> Self {
         Self {
             shares: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
             free_slots: BTreeSet::new(),
             next_slot: 0,
             lan,
@@ -276,16 +280,19 @@ impl ShareTable {
                 },
             });
         }
-        if let Some(other) = self.shares.values().find(|s| {
-            s.spec.id.proto == spec.id.proto
-                && s.spec.internal == spec.internal
-                && s.spec.id.ext_port != spec.id.ext_port
-        }) {
-            return Err(ShareError::InternalInUse {
-                proto: spec.id.proto,
-                internal: spec.internal,
-                existing: other.spec.id,
-            });
+        if let Some(&(ext_port, _)) = self.endpoints.get(&(spec.id.proto, spec.internal)) {
+            if ext_port != spec.id.ext_port {
+                let existing = self
+                    .shares
+                    .values()
+                    .find(|s| s.spec.id.proto == spec.id.proto && s.spec.internal == spec.internal)
+                    .map_or(spec.id, |s| s.spec.id);
+                return Err(ShareError::InternalInUse {
+                    proto: spec.id.proto,
+                    internal: spec.internal,
+                    existing,
+                });
+            }
         }
         if self.free_slots.is_empty() && self.next_slot >= MAX_SHARES {
             return Err(ShareError::Full { max: MAX_SHARES });
@@ -302,6 +309,10 @@ impl ShareTable {
             self.next_slot += 1;
             self.next_slot - 1
         };
+        self.endpoints
+            .entry((spec.id.proto, spec.internal))
+            .or_insert((spec.id.ext_port, 0))
+            .1 += 1;
         self.shares.insert(spec.id, Share { spec, slot });
         Ok(slot)
     }
@@ -323,6 +334,13 @@ impl ShareTable {
     pub fn remove(&mut self, id: &ShareId) -> Option<Share> {
         let share = self.shares.remove(id)?;
         self.free_slots.insert(share.slot);
+        let endpoint = (share.spec.id.proto, share.spec.internal);
+        if let Some((_, users)) = self.endpoints.get_mut(&endpoint) {
+            *users -= 1;
+            if *users == 0 {
+                self.endpoints.remove(&endpoint);
+            }
+        }
         Some(share)
     }
 
@@ -445,6 +463,35 @@ mod tests {
             );
         }
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn an_endpoint_is_free_again_once_all_its_shares_are_gone() {
+        let mut t = ShareTable::new(lan());
+        t.add(spec("tcp:8080=10.0.0.10:80")).expect("wild");
+        t.add(spec("tcp:8080@198.51.100.9=10.0.0.10:80"))
+            .expect("remote");
+        t.remove(&spec("tcp:8080=10.0.0.10:80").id);
+        assert!(
+            t.add(spec("tcp:9090=10.0.0.10:80")).is_err(),
+            "still used by one share"
+        );
+        t.remove(&spec("tcp:8080@198.51.100.9=10.0.0.10:80").id);
+        t.add(spec("tcp:9090=10.0.0.10:80")).expect("free now");
+    }
+
+    #[test]
+    fn a_full_table_is_refused_and_checks_stay_fast() {
+        let mut t = ShareTable::new(lan());
+        for port in 1..=u16::MAX {
+            t.add(spec(&format!("tcp:{port}=10.0.0.10:{port}")))
+                .expect("fits");
+        }
+        t.add(spec("udp:1=10.0.0.10:1")).expect("the 65536th");
+        assert_eq!(
+            t.add(spec("udp:2=10.0.0.10:2")),
+            Err(ShareError::Full { max: MAX_SHARES })
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 
-use portfwd_common::ShareStats;
+use portfwd_common::{CONFIG_F_REMOTE_SPECIFIC, ShareStats};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -46,15 +46,17 @@ pub struct Table<M> {
 }
 
 impl<M: KernelMaps> Table<M> {
-    /// A table for a box whose LAN has `lan` subnets and whose WAN is `wan_ifindex`, writing
-    /// to freshly created (empty) maps.
-    pub fn new(lan: Vec<LanSubnet>, maps: M, wan_ifindex: u32) -> Self {
+    /// A table for a box whose LAN interface has `lan` subnets, with interface indexes
+    /// `wan_ifindex` and `lan_ifindex`, writing to freshly created (empty) maps.
+    pub fn new(lan: Vec<LanSubnet>, maps: M, wan_ifindex: u32, lan_ifindex: u32) -> Self {
         Self {
             shares: ShareTable::new(lan),
             reconciler: Reconciler::new(maps),
             kernel_config: portfwd_common::Config {
                 ext_addr: 0,
                 wan_ifindex,
+                lan_ifindex,
+                flags: 0,
             },
         }
     }
@@ -95,7 +97,31 @@ impl<M: KernelMaps> Table<M> {
             self.reconciler.maps_mut().reset_stats(slot)?;
         }
         self.shares = next;
-        Ok(self.reconciler.apply(&self.shares.desired())?)
+        self.sync()
+    }
+
+    /// Reconciles the kernel with the table. The WAN program only looks up remote-specific
+    /// shares while the config flag says there are some: the flag goes on before such a share
+    /// is inserted and off after the last one is gone.
+    fn sync(&mut self) -> Result<Applied, TableError> {
+        let desired = self.shares.desired();
+        let remote_specific = desired.shares.keys().any(|k| k.remote_addr != 0);
+        if remote_specific {
+            self.set_flags(self.kernel_config.flags | CONFIG_F_REMOTE_SPECIFIC)?;
+        }
+        let applied = self.reconciler.apply(&desired)?;
+        if !remote_specific {
+            self.set_flags(self.kernel_config.flags & !CONFIG_F_REMOTE_SPECIFIC)?;
+        }
+        Ok(applied)
+    }
+
+    fn set_flags(&mut self, flags: u32) -> Result<(), TableError> {
+        if flags != self.kernel_config.flags {
+            self.kernel_config.flags = flags;
+            self.reconciler.maps_mut().set_config(self.kernel_config)?;
+        }
+        Ok(())
     }
 
     /// Sets the external address the WAN program matches (`None`: the WAN has none, nothing
@@ -223,6 +249,7 @@ mod tests {
             }],
             MemoryMaps::default(),
             7,
+            8,
         )
     }
 
@@ -251,6 +278,23 @@ mod tests {
             u32::from_be_bytes([198, 51, 100, 1]).to_be()
         );
         assert_eq!(table.external(), Some(Ipv4Addr::new(198, 51, 100, 1)));
+    }
+
+    #[test]
+    fn the_remote_specific_flag_follows_the_shares() {
+        let mut t = new_table();
+        t.replace_static(specs(&["tcp:1=10.0.0.10:1"]))
+            .expect("wildcard");
+        assert_eq!(t.maps().config.flags, 0);
+        t.replace_static(specs(&[
+            "tcp:1=10.0.0.10:1",
+            "tcp:1@198.51.100.7=10.0.0.10:1",
+        ]))
+        .expect("remote");
+        assert_eq!(t.maps().config.flags, CONFIG_F_REMOTE_SPECIFIC);
+        t.replace_static(specs(&["tcp:1=10.0.0.10:1"]))
+            .expect("back");
+        assert_eq!(t.maps().config.flags, 0);
     }
 
     #[test]

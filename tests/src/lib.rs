@@ -114,6 +114,11 @@ impl Netns {
         })
     }
 
+    /// Moves the calling thread into this namespace for good.
+    pub fn enter(&self) {
+        enter(&PathBuf::from("/run/netns").join(&self.name));
+    }
+
     /// The MAC address of `interface` in this namespace.
     pub fn mac(&self, interface: &str) -> [u8; 6] {
         let text = self.exec(&["cat", &format!("/sys/class/net/{interface}/address")]);

@@ -1,1 +1,228 @@
-fn main() {}
+//! `cargo xtask`: build, run, lab, test, lint and bench helpers for portfwd.
+//!
+//! Every command first makes sure the machine has what it needs (the nightly toolchain's
+//! `rust-src`, LLVM's development packages and `bpf-linker` for the XDP programs; `iproute2`,
+//! `ethtool`, `nftables` and friends for the lab), installs what is missing with rustup, apt and
+//! cargo, and says so.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "portfwd's build, run, lab, test and bench helpers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing, then build everything (release).
+    Build,
+    /// With no arguments: the demo lab with a sample share. With `-- ARGS`: `portfwd run ARGS`.
+    Run {
+        /// Arguments for `portfwd run`, after `--`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// The whole test suite: unit tests, XDP packet tests and the end-to-end tests (root).
+    Test,
+    /// rustfmt and clippy (-D warnings) on the userspace and eBPF crates.
+    Lint,
+    /// Bring the netns lab up (until Ctrl-C) or clean up a leftover one.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+    /// Packets per second through portfwd, nftables DNAT and a bare XDP redirect, side by side,
+    /// and nanoseconds per packet of the WAN program under test_run.
+    Bench {
+        /// Packets per measurement.
+        #[arg(long, default_value_t = 8_000_000)]
+        packets: u32,
+        /// Append the results to BENCHMARKS.md.
+        #[arg(long)]
+        record: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Create the lab and keep it (and the pass programs native mode needs) until Ctrl-C.
+    Up,
+    /// Delete the lab's namespaces.
+    Down,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Build => {
+            setup::toolchain().and_then(|()| cargo(&["build", "--release", "-p", "portfwd-user"]))
+        }
+        Cmd::Run { args } => run(&args),
+        Cmd::Test => test(),
+        Cmd::Lint => lint(),
+        Cmd::Lab {
+            action: LabAction::Up,
+        } => lab_driver(&["up"]),
+        Cmd::Lab {
+            action: LabAction::Down,
+        } => lab_driver(&["down"]),
+        Cmd::Bench { packets, record } => {
+            let packets = packets.to_string();
+            let mut args = vec!["bench", "--packets", &packets];
+            if record {
+                args.push("--record");
+            }
+            lab_driver(&args)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+/// Runs cargo (the toolchain xtask was started with) in the workspace root.
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Whether xtask runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "{what} needs root (network namespaces, XDP, BPF maps): run it as root, e.g. `sudo -E cargo xtask ...`"
+        );
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    require_root("cargo xtask test")?;
+    setup::toolchain()?;
+    setup::lab_tools()?;
+    // The end-to-end tests run the real binary; build it first so they test this tree.
+    cargo(&["build", "-p", "portfwd-user", "--bins"])?;
+    let bin = root().join("target/debug/portfwd");
+    // SAFETY (of the environment): set before any thread exists; the tests read it.
+    unsafe { std::env::set_var("PORTFWD_BIN", &bin) };
+    cargo(&["test", "--workspace", "--no-fail-fast"])
+}
+
+fn lint() -> Result<()> {
+    setup::toolchain()?;
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    // The eBPF crate: nightly, its own target, core built from source.
+    let status = Command::new("rustup")
+        .args(["run", "nightly", "cargo", "clippy", "-p", "portfwd-ebpf"])
+        .args([
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ])
+        .args(["--", "-D", "warnings"])
+        .current_dir(root())
+        .env_remove("RUSTC")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .status()
+        .context("running clippy on portfwd-ebpf")?;
+    if !status.success() {
+        bail!("clippy on portfwd-ebpf failed ({status})");
+    }
+    Ok(())
+}
+
+/// Builds the release binaries and runs `portfwd-lab ARGS` (the lab, demo and bench driver in
+/// the tests crate). xtask ignores Ctrl-C meanwhile: the driver catches it and tears its lab down.
+fn lab_driver(args: &[&str]) -> Result<()> {
+    require_root(&format!("cargo xtask {}", args[0]))?;
+    setup::toolchain()?;
+    setup::lab_tools()?;
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "portfwd-user",
+        "-p",
+        "portfwd-tests",
+        "--bins",
+    ])?;
+    let driver = root().join("target/release/portfwd-lab");
+    // SAFETY: SIG_IGN needs no handler; the driver installs its own on start.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+    let status = Command::new(&driver)
+        .args(args)
+        .env("PORTFWD_BIN", root().join("target/release/portfwd"))
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running {}", driver.display()))?;
+    if !status.success() {
+        bail!("portfwd-lab {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn run(args: &[String]) -> Result<()> {
+    if args.is_empty() {
+        setup::ensure_commands(&[("curl", "curl")], "the demo's suggested commands")?;
+        return lab_driver(&["demo"]);
+    }
+    setup::toolchain()?;
+    cargo(&["build", "--release", "-p", "portfwd-user"])?;
+    let bin = root().join("target/release/portfwd");
+    let status = Command::new(&bin)
+        .arg("run")
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !status.success() {
+        bail!("portfwd exited with {status}");
+    }
+    Ok(())
+}

@@ -3,7 +3,8 @@
 //!
 //! * `lab_pass`: passes everything. On veth in native mode a redirected frame is only delivered
 //!   when the receiving peer has an XDP program, so the lab puts this on the hosts' ends.
-//! * `lab_sink`: counts frames and bytes into `SINK` and drops them (the benchmark's receiver).
+//! * `lab_sink`: counts IPv4 frames and bytes into `SINK` and drops them (the benchmark's
+//!   receiver); everything else (ARP) passes, so the host still answers neighbour probes.
 //! * `lab_redirect`: redirects every frame to one interface with fixed MAC addresses: the
 //!   ceiling the benchmark compares portfwd against.
 //! * `lab_gen`: the traffic generator. Run through `BPF_PROG_TEST_RUN` with live frames on the
@@ -47,6 +48,10 @@ pub fn lab_pass(_ctx: XdpContext) -> u32 {
 
 #[xdp]
 pub fn lab_sink(ctx: XdpContext) -> u32 {
+    match ptr_at::<[u8; 2]>(&ctx, 12) {
+        Some(ether_type) if unsafe { *ether_type } == 0x0800u16.to_be_bytes() => {}
+        _ => return xdp_action::XDP_PASS,
+    }
     let len = (ctx.data_end() - ctx.data()) as u64;
     if let Some(frames) = SINK.get_ptr_mut(0) {
         unsafe { *frames += 1 };

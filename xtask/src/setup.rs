@@ -1,0 +1,142 @@
+//! Installing what the build and the lab need on a fresh machine, and saying so.
+//!
+//! The XDP programs need the `nightly` toolchain with `rust-src` (core is built from source for
+//! the bpfel target) and `bpf-linker`, which is built against Debian's LLVM 22 (the LLVM that
+//! rustc 1.97 uses). The lab needs `ip`, `ethtool`, `nft` and `setpriv`.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+
+/// The LLVM whose development packages bpf-linker links against.
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const LLVM_PACKAGES: [&str; 3] = ["llvm-22-dev", "libpolly-22-dev", "libzstd-dev"];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run(what: &str, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    println!("xtask: {what}: {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .status()
+        .with_context(|| format!("{what}: cannot run {program}"))?;
+    if !status.success() {
+        bail!("{what}: `{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Debian packages not installed yet, of `packages`.
+fn missing_packages<'a>(packages: &[&'a str]) -> Vec<&'a str> {
+    packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
+            !out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect()
+}
+
+fn apt_install(packages: &[&str], why: &str) -> Result<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    if !crate::is_root() {
+        bail!(
+            "{why} needs the Debian packages {}: install them (apt-get install {}) or run as root",
+            packages.join(", "),
+            packages.join(" ")
+        );
+    }
+    println!("xtask: installing {} ({why})", packages.join(", "));
+    run("apt package lists", "apt-get", &["update", "-qq"], &[])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend_from_slice(packages);
+    run(
+        "installing packages",
+        "apt-get",
+        &args,
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )
+}
+
+/// Makes sure `commands` exist, installing their Debian packages where they do not.
+pub fn ensure_commands(commands: &[(&str, &str)], why: &str) -> Result<()> {
+    let missing: Vec<&str> = commands
+        .iter()
+        .filter(|(command, _)| !succeeds("sh", &["-c", &format!("command -v {command}")]))
+        .map(|(_, package)| *package)
+        .collect();
+    apt_install(&missing, why)
+}
+
+/// The toolchain for the XDP programs.
+pub fn toolchain() -> Result<()> {
+    if !succeeds("rustup", &["run", "nightly", "rustc", "--version"]) {
+        bail!(
+            "the `nightly` Rust toolchain is missing; the XDP programs need it (rustup toolchain install nightly --component rust-src)"
+        );
+    }
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("listing the nightly toolchain's components")?;
+    if !String::from_utf8_lossy(&installed.stdout).contains("rust-src") {
+        run(
+            "adding rust-src to nightly (core is built from source for the BPF target)",
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+            &[],
+        )?;
+    }
+    if !succeeds("bpf-linker", &["--version"]) {
+        apt_install(
+            &missing_packages(&LLVM_PACKAGES),
+            "bpf-linker is built against LLVM 22",
+        )?;
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        run(
+            "installing bpf-linker (links the XDP programs; takes several minutes)",
+            &cargo,
+            &[
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ],
+            &[("LLVM_PREFIX", LLVM_PREFIX)],
+        )?;
+        if !succeeds("bpf-linker", &["--version"]) {
+            bail!("bpf-linker was installed but is not on PATH: add ~/.cargo/bin to PATH");
+        }
+    }
+    Ok(())
+}
+
+/// The commands the netns lab, its tests and the benchmark use.
+pub fn lab_tools() -> Result<()> {
+    ensure_commands(
+        &[
+            ("ip", "iproute2"),
+            ("ethtool", "ethtool"),
+            ("nft", "nftables"),
+            ("setpriv", "util-linux"),
+        ],
+        "the netns lab",
+    )
+}
