@@ -10,7 +10,7 @@
 //! against a checksum computed from scratch.
 
 /// Folds a 32-bit one's-complement accumulator into 16 bits.
-#[inline(always)]
+#[inline]
 #[must_use]
 pub const fn fold(mut sum: u32) -> u16 {
     sum = (sum & 0xffff) + (sum >> 16);
@@ -24,14 +24,14 @@ pub const fn fold(mut sum: u32) -> u16 {
 }
 
 /// The checksum after one 16-bit word of the covered data changed from `old` to `new`.
-#[inline(always)]
+#[inline]
 #[must_use]
 pub const fn replace16(check: u16, old: u16, new: u16) -> u16 {
     !fold(!check as u32 + !old as u32 + new as u32)
 }
 
 /// The checksum after a 32-bit field (two words, e.g. an IPv4 address) changed.
-#[inline(always)]
+#[inline]
 #[must_use]
 pub const fn replace32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
     let old_hi = u16::from_be_bytes([old[0], old[1]]);
@@ -43,7 +43,7 @@ pub const fn replace32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
 
 /// The UDP checksum after an update: `0` means "no checksum" in UDP over IPv4 (RFC 768), so a
 /// packet that had none keeps none, and a computed `0` is sent as `0xFFFF`.
-#[inline(always)]
+#[inline]
 #[must_use]
 pub const fn udp_result(had_checksum: bool, updated: u16) -> u16 {
     if !had_checksum {
@@ -58,7 +58,7 @@ pub const fn udp_result(had_checksum: bool, updated: u16) -> u16 {
 /// The IPv4 header checksum after the TTL dropped by one.
 ///
 /// TTL is the high byte of the (TTL, protocol) word, so the word drops by `0x0100`.
-#[inline(always)]
+#[inline]
 #[must_use]
 pub const fn ttl_decrement(check: u16, ttl: u8, proto: u8) -> u16 {
     let old = u16::from_be_bytes([ttl, proto]);

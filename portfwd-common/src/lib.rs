@@ -5,6 +5,10 @@
 //! kernel and userspace can never disagree on a layout. Addresses and ports are kept in network
 //! byte order exactly as they sit in the packet, which is what the packet path compares against.
 #![no_std]
+#![expect(
+    clippy::pub_underscore_fields,
+    reason = "explicit padding is public so that both sides can build the structs"
+)]
 
 pub mod csum;
 
@@ -16,8 +20,9 @@ mod tests {
     fn next_hop_slots_are_in_range_and_spread() {
         let mut used = [false; NEXT_HOP_SLOTS as usize];
         for host in 0..1024u32 {
+            let [_, _, hi, lo] = host.to_be_bytes();
             let key = NextHopKey {
-                dst_addr: u32::from_be_bytes([10, 0, (host >> 8) as u8, host as u8]).to_be(),
+                dst_addr: u32::from_be_bytes([10, 0, hi, lo]).to_be(),
                 ingress_ifindex: 3,
             };
             used[next_hop_slot(&key) as usize] = true;
@@ -266,6 +271,7 @@ impl Verdict {
 }
 
 /// Number of [`Verdict`]s.
+#[expect(clippy::cast_possible_truncation, reason = "five verdicts")]
 pub const VERDICT_COUNT: u32 = Verdict::ALL.len() as u32;
 /// Length of [`MAP_VERDICTS`].
 pub const VERDICT_SLOTS: u32 = 2 * VERDICT_COUNT;

@@ -1,5 +1,9 @@
 //! Helpers shared by the XDP programs of this crate.
 #![no_std]
+#![expect(
+    clippy::inline_always,
+    reason = "bounds checks and packet pointers must be inlined into each caller for the verifier"
+)]
 
 use aya_ebpf::programs::XdpContext;
 

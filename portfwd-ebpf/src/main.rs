@@ -19,6 +19,14 @@
 //! kernel already rewritten, so the kernel forwards it, resolves the neighbour or answers with
 //! the right ICMP error, and the first packets of a flow are not lost.
 #![no_std]
+#![expect(
+    clippy::inline_always,
+    reason = "bounds checks and packet pointers must be inlined into each caller for the verifier"
+)]
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "#[xdp] entry points take their context by value"
+)]
 #![no_main]
 
 use aya_ebpf::{
@@ -320,6 +328,11 @@ fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
     // tot_len 0 skips the kernel's MTU check: we want the route and the neighbour here, and
     // the route MTU from the second lookup below.
     let mut params = fib_params(pkt, ingress, src, dst, 0);
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        reason = "a 64-byte struct"
+    )]
     let size = size_of::<FibLookup>() as i32;
     let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &raw mut params, size, 0) };
     #[expect(
@@ -407,10 +420,10 @@ fn wan(ctx: &XdpContext) -> (Verdict, u32) {
     let mut share = None;
     if config.flags & CONFIG_F_REMOTE_SPECIFIC != 0 {
         key.remote_addr = u32::from_ne_bytes(pkt.src_addr());
-        share = unsafe { SHARES.get(&key) }.copied();
+        share = unsafe { SHARES.get(key) }.copied();
         key.remote_addr = 0;
     }
-    let Some(share) = share.or_else(|| unsafe { SHARES.get(&key) }.copied()) else {
+    let Some(share) = share.or_else(|| unsafe { SHARES.get(key) }.copied()) else {
         return UNTOUCHED;
     };
 
@@ -456,7 +469,7 @@ fn lan(ctx: &XdpContext) -> (Verdict, u32) {
         proto: pkt.proto,
         _pad: 0,
     };
-    let Some(reverse) = (unsafe { REVERSE.get(&rkey) }) else {
+    let Some(reverse) = (unsafe { REVERSE.get(rkey) }) else {
         return UNTOUCHED;
     };
     let slot = share_slot_for_reply(&pkt, reverse, &rkey);
@@ -496,7 +509,7 @@ fn share_slot_for_reply(pkt: &Packet, reverse: &ReverseTarget, rkey: &ReverseKey
             proto: pkt.proto,
             _pad: 0,
         };
-        if let Some(share) = unsafe { SHARES.get(&key) } {
+        if let Some(share) = unsafe { SHARES.get(key) } {
             // The same external port may be shared to another host for another remote.
             if share.int_addr == rkey.int_addr && share.int_port == rkey.int_port {
                 return share.slot;

@@ -27,6 +27,10 @@ pub fn ifindex(name: &str) -> Result<u32, NetInfoError> {
 
 /// The IPv4 addresses and prefix lengths of interface `name`, in the kernel's order (the
 /// primary address first).
+#[expect(
+    clippy::cast_ptr_alignment,
+    reason = "sockaddr_in is read with read_unaligned"
+)]
 pub fn ipv4_subnets(name: &str) -> Result<Vec<LanSubnet>, NetInfoError> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list` with a linked list we free below.

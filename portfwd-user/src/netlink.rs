@@ -198,7 +198,7 @@ mod tests {
                 addresses: true
             }
         );
-        assert_eq!(classify(&message(RTM_DELROUTE, 0)).forwarding, true);
+        assert!(classify(&message(RTM_DELROUTE, 0)).forwarding);
         assert_eq!(classify(&message(3, 4)), Changes::default(), "NLMSG_DONE");
         // Truncated, zero-length and oversize headers stop the walk without panicking.
         assert_eq!(classify(&[0xff; 7]), Changes::default());

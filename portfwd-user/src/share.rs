@@ -280,19 +280,19 @@ impl ShareTable {
                 },
             });
         }
-        if let Some(&(ext_port, _)) = self.endpoints.get(&(spec.id.proto, spec.internal)) {
-            if ext_port != spec.id.ext_port {
-                let existing = self
-                    .shares
-                    .values()
-                    .find(|s| s.spec.id.proto == spec.id.proto && s.spec.internal == spec.internal)
-                    .map_or(spec.id, |s| s.spec.id);
-                return Err(ShareError::InternalInUse {
-                    proto: spec.id.proto,
-                    internal: spec.internal,
-                    existing,
-                });
-            }
+        if let Some(&(ext_port, _)) = self.endpoints.get(&(spec.id.proto, spec.internal))
+            && ext_port != spec.id.ext_port
+        {
+            let existing = self
+                .shares
+                .values()
+                .find(|s| s.spec.id.proto == spec.id.proto && s.spec.internal == spec.internal)
+                .map_or(spec.id, |s| s.spec.id);
+            return Err(ShareError::InternalInUse {
+                proto: spec.id.proto,
+                internal: spec.internal,
+                existing,
+            });
         }
         if self.free_slots.is_empty() && self.next_slot >= MAX_SHARES {
             return Err(ShareError::Full { max: MAX_SHARES });

@@ -10,6 +10,10 @@
 //!
 //! Namespaces are deleted when the [`Lab`] is dropped; names carry a prefix so that labs of
 //! parallel tests never meet.
+#![allow(
+    clippy::must_use_candidate,
+    reason = "test support: callers use what they need"
+)]
 
 use std::{
     fs,
@@ -540,7 +544,7 @@ pub fn udp_exchange(
     })
 }
 
-/// Whether the current process can run the lab (root, or at least CAP_NET_ADMIN and CAP_BPF).
+/// Whether the current process can run the lab (root; or at least `CAP_NET_ADMIN` and `CAP_BPF`).
 #[must_use]
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -14,6 +14,14 @@
 //! * `lab_reset`: writes the header from `TEMPLATE` and tail-calls `NEXT[0]`, so a program that
 //!   rewrites the packet can be timed over many `test_run` repetitions of the same frame.
 #![no_std]
+#![expect(
+    clippy::inline_always,
+    reason = "bounds checks and packet pointers must be inlined into each caller for the verifier"
+)]
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "#[xdp] entry points take their context by value"
+)]
 #![no_main]
 
 use aya_ebpf::{

@@ -74,7 +74,7 @@ fn frame(dmac: [u8; 6], smac: [u8; 6], dport: u16) -> [u8; FRAME_LEN] {
     f
 }
 
-/// `struct xdp_md` for `test_run`: data 0, data_end = frame length, the ingress interface.
+/// `struct xdp_md` for `test_run`: `data` 0, `data_end` the frame length, the ingress interface.
 fn xdp_md(ingress_ifindex: u32) -> [u8; 24] {
     let mut md = [0u8; 24];
     md[4..8].copy_from_slice(&u32::try_from(FRAME_LEN).expect("small").to_ne_bytes());
@@ -170,6 +170,24 @@ impl Path {
     }
 }
 
+/// Deletes the DNAT table, then (field order) detaches the pass program.
+struct Nft {
+    router: String,
+    _pass: Ebpf,
+}
+impl Drop for Nft {
+    fn drop(&mut self) {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.router,
+            "nft",
+            "delete table ip bench",
+        ]);
+    }
+}
+
 /// Sets the router up for `path`; dropping the result takes it down again.
 fn set_up(path: Path, lab: &Lab) -> Box<dyn std::any::Any> {
     match path {
@@ -198,23 +216,6 @@ fn set_up(path: Path, lab: &Lab) -> Box<dyn std::any::Any> {
                      add rule ip bench pre iifname wan udp dport {BENCH_PORT} dnat to {LAN_HOST}:{BENCH_PORT}"
                 ),
             ]);
-            /// Deletes the DNAT table, then (field order) detaches the pass program.
-            struct Nft {
-                router: String,
-                _pass: Ebpf,
-            }
-            impl Drop for Nft {
-                fn drop(&mut self) {
-                    sh(&[
-                        "ip",
-                        "netns",
-                        "exec",
-                        &self.router,
-                        "nft",
-                        "delete table ip bench",
-                    ]);
-                }
-            }
             Box::new(Nft {
                 router: lab.router.name.clone(),
                 _pass: pass,
@@ -341,7 +342,6 @@ pub fn run(packets: u32, record: bool) {
 
     let cost = per_packet_cost(&lab);
     println!("{cost}");
-    drop(sink);
     drop(sink_program);
     drop(generator);
     drop(lab);
