@@ -1,0 +1,583 @@
+//! The XDP programs on crafted frames through `BPF_PROG_TEST_RUN`: frames in, frames and
+//! verdicts out. Runs inside the lab's router namespace so that `bpf_fib_lookup` sees real
+//! interfaces, routes and neighbours. Checksums of the output are recomputed from scratch here,
+//! never with the program's incremental arithmetic. Needs root.
+
+use std::{
+    net::Ipv4Addr,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use portfwd::{
+    dataplane::Dataplane,
+    share::{LanSubnet, ShareSpec},
+    table::Table,
+};
+use portfwd_common::{DIR_LAN, DIR_WAN, PROG_LAN, PROG_WAN, Verdict};
+use portfwd_tests::{EXTERNAL, LAN_HOST, Lab, REMOTE, ROUTER_LAN};
+
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+
+/// RFC 1071 checksum from scratch.
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "folded")]
+    let folded = sum as u16;
+    !folded
+}
+
+/// A crafted Ethernet/IPv4 frame.
+#[derive(Clone)]
+struct Packet {
+    dmac: [u8; 6],
+    smac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    ttl: u8,
+    /// IPv4 options (a multiple of 4 bytes).
+    options: Vec<u8>,
+    /// Flags and fragment offset field.
+    frags: u16,
+    payload: Vec<u8>,
+    /// UDP only: send without a checksum (0).
+    udp_no_checksum: bool,
+}
+
+impl Packet {
+    fn new(proto: u8, src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Self {
+        Self {
+            dmac: [2, 0, 0, 0, 0, 1],
+            smac: [2, 0, 0, 0, 0, 2],
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+            ttl: 64,
+            options: Vec::new(),
+            frags: 0x4000,
+            payload: b"portfwd packet test".to_vec(),
+            udp_no_checksum: false,
+        }
+    }
+
+    fn l4(&self) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&self.sport.to_be_bytes());
+        l4.extend_from_slice(&self.dport.to_be_bytes());
+        match self.proto {
+            TCP => {
+                l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff]);
+                l4.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+            }
+            UDP => {
+                let len = u16::try_from(8 + self.payload.len()).expect("small");
+                l4.extend_from_slice(&len.to_be_bytes());
+                l4.extend_from_slice(&[0, 0]);
+            }
+            _ => l4.extend_from_slice(&[8, 0, 0, 0]), // an ICMP echo header, sort of
+        }
+        l4.extend_from_slice(&self.payload);
+        let check_at = match self.proto {
+            TCP => 16,
+            UDP => 6,
+            _ => return l4,
+        };
+        if !(self.proto == UDP && self.udp_no_checksum) {
+            let c = l4_checksum(self.src, self.dst, self.proto, &l4);
+            let c = if self.proto == UDP && c == 0 {
+                0xffff
+            } else {
+                c
+            };
+            l4[check_at..check_at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        l4
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let l4 = self.l4();
+        let ihl = 20 + self.options.len();
+        let mut ip = vec![0u8; ihl];
+        ip[0] = 0x40 | u8::try_from(ihl / 4).expect("ihl");
+        let tot = u16::try_from(ihl + l4.len()).expect("small");
+        ip[2..4].copy_from_slice(&tot.to_be_bytes());
+        ip[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        ip[6..8].copy_from_slice(&self.frags.to_be_bytes());
+        ip[8] = self.ttl;
+        ip[9] = self.proto;
+        ip[12..16].copy_from_slice(&self.src.octets());
+        ip[16..20].copy_from_slice(&self.dst.octets());
+        ip[20..].copy_from_slice(&self.options);
+        let c = checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&self.dmac);
+        frame.extend_from_slice(&self.smac);
+        frame.extend_from_slice(&0x0800u16.to_be_bytes());
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&l4);
+        frame
+    }
+}
+
+/// The TCP/UDP checksum over the pseudo-header and `segment` (whose checksum field is taken as
+/// zero).
+fn l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, segment: &[u8]) -> u16 {
+    let mut data = Vec::new();
+    data.extend_from_slice(&src.octets());
+    data.extend_from_slice(&dst.octets());
+    data.push(0);
+    data.push(proto);
+    data.extend_from_slice(&u16::try_from(segment.len()).expect("small").to_be_bytes());
+    let mut seg = segment.to_vec();
+    let at = if proto == TCP { 16 } else { 6 };
+    seg[at] = 0;
+    seg[at + 1] = 0;
+    data.extend_from_slice(&seg);
+    checksum(&data)
+}
+
+/// What a frame says, with its checksums verified from scratch.
+#[derive(Debug, PartialEq, Eq)]
+struct Parsed {
+    dmac: [u8; 6],
+    smac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    ttl: u8,
+    l4_check: u16,
+}
+
+fn parse_verified(frame: &[u8]) -> Parsed {
+    let ip = &frame[14..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    assert_eq!(checksum(&ip[..ihl]), 0, "IPv4 header checksum is wrong");
+    let (src, dst) = (
+        Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+    );
+    let l4 = &ip[ihl..tot];
+    let proto = ip[9];
+    let at = if proto == TCP { 16 } else { 6 };
+    let l4_check = u16::from_be_bytes([l4[at], l4[at + 1]]);
+    if !(proto == UDP && l4_check == 0) {
+        let expected = l4_checksum(src, dst, proto, l4);
+        let expected = if proto == UDP && expected == 0 {
+            0xffff
+        } else {
+            expected
+        };
+        assert_eq!(l4_check, expected, "L4 checksum is wrong");
+    }
+    let mut dmac = [0; 6];
+    let mut smac = [0; 6];
+    dmac.copy_from_slice(&frame[..6]);
+    smac.copy_from_slice(&frame[6..12]);
+    Parsed {
+        dmac,
+        smac,
+        src,
+        dst,
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        ttl: ip[8],
+        l4_check,
+    }
+}
+
+/// The lab's facts a test needs inside the router namespace.
+#[derive(Clone, Copy)]
+struct Facts {
+    wan: u32,
+    lan: u32,
+    wan_mac: [u8; 6],
+    lan_mac: [u8; 6],
+    lan_host_mac: [u8; 6],
+    remote_mac: [u8; 6],
+}
+
+/// The real data plane and share table, loaded in the router namespace.
+struct Fixture {
+    table: Table<Dataplane>,
+    facts: Facts,
+}
+
+impl Fixture {
+    fn program(&self, name: &'static str) -> &Xdp {
+        self.table.maps().program(name).expect("program")
+    }
+
+    /// Runs `frame` through `name` as if it arrived on `ingress`.
+    fn run(&self, name: &'static str, ingress: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut md = [0u8; 24];
+        md[4..8].copy_from_slice(&u32::try_from(frame.len()).expect("small").to_ne_bytes());
+        md[12..16].copy_from_slice(&ingress.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = self
+            .program(name)
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&md),
+                ..TestRunOptions::new()
+            })
+            .expect("test_run");
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
+    fn wan(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run(PROG_WAN, self.facts.wan, frame)
+    }
+
+    fn lan(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run(PROG_LAN, self.facts.lan, frame)
+    }
+
+    fn verdict(&self, dir: u32, verdict: Verdict) -> u64 {
+        self.table.maps().verdicts(dir).expect("verdicts")[verdict as usize]
+    }
+
+    /// Counters of the share with external port `port`.
+    fn stats(&self, port: u16) -> portfwd_common::ShareStats {
+        self.table
+            .list()
+            .expect("list")
+            .into_iter()
+            .find(|s| s.spec.id.ext_port == port && s.spec.id.remote.is_none())
+            .expect("share")
+            .stats
+    }
+}
+
+/// Brings up a lab, then runs `test` in its router namespace with the data plane loaded and
+/// `shares` installed.
+fn with_shares(shares: &[&str], test: impl FnOnce(&mut Fixture) + Send + 'static) {
+    static N: AtomicU32 = AtomicU32::new(0);
+    assert!(portfwd_tests::is_root(), "the packet tests need root");
+    let prefix = format!(
+        "pk{}{}",
+        std::process::id() % 10_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let lab = Lab::up(&prefix);
+    lab.learn_lan_neighbour();
+    lab.learn_remote_neighbour();
+    let facts = Facts {
+        wan: lab.router.ifindex("wan"),
+        lan: lab.router.ifindex("lan"),
+        wan_mac: lab.router.mac("wan"),
+        lan_mac: lab.router.mac("lan"),
+        lan_host_mac: lab.lan.mac("eth0"),
+        remote_mac: lab.remote.mac("eth0"),
+    };
+    let specs: Vec<ShareSpec> = shares.iter().map(|s| s.parse().expect("spec")).collect();
+    lab.router.run(move || {
+        let subnets = vec![LanSubnet {
+            addr: ROUTER_LAN,
+            prefix_len: 24,
+        }];
+        let mut table = Table::new(
+            subnets,
+            Dataplane::load().expect("load"),
+            facts.wan,
+            facts.lan,
+        );
+        table.forwarding_changed().expect("generation");
+        table.set_external(Some(EXTERNAL)).expect("external");
+        table.replace_static(specs).expect("shares");
+        test(&mut Fixture { table, facts });
+    });
+}
+
+const SHARES: [&str; 2] = ["tcp:8080=10.77.0.10:80", "udp:5300=10.77.0.10:5353"];
+
+#[test]
+fn tcp_is_rewritten_to_the_lan_host_and_redirected() {
+    with_shares(&SHARES, |f| {
+        let input = Packet::new(TCP, REMOTE, 40_000, EXTERNAL, 8080);
+        let (action, out) = f.wan(&input.bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        let p = parse_verified(&out);
+        assert_eq!((p.dst, p.dport), (LAN_HOST, 80));
+        assert_eq!((p.src, p.sport), (REMOTE, 40_000), "source untouched");
+        assert_eq!(p.ttl, 63);
+        assert_eq!(p.dmac, f.facts.lan_host_mac);
+        assert_eq!(p.smac, f.facts.lan_mac);
+        assert_eq!(out.len(), input.bytes().len());
+        assert_eq!(
+            &out[14 + 20 + 20..],
+            input.payload.as_slice(),
+            "payload intact"
+        );
+        let stats = f.stats(8080);
+        assert_eq!(stats.packets_in, 1);
+        assert_eq!(stats.bytes_in, u64::try_from(out.len() - 14).expect("len"));
+        assert_eq!(f.verdict(DIR_WAN, Verdict::Forwarded), 1);
+    });
+}
+
+#[test]
+fn udp_checksums_are_updated_or_left_absent() {
+    with_shares(&SHARES, |f| {
+        let with = Packet::new(UDP, REMOTE, 40_001, EXTERNAL, 5300);
+        let (action, out) = f.wan(&with.bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        let p = parse_verified(&out);
+        assert_eq!((p.dst, p.dport), (LAN_HOST, 5353));
+        assert_ne!(p.l4_check, 0);
+
+        let mut without = with.clone();
+        without.udp_no_checksum = true;
+        let (action, out) = f.wan(&without.bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        let p = parse_verified(&out);
+        assert_eq!(
+            p.l4_check, 0,
+            "a UDP datagram without a checksum keeps none"
+        );
+        assert_eq!((p.dst, p.dport, p.ttl), (LAN_HOST, 5353, 63));
+    });
+}
+
+#[test]
+fn a_udp_checksum_that_computes_to_zero_is_sent_as_all_ones() {
+    with_shares(&SHARES, |f| {
+        // Choose the payload so that the rewritten datagram's checksum computes to 0: with a
+        // zero word the checksum is c; a word equal to c brings the sum to 0xFFFF.
+        let mut rewritten = Packet::new(UDP, REMOTE, 40_002, LAN_HOST, 5353);
+        rewritten.payload = vec![0, 0];
+        rewritten.udp_no_checksum = true;
+        let c = l4_checksum(REMOTE, LAN_HOST, UDP, &rewritten.l4());
+        let mut input = Packet::new(UDP, REMOTE, 40_002, EXTERNAL, 5300);
+        input.payload = c.to_be_bytes().to_vec();
+        let (action, out) = f.wan(&input.bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        let p = parse_verified(&out);
+        assert_eq!(p.l4_check, 0xffff);
+    });
+}
+
+#[test]
+fn a_packet_whose_ttl_runs_out_goes_to_the_kernel_rewritten() {
+    with_shares(&SHARES, |f| {
+        let mut input = Packet::new(TCP, REMOTE, 40_003, EXTERNAL, 8080);
+        input.ttl = 1;
+        let (action, out) = f.wan(&input.bytes());
+        assert_eq!(action, XDP_PASS);
+        let p = parse_verified(&out);
+        assert_eq!(
+            (p.dst, p.dport),
+            (LAN_HOST, 80),
+            "rewritten for the kernel to forward"
+        );
+        assert_eq!(
+            p.ttl, 1,
+            "the kernel decrements it (and answers time exceeded)"
+        );
+        assert_eq!(f.verdict(DIR_WAN, Verdict::PassedToKernel), 1);
+    });
+}
+
+#[test]
+fn a_share_for_one_remote_host_wins_over_the_wildcard() {
+    with_shares(
+        &[
+            "tcp:8080=10.77.0.10:80",
+            "tcp:8080@198.51.100.2=10.77.0.11:80",
+        ],
+        |f| {
+            let (_, out) = f.wan(&Packet::new(TCP, REMOTE, 40_004, EXTERNAL, 8080).bytes());
+            assert_eq!(parse_verified(&out).dst, Ipv4Addr::new(10, 77, 0, 11));
+            let other = Ipv4Addr::new(198, 51, 100, 3);
+            let (_, out) = f.wan(&Packet::new(TCP, other, 40_004, EXTERNAL, 8080).bytes());
+            assert_eq!(parse_verified(&out).dst, LAN_HOST);
+        },
+    );
+}
+
+#[test]
+fn packets_without_a_share_or_not_for_us_pass_untouched() {
+    with_shares(&SHARES, |f| {
+        let cases = [
+            (
+                "no share on the port",
+                Packet::new(TCP, REMOTE, 1, EXTERNAL, 9999),
+            ),
+            (
+                "UDP port shared for TCP only",
+                Packet::new(UDP, REMOTE, 1, EXTERNAL, 8080),
+            ),
+            (
+                "another destination",
+                Packet::new(TCP, REMOTE, 1, Ipv4Addr::new(198, 51, 100, 9), 8080),
+            ),
+            ("ICMP", Packet::new(ICMP, REMOTE, 0, EXTERNAL, 0)),
+        ];
+        for (name, packet) in &cases {
+            let frame = packet.bytes();
+            let (action, out) = f.wan(&frame);
+            assert_eq!((action, &out), (XDP_PASS, &frame), "{name}");
+        }
+        let mut arp = Packet::new(TCP, REMOTE, 1, EXTERNAL, 8080).bytes();
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(f.wan(&arp), (XDP_PASS, arp.clone()), "ARP");
+        assert_eq!(f.verdict(DIR_WAN, Verdict::NotMatched), 5);
+        assert_eq!(f.stats(8080).packets_in, 0);
+    });
+}
+
+#[test]
+fn fragments_pass_untouched() {
+    with_shares(&SHARES, |f| {
+        for frags in [0x2000u16 /* MF */, 0x0010 /* offset */, 0x2010] {
+            let mut p = Packet::new(UDP, REMOTE, 40_005, EXTERNAL, 5300);
+            p.frags = frags;
+            let frame = p.bytes();
+            assert_eq!(f.wan(&frame), (XDP_PASS, frame.clone()), "frags {frags:#x}");
+        }
+    });
+}
+
+#[test]
+fn truncated_and_malformed_packets_are_never_rewritten() {
+    with_shares(&SHARES, |f| {
+        for proto in [TCP, UDP] {
+            let port = if proto == TCP { 8080 } else { 5300 };
+            let full = Packet::new(proto, REMOTE, 40_006, EXTERNAL, port).bytes();
+            // Cut anywhere from the bare Ethernet header to one byte short (the kernel refuses
+            // test input shorter than an Ethernet header; XDP never sees such a frame).
+            for len in 14..full.len() {
+                let frame = &full[..len];
+                let (action, out) = f.wan(frame);
+                assert_eq!((action, out.as_slice()), (XDP_PASS, frame), "cut at {len}");
+            }
+        }
+        let good = Packet::new(TCP, REMOTE, 40_007, EXTERNAL, 8080).bytes();
+        let mutate = |name: &str, change: &dyn Fn(&mut Vec<u8>)| {
+            let mut frame = good.clone();
+            change(&mut frame);
+            assert_eq!(f.wan(&frame), (XDP_PASS, frame.clone()), "{name}");
+        };
+        mutate("IHL 4", &|b| b[14] = 0x44);
+        mutate("version 6 in an IPv4 frame", &|b| b[14] = 0x65);
+        mutate("total length beyond the frame", &|b| {
+            b[16..18].copy_from_slice(&200u16.to_be_bytes())
+        });
+        mutate("total length shorter than the headers", &|b| {
+            b[16..18].copy_from_slice(&30u16.to_be_bytes())
+        });
+        mutate("TCP data offset 4", &|b| b[14 + 20 + 12] = 0x40);
+        let udp = Packet::new(UDP, REMOTE, 40_008, EXTERNAL, 5300).bytes();
+        for (name, len) in [("UDP length 4", 4u16), ("UDP length past the packet", 500)] {
+            let mut frame = udp.clone();
+            frame[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(f.wan(&frame), (XDP_PASS, frame.clone()), "{name}");
+        }
+        assert_eq!(f.stats(8080).packets_in, 0);
+        assert_eq!(f.verdict(DIR_WAN, Verdict::Forwarded), 0);
+    });
+}
+
+#[test]
+fn ip_options_are_skipped_and_kept() {
+    with_shares(&SHARES, |f| {
+        for proto in [TCP, UDP] {
+            let port = if proto == TCP { 8080 } else { 5300 };
+            let mut input = Packet::new(proto, REMOTE, 40_009, EXTERNAL, port);
+            // Eight bytes of options: NOPs and a timestamp-less end of list.
+            input.options = vec![1, 1, 1, 1, 1, 1, 1, 0];
+            let (action, out) = f.wan(&input.bytes());
+            assert_eq!(action, XDP_REDIRECT);
+            let p = parse_verified(&out);
+            assert_eq!((p.dst, p.sport), (LAN_HOST, 40_009));
+            assert_eq!(p.dport, if proto == TCP { 80 } else { 5353 });
+            assert_eq!(&out[34..42], input.options.as_slice(), "options kept");
+        }
+    });
+}
+
+#[test]
+fn replies_are_rewritten_back_to_the_external_address() {
+    with_shares(&SHARES, |f| {
+        let reply = Packet::new(TCP, LAN_HOST, 80, REMOTE, 40_000);
+        let (action, out) = f.lan(&reply.bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        let p = parse_verified(&out);
+        assert_eq!((p.src, p.sport), (EXTERNAL, 8080));
+        assert_eq!((p.dst, p.dport), (REMOTE, 40_000), "destination untouched");
+        assert_eq!(p.ttl, 63);
+        assert_eq!((p.dmac, p.smac), (f.facts.remote_mac, f.facts.wan_mac));
+        let stats = f.stats(8080);
+        assert_eq!((stats.packets_out, stats.packets_in), (1, 0));
+
+        let udp = Packet::new(UDP, LAN_HOST, 5353, REMOTE, 40_001);
+        let (action, out) = f.lan(&udp.bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        let p = parse_verified(&out);
+        assert_eq!((p.src, p.sport), (EXTERNAL, 5300));
+        assert_eq!(f.verdict(DIR_LAN, Verdict::Forwarded), 2);
+    });
+}
+
+#[test]
+fn lan_traffic_that_is_no_reply_to_a_share_passes_untouched() {
+    with_shares(&SHARES, |f| {
+        let cases = [
+            // From the shared endpoint, but to the router itself: not leaving through the WAN.
+            (
+                "to the router",
+                Packet::new(UDP, LAN_HOST, 5353, ROUTER_LAN, 53),
+            ),
+            (
+                "from an unshared port",
+                Packet::new(TCP, LAN_HOST, 22, REMOTE, 40_000),
+            ),
+            (
+                "from another host",
+                Packet::new(TCP, Ipv4Addr::new(10, 77, 0, 12), 80, REMOTE, 1),
+            ),
+            (
+                "shared port, other protocol",
+                Packet::new(UDP, LAN_HOST, 80, REMOTE, 1),
+            ),
+        ];
+        for (name, packet) in &cases {
+            let frame = packet.bytes();
+            assert_eq!(f.lan(&frame), (XDP_PASS, frame.clone()), "{name}");
+        }
+        assert_eq!(f.verdict(DIR_LAN, Verdict::NotMatched), 4);
+    });
+}
+
+#[test]
+fn a_removed_share_stops_matching_at_once() {
+    with_shares(&SHARES, |f| {
+        let tcp = Packet::new(TCP, REMOTE, 40_010, EXTERNAL, 8080).bytes();
+        assert_eq!(f.wan(&tcp).0, XDP_REDIRECT);
+        f.table
+            .replace_static(vec!["udp:5300=10.77.0.10:5353".parse().expect("spec")])
+            .expect("replace");
+        assert_eq!(f.wan(&tcp), (XDP_PASS, tcp.clone()), "tcp:8080 is gone");
+        let udp = Packet::new(UDP, REMOTE, 40_011, EXTERNAL, 5300).bytes();
+        assert_eq!(f.wan(&udp).0, XDP_REDIRECT, "udp:5300 stays");
+    });
+}
