@@ -57,6 +57,8 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
             })?;
     }
 
+    warn_if_not_forwarding(&config.wan);
+    warn_if_not_forwarding(&config.lan);
     let mut monitor = Monitor::open().map_err(DaemonError::Netlink)?;
     let mut dataplane = Dataplane::load()?;
     let wan_mode = dataplane.attach(PROG_WAN, &config.wan, wan_index, config.xdp_mode)?;
@@ -79,6 +81,19 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         tracing::info!("detached from {} and {}", config.wan, config.lan);
     }
     result
+}
+
+/// `bpf_fib_lookup` refuses to route for an interface with IPv4 forwarding off, and the packets
+/// portfwd hands to the kernel need the kernel to forward them: say so rather than forward
+/// nothing in silence. (portfwd does not change the setting itself: that is the router's
+/// configuration.)
+fn warn_if_not_forwarding(interface: &str) {
+    let path = format!("/proc/sys/net/ipv4/conf/{interface}/forwarding");
+    if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
+        tracing::warn!(
+            "IPv4 forwarding is off on {interface} ({path} is 0): nothing will be forwarded; enable it with sysctl net.ipv4.ip_forward=1"
+        );
+    }
 }
 
 fn announce_ready(

@@ -342,3 +342,110 @@ fn bad_input_gets_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// Retries `attempt` for up to three seconds; the last error if it never succeeds.
+fn eventually<T>(mut attempt: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let mut last = String::new();
+    for _ in 0..30 {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(err) => last = err,
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Err(last)
+}
+
+#[test]
+fn the_external_address_is_followed_over_rtnetlink() {
+    let lab = lab("a");
+    serve_http(&lab.lan, 80, "hello from the LAN host");
+    lab.learn_lan_neighbour();
+    lab.block_kernel_forwarding();
+    lab.router.ip(&["addr", "flush", "dev", "wan"]);
+    let daemon = Daemon::start(
+        &lab.router,
+        &[
+            "--wan",
+            "wan",
+            "--lan",
+            "lan",
+            "--xdp-mode",
+            "skb",
+            "--share",
+            "tcp:8080=10.77.0.10:80",
+        ],
+    );
+    assert!(
+        daemon.ready_line.contains("external address none yet"),
+        "{}",
+        daemon.ready_line
+    );
+
+    lab.router
+        .ip(&["addr", "add", "198.51.100.1/24", "dev", "wan"]);
+    let body = eventually(|| http_get(&lab.remote, external(8080), Duration::from_millis(500)))
+        .expect("forwarded once the WAN has an address");
+    assert!(body.starts_with("hello from the LAN host"), "{body}");
+
+    // The provider hands out another address: shares follow it.
+    lab.router.ip(&["addr", "flush", "dev", "wan"]);
+    lab.router
+        .ip(&["addr", "add", "198.51.100.7/24", "dev", "wan"]);
+    let moved = SocketAddr::from((Ipv4Addr::new(198, 51, 100, 7), 8080));
+    eventually(|| http_get(&lab.remote, moved, Duration::from_millis(500)))
+        .expect("forwarded on the new address");
+    assert!(
+        http_get(&lab.remote, external(8080), Duration::from_millis(500)).is_err(),
+        "the old address no longer answers"
+    );
+}
+
+#[test]
+fn a_changed_neighbour_invalidates_cached_next_hops() {
+    let mut lab = lab("n");
+    lab.attach_host_pass_programs();
+    serve_http(&lab.lan, 80, "hello from the LAN host");
+    lab.learn_lan_neighbour();
+    lab.learn_remote_neighbour();
+    lab.block_kernel_forwarding();
+    let _daemon = start(&lab, "native", &SHARES);
+    http_get(&lab.remote, external(8080), WAIT).expect("forwarded");
+
+    // The LAN host gets a new MAC address; the router learns it. Frames still addressed to the
+    // old one would be dropped by the host as not its own.
+    lab.lan
+        .ip(&["link", "set", "eth0", "address", "02:00:00:00:77:10"]);
+    lab.learn_lan_neighbour();
+    let body = eventually(|| http_get(&lab.remote, external(8080), Duration::from_millis(500)))
+        .expect("forwarded to the new MAC address");
+    assert!(body.starts_with("hello from the LAN host"), "{body}");
+}
+
+#[test]
+fn auto_mode_falls_back_to_generic_where_native_is_refused() {
+    let lab = lab("f");
+    // A bridge has no native XDP support: the driver refuses, generic mode works.
+    lab.router.ip(&["link", "add", "br0", "type", "bridge"]);
+    lab.router
+        .ip(&["addr", "add", "10.78.0.1/24", "dev", "br0"]);
+    lab.router.ip(&["link", "set", "br0", "up"]);
+    let daemon = Daemon::start(&lab.router, &["--wan", "wan", "--lan", "br0"]);
+    assert!(
+        daemon
+            .ready_line
+            .contains("wan wan (native), lan br0 (skb)"),
+        "{}",
+        daemon.ready_line
+    );
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("native XDP refused on br0"), "{log}");
+    assert!(log.contains("falling back to generic (skb) mode"), "{log}");
+
+    refused(
+        &lab,
+        &["--wan", "wan", "--lan", "br0", "--xdp-mode", "native"],
+        "attaching XDP to br0 in native mode",
+    );
+}
