@@ -493,10 +493,11 @@ fn record_results(packets: u32, rates: &str, cost: &str) {
     ]);
     let _ = write!(
         text,
-        "\n## {}\n\n`cargo xtask bench --packets {packets} --record`; kernel {}, {} CPUs ({}).\n\n{rates}\n{cost}",
+        "\n## {}\n\n`cargo xtask bench --packets {packets} --record`; kernel {}, {} CPUs ({}), generator pinned to CPU 0.\n\n{rates}\n{cost}",
         date.trim(),
         sh(&["uname", "-r"]).trim(),
-        thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        // Not available_parallelism: the bench thread is pinned to one CPU by now.
+        sh(&["nproc", "--all"]).trim(),
         cpu.trim()
     );
     std::fs::write(path, text).expect("write BENCHMARKS.md");
