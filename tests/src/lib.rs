@@ -544,6 +544,19 @@ pub fn udp_exchange(
     })
 }
 
+/// The Internet checksum (RFC 1071) of `data`, computed from scratch: what tests check the
+/// data plane's incremental updates against, so it shares none of the data plane's code.
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u64 = data
+        .chunks(2)
+        .map(|c| u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !u16::try_from(sum).expect("folded to 16 bits")
+}
+
 /// Whether the current process can run the lab (root; or at least `CAP_NET_ADMIN` and `CAP_BPF`).
 #[must_use]
 pub fn is_root() -> bool {

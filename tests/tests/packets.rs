@@ -15,27 +15,13 @@ use portfwd::{
     table::Table,
 };
 use portfwd_common::{DIR_LAN, DIR_WAN, PROG_LAN, PROG_WAN, Verdict};
-use portfwd_tests::{EXTERNAL, LAN_HOST, Lab, REMOTE, ROUTER_LAN};
+use portfwd_tests::{EXTERNAL, LAN_HOST, Lab, REMOTE, ROUTER_LAN, checksum};
 
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 const ICMP: u8 = 1;
-
-/// RFC 1071 checksum from scratch.
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    #[expect(clippy::cast_possible_truncation, reason = "folded")]
-    let folded = sum as u16;
-    !folded
-}
 
 /// A crafted Ethernet/IPv4 frame.
 #[derive(Clone)]

@@ -61,11 +61,7 @@ fn frame(dmac: [u8; 6], smac: [u8; 6], dport: u16) -> [u8; FRAME_LEN] {
     ip[9] = 17;
     ip[12..16].copy_from_slice(&REMOTE.octets());
     ip[16..20].copy_from_slice(&EXTERNAL.octets());
-    let sum: u32 = ip
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    let check = !portfwd_common::csum::fold(sum);
+    let check = portfwd_tests::checksum(ip);
     ip[10..12].copy_from_slice(&check.to_be_bytes());
     let udp = &mut f[34..42];
     udp[0..2].copy_from_slice(&40_000u16.to_be_bytes());
