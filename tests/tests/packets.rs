@@ -466,10 +466,10 @@ fn truncated_and_malformed_packets_are_never_rewritten() {
         mutate("IHL 4", &|b| b[14] = 0x44);
         mutate("version 6 in an IPv4 frame", &|b| b[14] = 0x65);
         mutate("total length beyond the frame", &|b| {
-            b[16..18].copy_from_slice(&200u16.to_be_bytes())
+            b[16..18].copy_from_slice(&200u16.to_be_bytes());
         });
         mutate("total length shorter than the headers", &|b| {
-            b[16..18].copy_from_slice(&30u16.to_be_bytes())
+            b[16..18].copy_from_slice(&30u16.to_be_bytes());
         });
         mutate("TCP data offset 4", &|b| b[14 + 20 + 12] = 0x40);
         let udp = Packet::new(UDP, REMOTE, 40_008, EXTERNAL, 5300).bytes();
