@@ -206,10 +206,20 @@ pub enum ShareError {
     Full { max: u32 },
 }
 
+/// Who made a share, and so who may change it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The config file or the command line: changed only by them.
+    Static,
+    /// Requested over UPnP by this LAN client, which owns it.
+    Upnp { client: Ipv4Addr },
+}
+
 /// A share in the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Share {
     pub spec: ShareSpec,
+    pub origin: Origin,
     /// Counter slot in the kernel's per-share statistics.
     pub slot: u32,
 }
@@ -300,8 +310,19 @@ impl ShareTable {
         Ok(())
     }
 
-    /// Adds a share; returns its counter slot (whose counters the caller resets).
+    /// Adds a static share; returns its counter slot (whose counters the caller resets).
     pub fn add(&mut self, spec: ShareSpec) -> Result<u32, ShareError> {
+        self.add_from(spec, Origin::Static)
+    }
+
+    /// The share with identity `id`.
+    #[must_use]
+    pub fn get(&self, id: &ShareId) -> Option<&Share> {
+        self.shares.get(id)
+    }
+
+    /// Adds a share made by `origin`; returns its counter slot.
+    pub fn add_from(&mut self, spec: ShareSpec, origin: Origin) -> Result<u32, ShareError> {
         self.check(&spec)?;
         let slot = if let Some(slot) = self.free_slots.pop_first() {
             slot
@@ -313,7 +334,7 @@ impl ShareTable {
             .entry((spec.id.proto, spec.internal))
             .or_insert((spec.id.ext_port, 0))
             .1 += 1;
-        self.shares.insert(spec.id, Share { spec, slot });
+        self.shares.insert(spec.id, Share { spec, origin, slot });
         Ok(slot)
     }
 

@@ -5,15 +5,27 @@
 //! cloneable [`TableHandle`] (an `mpsc` channel of commands, each with a `oneshot` reply).
 //! Every change is validated against the whole table first and then reconciled into the kernel
 //! before the reply is sent, so a caller that got `Ok` knows the data plane already follows.
+//!
+//! Shares requested by LAN clients are leased: each has a deadline in a set ordered by time,
+//! and the task sleeps until the earliest one (or the next command), so an expired share leaves
+//! the kernel map at its deadline. A client renewing its own share (same identity, same
+//! internal endpoint) moves the deadline; anything else on that identity is refused.
 
-use std::net::Ipv4Addr;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    time::Duration,
+};
 
 use portfwd_common::{CONFIG_F_REMOTE_SPECIFIC, ShareStats};
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
 use crate::{
     dataplane::{Applied, DataplaneError, KernelMaps, Reconciler},
-    share::{LanSubnet, ShareError, ShareId, ShareSpec, ShareTable},
+    share::{LanSubnet, Origin, Share, ShareError, ShareId, ShareSpec, ShareTable},
 };
 
 /// Why a table command failed.
@@ -27,6 +39,10 @@ pub enum TableError {
     },
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    #[error("{0} is not a share of {1}")]
+    NotOwner(ShareId, Ipv4Addr),
+    #[error("no share {0}")]
+    NoSuchShare(ShareId),
     #[error("the share table task has stopped")]
     Stopped,
 }
@@ -35,6 +51,9 @@ pub enum TableError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShareView {
     pub spec: ShareSpec,
+    pub origin: Origin,
+    /// Time left on the lease; `None` for shares without one.
+    pub expires_in: Option<Duration>,
     pub stats: ShareStats,
 }
 
@@ -43,6 +62,9 @@ pub struct Table<M> {
     shares: ShareTable,
     reconciler: Reconciler<M>,
     kernel_config: portfwd_common::Config,
+    /// Lease deadlines, earliest first, and each leased share's deadline.
+    deadlines: BTreeSet<(Instant, ShareId)>,
+    leases: BTreeMap<ShareId, Instant>,
 }
 
 impl<M: KernelMaps> Table<M> {
@@ -58,6 +80,8 @@ impl<M: KernelMaps> Table<M> {
                 lan_ifindex,
                 flags: 0,
             },
+            deadlines: BTreeSet::new(),
+            leases: BTreeMap::new(),
         }
     }
 
@@ -65,18 +89,20 @@ impl<M: KernelMaps> Table<M> {
         self.reconciler.maps()
     }
 
-    /// Makes the static shares exactly `specs`: all are validated together first (nothing
-    /// changes if one is refused); shares whose target is unchanged keep their counters.
+    /// Makes the static shares exactly `specs`, leaving leased ones alone: all are validated
+    /// together first (nothing changes if one is refused); shares whose target is unchanged
+    /// keep their counters.
     pub fn replace_static(&mut self, specs: Vec<ShareSpec>) -> Result<Applied, TableError> {
         let mut next = self.shares.clone();
-        let keep = |old: &ShareSpec| {
-            specs
-                .iter()
-                .any(|s| s.id == old.id && s.internal == old.internal)
+        let keep = |old: &Share| {
+            old.origin != Origin::Static
+                || specs
+                    .iter()
+                    .any(|s| s.id == old.spec.id && s.internal == old.spec.internal)
         };
         let gone: Vec<ShareId> = next
             .iter()
-            .filter(|s| !keep(&s.spec))
+            .filter(|s| !keep(s))
             .map(|s| s.spec.id)
             .collect();
         for id in &gone {
@@ -98,6 +124,94 @@ impl<M: KernelMaps> Table<M> {
         }
         self.shares = next;
         self.sync()
+    }
+
+    /// Adds or renews a share for LAN client `client` with a lease of `lease` (`None`: until
+    /// removed). A share with the same identity is renewed in place only if the client made it
+    /// and its internal endpoint is the same; otherwise the request is refused.
+    pub fn lease(
+        &mut self,
+        spec: ShareSpec,
+        client: Ipv4Addr,
+        lease: Option<Duration>,
+        now: Instant,
+    ) -> Result<Applied, TableError> {
+        let id = spec.id;
+        let origin = Origin::Upnp { client };
+        match self.shares.get(&id) {
+            Some(existing)
+                if existing.origin == origin && existing.spec.internal == spec.internal =>
+            {
+                self.shares.update_in_place(&spec);
+            }
+            Some(_) => {
+                return Err(TableError::Share {
+                    spec: spec.to_string(),
+                    source: ShareError::Duplicate(id),
+                });
+            }
+            None => {
+                let text = spec.to_string();
+                let slot = self
+                    .shares
+                    .add_from(spec, origin)
+                    .map_err(|source| TableError::Share { spec: text, source })?;
+                if let Err(err) = self.reconciler.maps_mut().reset_stats(slot) {
+                    self.shares.remove(&id);
+                    return Err(err.into());
+                }
+            }
+        }
+        self.clear_lease(id);
+        if let Some(lease) = lease {
+            let deadline = now + lease;
+            self.deadlines.insert((deadline, id));
+            self.leases.insert(id, deadline);
+        }
+        self.sync()
+    }
+
+    /// Removes share `id`. With `client`, only a share that client made.
+    pub fn remove(&mut self, id: ShareId, client: Option<Ipv4Addr>) -> Result<Share, TableError> {
+        let share = self.shares.get(&id).ok_or(TableError::NoSuchShare(id))?;
+        if let Some(client) = client
+            && share.origin != (Origin::Upnp { client })
+        {
+            return Err(TableError::NotOwner(id, client));
+        }
+        let share = self.shares.remove(&id).ok_or(TableError::NoSuchShare(id))?;
+        self.clear_lease(id);
+        self.sync()?;
+        Ok(share)
+    }
+
+    fn clear_lease(&mut self, id: ShareId) {
+        if let Some(deadline) = self.leases.remove(&id) {
+            self.deadlines.remove(&(deadline, id));
+        }
+    }
+
+    /// The earliest lease deadline.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(deadline, _)| *deadline)
+    }
+
+    /// Removes every share whose lease ended by `now`; returns them.
+    pub fn expire(&mut self, now: Instant) -> Result<Vec<Share>, TableError> {
+        let mut expired = Vec::new();
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.leases.remove(&id);
+            expired.extend(self.shares.remove(&id));
+        }
+        if !expired.is_empty() {
+            self.sync()?;
+        }
+        Ok(expired)
     }
 
     /// Reconciles the kernel with the table. The WAN program only looks up remote-specific
@@ -146,13 +260,18 @@ impl<M: KernelMaps> Table<M> {
         Ok(self.reconciler.maps_mut().bump_fib_generation()?)
     }
 
-    /// All shares with their counters.
-    pub fn list(&self) -> Result<Vec<ShareView>, TableError> {
+    /// All shares with their counters, as of `now`.
+    pub fn list(&self, now: Instant) -> Result<Vec<ShareView>, TableError> {
         self.shares
             .iter()
             .map(|s| {
                 Ok(ShareView {
                     spec: s.spec.clone(),
+                    origin: s.origin,
+                    expires_in: self
+                        .leases
+                        .get(&s.spec.id)
+                        .map(|deadline| deadline.saturating_duration_since(now)),
                     stats: self.maps().stats(s.slot)?,
                 })
             })
@@ -160,8 +279,21 @@ impl<M: KernelMaps> Table<M> {
     }
 }
 
+/// A lease request: the share, its client and the lease length.
+pub struct LeaseRequest {
+    pub spec: ShareSpec,
+    pub client: Ipv4Addr,
+    pub lease: Option<Duration>,
+}
+
 enum Command {
     ReplaceStatic(Vec<ShareSpec>, oneshot::Sender<Result<Applied, TableError>>),
+    Lease(LeaseRequest, oneshot::Sender<Result<Applied, TableError>>),
+    Remove(
+        ShareId,
+        Option<Ipv4Addr>,
+        oneshot::Sender<Result<Share, TableError>>,
+    ),
     SetExternal(Option<Ipv4Addr>, oneshot::Sender<Result<(), TableError>>),
     ForwardingChanged(oneshot::Sender<Result<(), TableError>>),
     List(oneshot::Sender<Result<Vec<ShareView>, TableError>>),
@@ -190,6 +322,14 @@ impl TableHandle {
         self.call(|r| Command::ReplaceStatic(specs, r)).await
     }
 
+    pub async fn lease(&self, request: LeaseRequest) -> Result<Applied, TableError> {
+        self.call(|r| Command::Lease(request, r)).await
+    }
+
+    pub async fn remove(&self, id: ShareId, client: Option<Ipv4Addr>) -> Result<Share, TableError> {
+        self.call(|r| Command::Remove(id, client, r)).await
+    }
+
     pub async fn set_external(&self, addr: Option<Ipv4Addr>) -> Result<(), TableError> {
         self.call(|r| Command::SetExternal(addr, r)).await
     }
@@ -203,6 +343,14 @@ impl TableHandle {
     }
 }
 
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs `table` on its own task; returns the handle and the task (which hands the table
 /// back, with its maps, when the last handle is dropped).
 pub fn spawn<M: KernelMaps + Send + 'static>(
@@ -210,11 +358,43 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
 ) -> (TableHandle, tokio::task::JoinHandle<Table<M>>) {
     let (tx, mut rx) = mpsc::channel(64);
     let task = tokio::spawn(async move {
-        while let Some(command) = rx.recv().await {
+        loop {
+            let deadline = table.next_deadline();
+            // Expiry first: a stream of commands must not postpone a due deadline.
+            let command = tokio::select! {
+                biased;
+                () = sleep_until_some(deadline) => {
+                    match table.expire(Instant::now()) {
+                        Ok(expired) => {
+                            for share in expired {
+                                tracing::info!("share {} expired", share.spec);
+                            }
+                        }
+                        Err(err) => tracing::error!(
+                            "expiring shares: {}",
+                            crate::error_chain(&err)
+                        ),
+                    }
+                    continue;
+                }
+                command = rx.recv() => command,
+            };
+            let Some(command) = command else { break };
             // A caller that went away does not care about its reply.
             match command {
                 Command::ReplaceStatic(specs, reply) => {
                     let _ = reply.send(table.replace_static(specs));
+                }
+                Command::Lease(request, reply) => {
+                    let LeaseRequest {
+                        spec,
+                        client,
+                        lease,
+                    } = request;
+                    let _ = reply.send(table.lease(spec, client, lease, Instant::now()));
+                }
+                Command::Remove(id, client, reply) => {
+                    let _ = reply.send(table.remove(id, client));
                 }
                 Command::SetExternal(addr, reply) => {
                     let _ = reply.send(table.set_external(addr));
@@ -223,7 +403,7 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
                     let _ = reply.send(table.forwarding_changed());
                 }
                 Command::List(reply) => {
-                    let _ = reply.send(table.list());
+                    let _ = reply.send(table.list(Instant::now()));
                 }
             }
         }
@@ -280,6 +460,100 @@ mod tests {
         assert_eq!(table.external(), Some(Ipv4Addr::new(198, 51, 100, 1)));
     }
 
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+
+    fn spec(s: &str) -> ShareSpec {
+        s.parse().expect("spec")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_expires_at_its_deadline_and_leaves_the_kernel() {
+        let (handle, task) = spawn(new_table());
+        let lease = |secs| LeaseRequest {
+            spec: spec("udp:5000=10.0.0.10:5000"),
+            client: CLIENT,
+            lease: Some(Duration::from_secs(secs)),
+        };
+        handle.lease(lease(10)).await.expect("lease");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let listed = handle.list().await.expect("list");
+        assert_eq!(listed[0].expires_in, Some(Duration::from_secs(4)));
+        assert_eq!(listed[0].origin, Origin::Upnp { client: CLIENT });
+
+        // Renewal by its client moves the deadline.
+        handle.lease(lease(10)).await.expect("renew");
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert_eq!(
+            handle.list().await.expect("list").len(),
+            1,
+            "renewed, not expired"
+        );
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        tokio::task::yield_now().await;
+        assert!(handle.list().await.expect("list").is_empty(), "expired");
+        drop(handle);
+        let table = task.await.expect("task");
+        assert!(
+            table.maps().shares.is_empty(),
+            "gone from the kernel map too"
+        );
+        assert!(table.maps().reverse.is_empty());
+    }
+
+    #[test]
+    fn only_the_owner_renews_or_removes_a_leased_share() {
+        let mut t = new_table();
+        let now = Instant::now();
+        let other = Ipv4Addr::new(10, 0, 0, 11);
+        t.lease(spec("tcp:6000=10.0.0.10:6000"), CLIENT, None, now)
+            .expect("lease");
+        let err = t
+            .lease(spec("tcp:6000=10.0.0.11:6000"), other, None, now)
+            .expect_err("taken");
+        assert!(matches!(
+            err,
+            TableError::Share {
+                source: ShareError::Duplicate(_),
+                ..
+            }
+        ));
+        let id = spec("tcp:6000=10.0.0.10:6000").id;
+        assert!(matches!(
+            t.remove(id, Some(other)),
+            Err(TableError::NotOwner(..))
+        ));
+        // Static shares are not the clients' either.
+        t.replace_static(specs(&["tcp:1=10.0.0.10:1"]))
+            .expect("static");
+        assert!(matches!(
+            t.remove(spec("tcp:1=10.0.0.10:1").id, Some(CLIENT)),
+            Err(TableError::NotOwner(..))
+        ));
+        assert!(t.remove(id, Some(CLIENT)).is_ok());
+        assert!(matches!(
+            t.remove(id, None),
+            Err(TableError::NoSuchShare(_))
+        ));
+    }
+
+    #[test]
+    fn a_static_reload_keeps_leased_shares() {
+        let mut t = new_table();
+        t.lease(
+            spec("udp:7000=10.0.0.10:7000"),
+            CLIENT,
+            None,
+            Instant::now(),
+        )
+        .expect("lease");
+        t.replace_static(specs(&["tcp:1=10.0.0.10:1"]))
+            .expect("reload");
+        t.replace_static(specs(&[])).expect("reload to nothing");
+        let list = t.list(Instant::now()).expect("list");
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].spec.id, spec("udp:7000=10.0.0.10:7000").id);
+    }
+
     #[test]
     fn the_remote_specific_flag_follows_the_shares() {
         let mut t = new_table();
@@ -308,7 +582,7 @@ mod tests {
             .expect_err("not on the LAN");
         assert!(err.to_string().contains("tcp:3"), "{err}");
         assert_eq!(t.maps().shares, before);
-        assert_eq!(t.list().expect("list").len(), 2);
+        assert_eq!(t.list(Instant::now()).expect("list").len(), 2);
     }
 
     #[test]
@@ -337,7 +611,7 @@ mod tests {
         let applied = t.replace_static(renamed).expect("second");
         assert_eq!(slot_of(&t, 1), slot1);
         assert_eq!(applied.deletes, 1, "tcp:2 went away");
-        let list = t.list().expect("list");
+        let list = t.list(Instant::now()).expect("list");
         assert_eq!(list[0].spec.name.as_deref(), Some("ssh"));
         assert_eq!(list[0].stats.packets_in, 5);
         assert_eq!(

@@ -245,7 +245,7 @@ impl Fixture {
     /// Counters of the share with external port `port`.
     fn stats(&self, port: u16) -> portfwd_common::ShareStats {
         self.table
-            .list()
+            .list(tokio::time::Instant::now())
             .expect("list")
             .into_iter()
             .find(|s| s.spec.id.ext_port == port && s.spec.id.remote.is_none())
