@@ -219,6 +219,15 @@ impl Lab {
         lab
     }
 
+    /// A lab with a name of its own (the process id, a counter and `tag`), so that tests
+    /// running in parallel, and leftovers of earlier runs, never meet. Panics unless root.
+    pub fn fresh(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        assert!(is_root(), "the lab needs root (network namespaces, XDP)");
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::up(&format!("pf{}{n}{tag}", std::process::id() % 10_000))
+    }
+
     /// Makes the router's firewall drop everything the kernel forwards (an nftables forward
     /// chain with policy drop). Packets portfwd redirects in XDP never reach netfilter, so from
     /// then on only the XDP path carries traffic between the sides. (Turning `ip_forward` off

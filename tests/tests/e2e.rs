@@ -5,7 +5,6 @@ use std::{
     fs,
     io::Write as _,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket},
-    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::Duration,
 };
@@ -21,17 +20,6 @@ const SHARES: [&str; 4] = [
     "--share",
     "udp:5300=10.77.0.10:5353",
 ];
-
-fn lab(tag: &str) -> Lab {
-    static N: AtomicU32 = AtomicU32::new(0);
-    assert!(portfwd_tests::is_root(), "the end-to-end tests need root");
-    let prefix = format!(
-        "pf{}{}{tag}",
-        std::process::id() % 10_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    Lab::up(&prefix)
-}
 
 fn external(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(EXTERNAL, port))
@@ -68,7 +56,7 @@ fn assert_both_shares_carry_traffic(lab: &Lab) {
 /// TCP and UDP through shares with the router's firewall dropping everything the kernel would
 /// forward: only the XDP path can carry it.
 fn forwards_through_xdp(mode: &str) {
-    let mut lab = lab(&mode[..1]);
+    let mut lab = Lab::fresh(&mode[..1]);
     if mode == "native" {
         lab.attach_host_pass_programs();
     }
@@ -107,7 +95,7 @@ fn generic_mode_forwards_tcp_and_udp_in_xdp() {
 /// The router has never seen the LAN host's MAC address: the first packets are handed to the
 /// kernel, which resolves the neighbour and forwards them; after that XDP carries the flow.
 fn first_packets_go_through_the_kernel(mode: &str) {
-    let mut lab = lab(&mode[..1]);
+    let mut lab = Lab::fresh(&mode[..1]);
     if mode == "native" {
         lab.attach_host_pass_programs();
     }
@@ -136,7 +124,7 @@ fn generic_mode_hands_unresolved_neighbours_to_the_kernel() {
 
 #[test]
 fn a_share_removed_by_reload_stops_forwarding() {
-    let lab = lab("r");
+    let lab = Lab::fresh("r");
     serve_http(&lab.lan, 80, "hello from the LAN host");
     serve_udp_echo(&lab.lan, 5353);
     lab.learn_lan_neighbour();
@@ -211,7 +199,7 @@ fn serve_once(lab_ns: &portfwd_tests::Netns, addr: SocketAddr, reply: &'static s
 
 #[test]
 fn the_box_own_services_and_lan_outbound_traffic_are_untouched() {
-    let mut lab = lab("u");
+    let mut lab = Lab::fresh("u");
     lab.attach_host_pass_programs();
     serve_http(&lab.lan, 80, "hello from the LAN host");
     lab.masquerade();
@@ -271,7 +259,7 @@ fn refused(lab: &Lab, args: &[&str], expected: &str) {
 
 #[test]
 fn bad_input_gets_a_clear_error() {
-    let lab = lab("e");
+    let lab = Lab::fresh("e");
     let base = ["--wan", "wan", "--lan", "lan"];
     let with = |extra: &[&'static str]| {
         let mut args = base.to_vec();
@@ -358,7 +346,7 @@ fn eventually<T>(mut attempt: impl FnMut() -> Result<T, String>) -> Result<T, St
 
 #[test]
 fn the_external_address_is_followed_over_rtnetlink() {
-    let lab = lab("a");
+    let lab = Lab::fresh("a");
     serve_http(&lab.lan, 80, "hello from the LAN host");
     lab.learn_lan_neighbour();
     lab.block_kernel_forwarding();
@@ -403,7 +391,7 @@ fn the_external_address_is_followed_over_rtnetlink() {
 
 #[test]
 fn a_changed_neighbour_invalidates_cached_next_hops() {
-    let mut lab = lab("n");
+    let mut lab = Lab::fresh("n");
     lab.attach_host_pass_programs();
     serve_http(&lab.lan, 80, "hello from the LAN host");
     lab.learn_lan_neighbour();
@@ -424,7 +412,7 @@ fn a_changed_neighbour_invalidates_cached_next_hops() {
 
 #[test]
 fn auto_mode_falls_back_to_generic_where_native_is_refused() {
-    let lab = lab("f");
+    let lab = Lab::fresh("f");
     // A bridge has no native XDP support: the driver refuses, generic mode works.
     lab.router.ip(&["link", "add", "br0", "type", "bridge"]);
     lab.router

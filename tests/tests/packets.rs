@@ -3,10 +3,7 @@
 //! interfaces, routes and neighbours. Checksums of the output are recomputed from scratch here,
 //! never with the program's incremental arithmetic. Needs root.
 
-use std::{
-    net::Ipv4Addr,
-    sync::atomic::{AtomicU32, Ordering},
-};
+use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use portfwd::{
@@ -257,14 +254,7 @@ impl Fixture {
 /// Brings up a lab, then runs `test` in its router namespace with the data plane loaded and
 /// `shares` installed.
 fn with_shares(shares: &[&str], test: impl FnOnce(&mut Fixture) + Send + 'static) {
-    static N: AtomicU32 = AtomicU32::new(0);
-    assert!(portfwd_tests::is_root(), "the packet tests need root");
-    let prefix = format!(
-        "pk{}{}",
-        std::process::id() % 10_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let lab = Lab::up(&prefix);
+    let lab = Lab::fresh("p");
     lab.learn_lan_neighbour();
     lab.learn_remote_neighbour();
     let facts = Facts {
