@@ -14,7 +14,7 @@ use crate::{
     dataplane::{AttachedMode, Dataplane, DataplaneError},
     netinfo::{self, NetInfoError},
     netlink::Monitor,
-    share::{ShareSpec, ShareTable},
+    share::ShareSpec,
     table::{self, Table, TableError, TableHandle},
 };
 
@@ -27,12 +27,6 @@ pub enum DaemonError {
     Dataplane(#[from] DataplaneError),
     #[error(transparent)]
     Table(#[from] TableError),
-    #[error("share {spec}")]
-    Share {
-        spec: String,
-        #[source]
-        source: crate::share::ShareError,
-    },
     #[error("subscribing to rtnetlink notifications")]
     Netlink(#[source] std::io::Error),
     #[error("installing signal handlers")]
@@ -47,15 +41,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     let lan_subnets = netinfo::ipv4_subnets(&config.lan)?;
 
     // Validate every share before touching the kernel, so bad input costs nothing.
-    let mut check = ShareTable::new(lan_subnets.clone());
-    for spec in &config.shares {
-        check
-            .add(spec.clone())
-            .map_err(|source| DaemonError::Share {
-                spec: spec.to_string(),
-                source,
-            })?;
-    }
+    table::check_static(lan_subnets.clone(), config.shares.clone())?;
 
     warn_if_not_forwarding(&config.wan);
     warn_if_not_forwarding(&config.lan);

@@ -94,31 +94,7 @@ impl<M: KernelMaps> Table<M> {
     /// keep their counters.
     pub fn replace_static(&mut self, specs: Vec<ShareSpec>) -> Result<Applied, TableError> {
         let mut next = self.shares.clone();
-        let keep = |old: &Share| {
-            old.origin != Origin::Static
-                || specs
-                    .iter()
-                    .any(|s| s.id == old.spec.id && s.internal == old.spec.internal)
-        };
-        let gone: Vec<ShareId> = next
-            .iter()
-            .filter(|s| !keep(s))
-            .map(|s| s.spec.id)
-            .collect();
-        for id in &gone {
-            next.remove(id);
-        }
-        let mut fresh_slots = Vec::new();
-        for spec in specs {
-            if next.update_in_place(&spec) {
-                continue;
-            }
-            let text = spec.to_string();
-            let slot = next
-                .add(spec)
-                .map_err(|source| TableError::Share { spec: text, source })?;
-            fresh_slots.push(slot);
-        }
+        let fresh_slots = apply_static(&mut next, specs)?;
         for slot in fresh_slots {
             self.reconciler.maps_mut().reset_stats(slot)?;
         }
@@ -284,6 +260,44 @@ pub struct LeaseRequest {
     pub spec: ShareSpec,
     pub client: Ipv4Addr,
     pub lease: Option<Duration>,
+}
+
+/// Checks static shares against the table's rules for a box whose LAN has `lan` subnets,
+/// without any kernel: what the daemon does before it loads anything.
+pub fn check_static(lan: Vec<LanSubnet>, specs: Vec<ShareSpec>) -> Result<(), TableError> {
+    apply_static(&mut ShareTable::new(lan), specs).map(drop)
+}
+
+/// Makes the static shares of `shares` exactly `specs`, leaving leased ones alone; returns the
+/// counter slots of the shares it added (whose counters the caller resets). Stops at the first
+/// share refused, so callers work on a copy.
+fn apply_static(shares: &mut ShareTable, specs: Vec<ShareSpec>) -> Result<Vec<u32>, TableError> {
+    let keep = |old: &Share| {
+        old.origin != Origin::Static
+            || specs
+                .iter()
+                .any(|s| s.id == old.spec.id && s.internal == old.spec.internal)
+    };
+    let gone: Vec<ShareId> = shares
+        .iter()
+        .filter(|s| !keep(s))
+        .map(|s| s.spec.id)
+        .collect();
+    for id in &gone {
+        shares.remove(id);
+    }
+    let mut fresh_slots = Vec::new();
+    for spec in specs {
+        if shares.update_in_place(&spec) {
+            continue;
+        }
+        let text = spec.to_string();
+        let slot = shares
+            .add(spec)
+            .map_err(|source| TableError::Share { spec: text, source })?;
+        fresh_slots.push(slot);
+    }
+    Ok(fresh_slots)
 }
 
 enum Command {
