@@ -9,6 +9,7 @@ pub mod dataplane;
 pub mod netinfo;
 pub mod netlink;
 pub mod share;
+pub mod state;
 pub mod table;
 
 /// An error and its causes as one line: `a: b: c`.

@@ -215,6 +215,17 @@ pub enum Origin {
     Upnp { client: Ipv4Addr },
 }
 
+impl Origin {
+    /// How the origin reads in a sentence: "a static", "10.0.0.10's".
+    #[must_use]
+    pub fn describe(self) -> String {
+        match self {
+            Self::Static => "the static".to_owned(),
+            Self::Upnp { client } => format!("{client}'s"),
+        }
+    }
+}
+
 /// A share in the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Share {
@@ -319,6 +330,20 @@ impl ShareTable {
     #[must_use]
     pub fn get(&self, id: &ShareId) -> Option<&Share> {
         self.shares.get(id)
+    }
+
+    /// The shares of external port `port` of `proto`, for any remote host.
+    pub fn on_port(&self, proto: Proto, port: u16) -> impl Iterator<Item = &Share> {
+        let first = ShareId {
+            proto,
+            ext_port: port,
+            remote: None,
+        };
+        let last = ShareId {
+            remote: Some(Ipv4Addr::BROADCAST),
+            ..first
+        };
+        self.shares.range(first..=last).map(|(_, share)| share)
     }
 
     /// Adds a share made by `origin`; returns its counter slot.

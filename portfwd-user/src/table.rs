@@ -14,6 +14,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
+    ops::RangeInclusive,
     time::Duration,
 };
 
@@ -25,7 +26,8 @@ use tokio::{
 
 use crate::{
     dataplane::{Applied, DataplaneError, KernelMaps, Reconciler},
-    share::{LanSubnet, Origin, Share, ShareError, ShareId, ShareSpec, ShareTable},
+    share::{LanSubnet, Origin, Proto, Share, ShareError, ShareId, ShareSpec, ShareTable},
+    state::{self, SavedLease, StateDir, StateError},
 };
 
 /// Why a table command failed.
@@ -43,6 +45,23 @@ pub enum TableError {
     NotOwner(ShareId, Ipv4Addr),
     #[error("no share {0}")]
     NoSuchShare(ShareId),
+    #[error("{id} collides with {} share {existing}", origin.describe())]
+    Conflict {
+        id: ShareId,
+        existing: ShareId,
+        origin: Origin,
+    },
+    #[error("{} {limit} leased shares", match client {
+        Some(client) => format!("{client} already holds its"),
+        None => "the box already holds its".to_owned(),
+    })]
+    Quota {
+        /// `Some`: the client's own cap; `None`: the cap on all clients together.
+        client: Option<Ipv4Addr>,
+        limit: usize,
+    },
+    #[error("saving the leased shares")]
+    State(#[from] StateError),
     #[error("the share table task has stopped")]
     Stopped,
 }
@@ -65,6 +84,7 @@ pub struct Table<M> {
     /// Lease deadlines, earliest first, and each leased share's deadline.
     deadlines: BTreeSet<(Instant, ShareId)>,
     leases: BTreeMap<ShareId, Instant>,
+    state: Option<StateDir>,
 }
 
 impl<M: KernelMaps> Table<M> {
@@ -82,6 +102,7 @@ impl<M: KernelMaps> Table<M> {
             },
             deadlines: BTreeSet::new(),
             leases: BTreeMap::new(),
+            state: None,
         }
     }
 
@@ -102,43 +123,64 @@ impl<M: KernelMaps> Table<M> {
         self.sync()
     }
 
-    /// Adds or renews a share for LAN client `client` with a lease of `lease` (`None`: until
-    /// removed). A share with the same identity is renewed in place only if the client made it
-    /// and its internal endpoint is the same; otherwise the request is refused.
-    pub fn lease(
-        &mut self,
-        spec: ShareSpec,
-        client: Ipv4Addr,
-        lease: Option<Duration>,
-        now: Instant,
-    ) -> Result<Applied, TableError> {
+    /// Adds or renews the share of `request` for its LAN client. A share with the same
+    /// identity is renewed in place only if the client made it and its internal endpoint is
+    /// the same; a static share or another client's share on the same external port (for any
+    /// remote host) is a [`TableError::Conflict`]. The client's leased shares and all leased
+    /// shares together are capped by `request.limits`.
+    pub fn lease(&mut self, request: LeaseRequest, now: Instant) -> Result<Applied, TableError> {
+        self.transact(|t| t.lease_in(request, now))
+    }
+
+    fn lease_in(&mut self, request: LeaseRequest, now: Instant) -> Result<Applied, TableError> {
+        let LeaseRequest {
+            spec,
+            client,
+            lease,
+            limits,
+        } = request;
         let id = spec.id;
         let origin = Origin::Upnp { client };
-        match self.shares.get(&id) {
-            Some(existing)
-                if existing.origin == origin && existing.spec.internal == spec.internal =>
-            {
-                self.shares.update_in_place(&spec);
-            }
-            Some(_) => {
-                return Err(TableError::Share {
-                    spec: spec.to_string(),
-                    source: ShareError::Duplicate(id),
+        if let Some(other) = self
+            .shares
+            .on_port(id.proto, id.ext_port)
+            .find(|s| s.origin != origin || (s.spec.id == id && s.spec.internal != spec.internal))
+        {
+            return Err(TableError::Conflict {
+                id,
+                existing: other.spec.id,
+                origin: other.origin,
+            });
+        }
+        if self.shares.update_in_place(&spec) {
+            self.clear_lease(id);
+        } else {
+            let (mine, all) = self
+                .shares
+                .iter()
+                .fold((0, 0), |(mine, all), s| match s.origin {
+                    Origin::Upnp { client: c } => (mine + usize::from(c == client), all + 1),
+                    Origin::Static => (mine, all),
+                });
+            if mine >= limits.per_client {
+                return Err(TableError::Quota {
+                    client: Some(client),
+                    limit: limits.per_client,
                 });
             }
-            None => {
-                let text = spec.to_string();
-                let slot = self
-                    .shares
-                    .add_from(spec, origin)
-                    .map_err(|source| TableError::Share { spec: text, source })?;
-                if let Err(err) = self.reconciler.maps_mut().reset_stats(slot) {
-                    self.shares.remove(&id);
-                    return Err(err.into());
-                }
+            if all >= limits.total {
+                return Err(TableError::Quota {
+                    client: None,
+                    limit: limits.total,
+                });
             }
+            let text = spec.to_string();
+            let slot = self
+                .shares
+                .add_from(spec, origin)
+                .map_err(|source| TableError::Share { spec: text, source })?;
+            self.reconciler.maps_mut().reset_stats(slot)?;
         }
-        self.clear_lease(id);
         if let Some(lease) = lease {
             let deadline = now + lease;
             self.deadlines.insert((deadline, id));
@@ -149,16 +191,148 @@ impl<M: KernelMaps> Table<M> {
 
     /// Removes share `id`. With `client`, only a share that client made.
     pub fn remove(&mut self, id: ShareId, client: Option<Ipv4Addr>) -> Result<Share, TableError> {
-        let share = self.shares.get(&id).ok_or(TableError::NoSuchShare(id))?;
-        if let Some(client) = client
-            && share.origin != (Origin::Upnp { client })
-        {
-            return Err(TableError::NotOwner(id, client));
+        self.transact(|t| {
+            let share = t.shares.get(&id).ok_or(TableError::NoSuchShare(id))?;
+            if let Some(client) = client
+                && share.origin != (Origin::Upnp { client })
+            {
+                return Err(TableError::NotOwner(id, client));
+            }
+            let share = t.shares.remove(&id).ok_or(TableError::NoSuchShare(id))?;
+            t.clear_lease(id);
+            t.sync()?;
+            Ok(share)
+        })
+    }
+
+    /// Removes the leased shares of `proto` whose external ports are in `ports`: with
+    /// `client`, only that client's. Static shares are never touched. Returns what it removed.
+    pub fn remove_range(
+        &mut self,
+        proto: Proto,
+        ports: RangeInclusive<u16>,
+        client: Option<Ipv4Addr>,
+    ) -> Result<Vec<Share>, TableError> {
+        self.transact(|t| {
+            let ids: Vec<ShareId> = t
+                .shares
+                .iter()
+                .filter(|s| s.spec.id.proto == proto && ports.contains(&s.spec.id.ext_port))
+                .filter(|s| match (s.origin, client) {
+                    (Origin::Static, _) => false,
+                    (Origin::Upnp { .. }, None) => true,
+                    (Origin::Upnp { client: owner }, Some(client)) => owner == client,
+                })
+                .map(|s| s.spec.id)
+                .collect();
+            let mut removed = Vec::new();
+            for id in ids {
+                removed.extend(t.shares.remove(&id));
+                t.clear_lease(id);
+            }
+            if !removed.is_empty() {
+                t.sync()?;
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Runs `change`, then saves the leases; if either fails, the table and the kernel maps
+    /// are put back as they were, so a refused or unsaved change is no change at all.
+    fn transact<T>(
+        &mut self,
+        change: impl FnOnce(&mut Self) -> Result<T, TableError>,
+    ) -> Result<T, TableError> {
+        let before = (
+            self.shares.clone(),
+            self.deadlines.clone(),
+            self.leases.clone(),
+        );
+        let result = change(self).and_then(|value| {
+            self.save()?;
+            Ok(value)
+        });
+        if result.is_err() {
+            (self.shares, self.deadlines, self.leases) = before;
+            if let Err(err) = self.sync() {
+                tracing::error!(
+                    "restoring the kernel maps after a refused change: {}",
+                    crate::error_chain(&err)
+                );
+            }
         }
-        let share = self.shares.remove(&id).ok_or(TableError::NoSuchShare(id))?;
-        self.clear_lease(id);
-        self.sync()?;
-        Ok(share)
+        result
+    }
+
+    /// Keeps leased shares in `state` from now on, written after every change.
+    pub fn set_state(&mut self, state: StateDir) {
+        self.state = Some(state);
+    }
+
+    /// Writes the leased shares to the state directory, if there is one.
+    fn save(&self) -> Result<(), TableError> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let leases = self
+            .shares
+            .iter()
+            .filter_map(|s| match s.origin {
+                Origin::Upnp { client } => Some(SavedLease {
+                    proto: s.spec.id.proto,
+                    external_port: s.spec.id.ext_port,
+                    remote: s.spec.id.remote,
+                    internal: s.spec.internal,
+                    client,
+                    name: s.spec.name.clone(),
+                    enabled: s.spec.enabled,
+                    expires_at: self.leases.get(&s.spec.id).map(|deadline| {
+                        state::wall_deadline(deadline.saturating_duration_since(now))
+                    }),
+                }),
+                Origin::Static => None,
+            })
+            .collect();
+        Ok(state.save_leases(leases)?)
+    }
+
+    /// Puts saved leases back with the time they have left (ended ones are dropped). One that
+    /// no longer fits (say, a static share now has its port) is skipped with a warning.
+    pub fn restore(&mut self, saved: Vec<SavedLease>, now: Instant) -> usize {
+        let mut restored = 0;
+        for lease in saved {
+            let remaining = lease.expires_at.map(state::wall_remaining);
+            if remaining == Some(Duration::ZERO) {
+                continue;
+            }
+            let spec = ShareSpec {
+                id: ShareId {
+                    proto: lease.proto,
+                    ext_port: lease.external_port,
+                    remote: lease.remote,
+                },
+                internal: lease.internal,
+                name: lease.name,
+                enabled: lease.enabled,
+            };
+            let text = spec.to_string();
+            let request = LeaseRequest {
+                spec,
+                client: lease.client,
+                lease: remaining,
+                limits: Limits::NONE,
+            };
+            match self.lease(request, now) {
+                Ok(_) => restored += 1,
+                Err(err) => tracing::warn!(
+                    "saved share {text} of {} not restored: {}",
+                    lease.client,
+                    crate::error_chain(&err)
+                ),
+            }
+        }
+        restored
     }
 
     fn clear_lease(&mut self, id: ShareId) {
@@ -186,6 +360,7 @@ impl<M: KernelMaps> Table<M> {
         }
         if !expired.is_empty() {
             self.sync()?;
+            self.save()?;
         }
         Ok(expired)
     }
@@ -255,11 +430,31 @@ impl<M: KernelMaps> Table<M> {
     }
 }
 
-/// A lease request: the share, its client and the lease length.
+/// A lease request: the share, its client, the lease length and the caps it is held to.
+#[derive(Clone, Debug)]
 pub struct LeaseRequest {
     pub spec: ShareSpec,
     pub client: Ipv4Addr,
+    /// `None`: until removed.
     pub lease: Option<Duration>,
+    pub limits: Limits,
+}
+
+/// Caps on leased shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Leased shares one client may hold.
+    pub per_client: usize,
+    /// Leased shares all clients together may hold.
+    pub total: usize,
+}
+
+impl Limits {
+    /// No caps beyond the table's size.
+    pub const NONE: Self = Self {
+        per_client: usize::MAX,
+        total: usize::MAX,
+    };
 }
 
 /// Checks static shares against the table's rules for a box whose LAN has `lan` subnets,
@@ -308,6 +503,13 @@ enum Command {
         Option<Ipv4Addr>,
         oneshot::Sender<Result<Share, TableError>>,
     ),
+    RemoveRange(
+        Proto,
+        RangeInclusive<u16>,
+        Option<Ipv4Addr>,
+        oneshot::Sender<Result<Vec<Share>, TableError>>,
+    ),
+    External(oneshot::Sender<Result<Option<Ipv4Addr>, TableError>>),
     SetExternal(Option<Ipv4Addr>, oneshot::Sender<Result<(), TableError>>),
     ForwardingChanged(oneshot::Sender<Result<(), TableError>>),
     List(oneshot::Sender<Result<Vec<ShareView>, TableError>>),
@@ -342,6 +544,21 @@ impl TableHandle {
 
     pub async fn remove(&self, id: ShareId, client: Option<Ipv4Addr>) -> Result<Share, TableError> {
         self.call(|r| Command::Remove(id, client, r)).await
+    }
+
+    pub async fn remove_range(
+        &self,
+        proto: Proto,
+        ports: RangeInclusive<u16>,
+        client: Option<Ipv4Addr>,
+    ) -> Result<Vec<Share>, TableError> {
+        self.call(|r| Command::RemoveRange(proto, ports, client, r))
+            .await
+    }
+
+    /// The external address the data plane uses now.
+    pub async fn external(&self) -> Result<Option<Ipv4Addr>, TableError> {
+        self.call(Command::External).await
     }
 
     pub async fn set_external(&self, addr: Option<Ipv4Addr>) -> Result<(), TableError> {
@@ -400,15 +617,16 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
                     let _ = reply.send(table.replace_static(specs));
                 }
                 Command::Lease(request, reply) => {
-                    let LeaseRequest {
-                        spec,
-                        client,
-                        lease,
-                    } = request;
-                    let _ = reply.send(table.lease(spec, client, lease, Instant::now()));
+                    let _ = reply.send(table.lease(request, Instant::now()));
                 }
                 Command::Remove(id, client, reply) => {
                     let _ = reply.send(table.remove(id, client));
+                }
+                Command::RemoveRange(proto, ports, client, reply) => {
+                    let _ = reply.send(table.remove_range(proto, ports, client));
+                }
+                Command::External(reply) => {
+                    let _ = reply.send(Ok(table.external()));
                 }
                 Command::SetExternal(addr, reply) => {
                     let _ = reply.send(table.set_external(addr));
@@ -480,14 +698,19 @@ mod tests {
         s.parse().expect("spec")
     }
 
+    fn request(s: &str, client: Ipv4Addr, secs: Option<u64>) -> LeaseRequest {
+        LeaseRequest {
+            spec: spec(s),
+            client,
+            lease: secs.map(Duration::from_secs),
+            limits: Limits::NONE,
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_lease_expires_at_its_deadline_and_leaves_the_kernel() {
         let (handle, task) = spawn(new_table());
-        let lease = |secs| LeaseRequest {
-            spec: spec("udp:5000=10.0.0.10:5000"),
-            client: CLIENT,
-            lease: Some(Duration::from_secs(secs)),
-        };
+        let lease = |secs| request("udp:5000=10.0.0.10:5000", CLIENT, Some(secs));
         handle.lease(lease(10)).await.expect("lease");
         tokio::time::advance(Duration::from_secs(6)).await;
         let listed = handle.list().await.expect("list");
@@ -519,17 +742,19 @@ mod tests {
         let mut t = new_table();
         let now = Instant::now();
         let other = Ipv4Addr::new(10, 0, 0, 11);
-        t.lease(spec("tcp:6000=10.0.0.10:6000"), CLIENT, None, now)
+        t.lease(request("tcp:6000=10.0.0.10:6000", CLIENT, None), now)
             .expect("lease");
         let err = t
-            .lease(spec("tcp:6000=10.0.0.11:6000"), other, None, now)
+            .lease(request("tcp:6000=10.0.0.11:6000", other, None), now)
             .expect_err("taken");
+        assert!(
+            matches!(err, TableError::Conflict { origin: Origin::Upnp { client }, .. } if client == CLIENT),
+            "{err:?}"
+        );
+        // The same client pointing the share elsewhere is a conflict too, not a silent move.
         assert!(matches!(
-            err,
-            TableError::Share {
-                source: ShareError::Duplicate(_),
-                ..
-            }
+            t.lease(request("tcp:6000=10.0.0.10:6001", CLIENT, None), now),
+            Err(TableError::Conflict { .. })
         ));
         let id = spec("tcp:6000=10.0.0.10:6000").id;
         assert!(matches!(
@@ -554,9 +779,7 @@ mod tests {
     fn a_static_reload_keeps_leased_shares() {
         let mut t = new_table();
         t.lease(
-            spec("udp:7000=10.0.0.10:7000"),
-            CLIENT,
-            None,
+            request("udp:7000=10.0.0.10:7000", CLIENT, None),
             Instant::now(),
         )
         .expect("lease");
@@ -633,5 +856,173 @@ mod tests {
             ShareStats::default(),
             "new share, fresh counters"
         );
+    }
+
+    #[test]
+    fn a_lease_on_a_static_port_is_a_conflict_for_any_remote_host() {
+        let mut t = new_table();
+        t.replace_static(specs(&["tcp:8080@198.51.100.7=10.0.0.20:80"]))
+            .expect("static");
+        let err = t
+            .lease(
+                request("tcp:8080=10.0.0.10:80", CLIENT, Some(60)),
+                Instant::now(),
+            )
+            .expect_err("static port");
+        assert!(
+            matches!(
+                err,
+                TableError::Conflict {
+                    origin: Origin::Static,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(t.maps().shares.len(), 1, "kernel untouched");
+        // The other protocol on that port is free.
+        t.lease(
+            request("udp:8080=10.0.0.10:80", CLIENT, Some(60)),
+            Instant::now(),
+        )
+        .expect("udp is another share");
+    }
+
+    #[test]
+    fn quotas_count_new_shares_not_renewals() {
+        let mut t = new_table();
+        let now = Instant::now();
+        let limited = |s: &str, client, per_client, total| LeaseRequest {
+            limits: Limits { per_client, total },
+            ..request(s, client, Some(60))
+        };
+        t.lease(limited("tcp:1000=10.0.0.10:1000", CLIENT, 2, 3), now)
+            .expect("first");
+        t.lease(limited("tcp:1001=10.0.0.10:1001", CLIENT, 2, 3), now)
+            .expect("second");
+        t.lease(limited("tcp:1001=10.0.0.10:1001", CLIENT, 2, 3), now)
+            .expect("a renewal is no new share");
+        let err = t
+            .lease(limited("tcp:1002=10.0.0.10:1002", CLIENT, 2, 3), now)
+            .expect_err("per client");
+        assert!(
+            matches!(
+                err,
+                TableError::Quota {
+                    client: Some(_),
+                    limit: 2
+                }
+            ),
+            "{err:?}"
+        );
+        let other = Ipv4Addr::new(10, 0, 0, 11);
+        t.lease(limited("tcp:1003=10.0.0.11:1003", other, 2, 3), now)
+            .expect("other client");
+        let err = t
+            .lease(limited("tcp:1004=10.0.0.11:1004", other, 2, 3), now)
+            .expect_err("total");
+        assert!(
+            matches!(
+                err,
+                TableError::Quota {
+                    client: None,
+                    limit: 3
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn range_removal_takes_only_the_clients_leased_shares() {
+        let mut t = new_table();
+        let now = Instant::now();
+        let other = Ipv4Addr::new(10, 0, 0, 11);
+        t.replace_static(specs(&["tcp:2001=10.0.0.12:1"]))
+            .expect("static");
+        for (s, c) in [
+            ("tcp:2000=10.0.0.10:2000", CLIENT),
+            ("tcp:2002=10.0.0.10:2002", CLIENT),
+            ("udp:2002=10.0.0.10:2002", CLIENT),
+            ("tcp:2003=10.0.0.11:2003", other),
+            ("tcp:3000=10.0.0.10:3000", CLIENT),
+        ] {
+            t.lease(request(s, c, None), now).expect("lease");
+        }
+        let removed = t
+            .remove_range(Proto::Tcp, 2000..=2999, Some(CLIENT))
+            .expect("range");
+        let ports: Vec<u16> = removed.iter().map(|s| s.spec.id.ext_port).collect();
+        assert_eq!(ports, [2000, 2002]);
+        let left: Vec<String> = t
+            .list(now)
+            .expect("list")
+            .iter()
+            .map(|v| v.spec.id.to_string())
+            .collect();
+        assert_eq!(left, ["tcp:2001", "tcp:2003", "tcp:3000", "udp:2002"]);
+        assert_eq!(t.maps().shares.len(), 4);
+    }
+
+    #[test]
+    fn leases_survive_a_restart_with_the_time_they_had_left() {
+        let dir = std::env::temp_dir().join(format!("portfwd-table-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::open(&dir).expect("state dir");
+        let now = Instant::now();
+        let mut t = new_table();
+        t.set_state(state.clone());
+        t.lease(request("udp:3074=10.0.0.10:3074", CLIENT, Some(3600)), now)
+            .expect("lease");
+        t.lease(request("tcp:4000=10.0.0.10:4000", CLIENT, None), now)
+            .expect("permanent");
+        t.lease(request("tcp:4001=10.0.0.10:4001", CLIENT, Some(60)), now)
+            .expect("short");
+        t.remove(spec("tcp:4001=10.0.0.10:4001").id, Some(CLIENT))
+            .expect("removed before the restart");
+        drop(t);
+
+        let mut t = new_table();
+        t.set_state(state.clone());
+        // A static share that took a leased port meanwhile wins; the lease is dropped.
+        t.replace_static(specs(&["tcp:4000=10.0.0.20:4000"]))
+            .expect("static");
+        let restored = t.restore(state.load_leases().expect("load"), now);
+        assert_eq!(restored, 1);
+        let list = t.list(now).expect("list");
+        let leased: Vec<_> = list
+            .iter()
+            .filter(|v| v.origin == Origin::Upnp { client: CLIENT })
+            .collect();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(leased[0].spec.id.ext_port, 3074);
+        let left = leased[0].expires_in.expect("leased");
+        assert!(
+            left > Duration::from_secs(3590) && left <= Duration::from_hours(1),
+            "{left:?}"
+        );
+        assert_eq!(t.maps().shares.len(), 2);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn an_unsaved_change_is_rolled_back() {
+        let dir = std::env::temp_dir().join(format!("portfwd-rollback-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::open(&dir).expect("state dir");
+        let mut t = new_table();
+        t.set_state(state);
+        // The directory disappears: the lease cannot be saved, so it must not be granted.
+        std::fs::remove_dir_all(&dir).expect("remove");
+        let err = t
+            .lease(
+                request("tcp:5000=10.0.0.10:5000", CLIENT, Some(60)),
+                Instant::now(),
+            )
+            .expect_err("unsaved");
+        assert!(matches!(err, TableError::State(_)), "{err:?}");
+        assert!(t.list(Instant::now()).expect("list").is_empty());
+        assert!(t.maps().shares.is_empty(), "not in the kernel either");
+        assert_eq!(t.next_deadline(), None);
     }
 }
