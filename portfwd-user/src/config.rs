@@ -13,6 +13,9 @@
 //! internal = "10.0.0.10:80"
 //! # remote = "198.51.100.7"  # only this remote host may use the share
 //! # enabled = false          # keep the share, but do not forward it
+//!
+//! [upnp]                # see crate::upnp::policy for every setting and its default
+//! igd_version = 2
 //! ```
 //!
 //! Flags win over the file; `--share` flags add to the file's shares. On SIGHUP the daemon
@@ -27,7 +30,10 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::share::{Proto, ShareId, ShareSpec};
+use crate::{
+    share::{Proto, ShareId, ShareSpec},
+    upnp::{Settings, policy::UpnpConfig},
+};
 
 /// How the XDP programs are attached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -49,7 +55,9 @@ struct FileConfig {
     wan: Option<String>,
     lan: Option<String>,
     xdp_mode: Option<XdpMode>,
+    state_dir: Option<PathBuf>,
     share: Vec<FileShare>,
+    upnp: UpnpConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,7 +84,12 @@ pub struct Overrides {
     pub xdp_mode: Option<XdpMode>,
     pub shares: Vec<ShareSpec>,
     pub file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub upnp_port: Option<u16>,
 }
+
+/// Where the daemon keeps its state without `--state-dir` or `state_dir` in the file.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/portfwd";
 
 /// The validated configuration the daemon runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +100,8 @@ pub struct Config {
     /// Static shares, in the order given (file first, then flags).
     pub shares: Vec<ShareSpec>,
     pub file: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub upnp: Settings,
 }
 
 /// A configuration that cannot be used.
@@ -108,6 +123,8 @@ pub enum ConfigError {
     PortZero(String),
     #[error("share {0} is given twice")]
     Duplicate(ShareId),
+    #[error("{0}")]
+    Upnp(String),
 }
 
 impl Config {
@@ -131,12 +148,22 @@ impl Config {
             return Err(ConfigError::SameInterface(wan));
         }
         check_unique(&shares)?;
+        let mut upnp = file.upnp;
+        if let Some(port) = overrides.upnp_port {
+            upnp.port = port;
+        }
+        let upnp = upnp.compile().map_err(ConfigError::Upnp)?;
         Ok(Self {
             wan,
             lan,
             xdp_mode: overrides.xdp_mode.or(file.xdp_mode).unwrap_or_default(),
             shares,
             file: overrides.file,
+            state_dir: overrides
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            upnp,
         })
     }
 

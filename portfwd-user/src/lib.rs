@@ -11,6 +11,7 @@ pub mod netlink;
 pub mod share;
 pub mod state;
 pub mod table;
+pub mod upnp;
 
 /// An error and its causes as one line: `a: b: c`.
 #[must_use]

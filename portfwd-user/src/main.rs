@@ -39,6 +39,12 @@ struct RunArgs {
     /// How to attach the XDP programs.
     #[arg(long, value_enum, value_name = "MODE")]
     xdp_mode: Option<XdpMode>,
+    /// Where leased shares and the UPnP identity are kept [default: /var/lib/portfwd].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// TCP port of the UPnP HTTP server on the LAN address [default: 5000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    upnp_port: Option<u16>,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +70,8 @@ fn run(args: RunArgs) -> ExitCode {
         xdp_mode: args.xdp_mode,
         shares: args.shares,
         file: args.config,
+        state_dir: args.state_dir,
+        upnp_port: args.upnp_port,
     }) {
         Ok(config) => config,
         Err(err) => return fail(&err),

@@ -82,6 +82,57 @@ pub fn external_addr(wan: &str) -> Result<Option<Ipv4Addr>, NetInfoError> {
     Ok(ipv4_subnets(wan)?.first().map(|s| s.addr))
 }
 
+/// The ports sockets of this network namespace receive on from anywhere: listening TCP
+/// sockets, unconnected UDP sockets. Each with its local IPv4 address, `None` for the wildcard
+/// (`0.0.0.0`, or `::` of a dual-stack socket). Read from `/proc/net/{tcp,udp}{,6}`; a file
+/// that cannot be read counts as no sockets.
+#[must_use]
+pub fn listening_ports(proto: crate::share::Proto) -> Vec<(Option<Ipv4Addr>, u16)> {
+    let (name, state) = match proto {
+        crate::share::Proto::Tcp => ("tcp", "0A"),
+        crate::share::Proto::Udp => ("udp", "07"),
+    };
+    let mut out = Vec::new();
+    for file in [format!("/proc/net/{name}"), format!("/proc/net/{name}6")] {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        out.extend(parse_proc_net(&text, state));
+    }
+    out
+}
+
+/// The `(address, port)` of every socket in state `state` of a `/proc/net/tcp`-style table.
+fn parse_proc_net(text: &str, state: &str) -> Vec<(Option<Ipv4Addr>, u16)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let st = fields.nth(1)?;
+            if st != state {
+                return None;
+            }
+            let (addr, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            // The kernel prints each 32-bit word of the address in host byte order.
+            let words: Vec<u32> = (0..addr.len() / 8)
+                .map(|i| u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok())
+                .collect::<Option<_>>()?;
+            let addr = match words.as_slice() {
+                [v4] => Some(Ipv4Addr::from(v4.to_ne_bytes())),
+                [0, 0, 0, 0] => None,
+                // ::ffff:a.b.c.d, a v4-mapped address.
+                [0, 0, mapped, v4] if mapped.to_ne_bytes() == [0, 0, 0xff, 0xff] => {
+                    Some(Ipv4Addr::from(v4.to_ne_bytes()))
+                }
+                _ => return None,
+            };
+            Some((addr.filter(|a| !a.is_unspecified()), port))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +151,26 @@ mod tests {
             Err(NetInfoError::NoSuchInterface(_))
         ));
         assert!(matches!(ifindex("a\0b"), Err(NetInfoError::BadName(_))));
+    }
+
+    #[test]
+    fn proc_net_tables_give_listening_sockets() {
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0100007F:0035 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0
+   2: 0100007F:A000 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0
+";
+        let got = parse_proc_net(v4, "0A");
+        assert_eq!(got, vec![(None, 8080), (Some(Ipv4Addr::LOCALHOST), 53)]);
+        let v6 =
+            "  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000000000000:1388 00000000000000000000000000000000:0000 0A 0
+   1: 0000000000000000FFFF00000100007F:0016 00000000000000000000000000000000:0000 0A 0
+   2: 000080FE00000000FF00000001000000:0017 00000000000000000000000000000000:0000 0A 0
+";
+        assert_eq!(
+            parse_proc_net(v6, "0A"),
+            vec![(None, 5000), (Some(Ipv4Addr::LOCALHOST), 22)]
+        );
     }
 }

@@ -167,6 +167,12 @@ impl LanSubnet {
             .unwrap_or(0)
     }
 
+    /// Whether `addr` is in this subnet (the box's own address included).
+    #[must_use]
+    pub fn contains(self, addr: Ipv4Addr) -> bool {
+        u32::from(addr) & self.mask() == u32::from(self.addr) & self.mask()
+    }
+
     /// Whether `host` is a usable host address of this subnet other than the box's own.
     #[must_use]
     pub fn has_host(self, host: Ipv4Addr) -> bool {

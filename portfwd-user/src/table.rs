@@ -41,8 +41,8 @@ pub enum TableError {
     },
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
-    #[error("{0} is not a share of {1}")]
-    NotOwner(ShareId, Ipv4Addr),
+    #[error("{0} is not a share {1} may remove")]
+    NotOwner(ShareId, By),
     #[error("no share {0}")]
     NoSuchShare(ShareId),
     #[error("{id} collides with {} share {existing}", origin.describe())]
@@ -64,6 +64,37 @@ pub enum TableError {
     State(#[from] StateError),
     #[error("the share table task has stopped")]
     Stopped,
+}
+
+/// On whose behalf a share is removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    /// The box's owner: any share.
+    Operator,
+    /// A LAN client: only the shares it made.
+    Client(Ipv4Addr),
+    /// A LAN client where secure mode is off: any share made by a client, none of the owner's.
+    AnyClient,
+}
+
+impl By {
+    fn may_remove(self, origin: Origin) -> bool {
+        match (self, origin) {
+            (Self::Operator, _) | (Self::AnyClient, Origin::Upnp { .. }) => true,
+            (Self::Client(me), Origin::Upnp { client }) => me == client,
+            (Self::Client(_) | Self::AnyClient, Origin::Static) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for By {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Operator => f.write_str("the owner"),
+            Self::Client(client) => write!(f, "{client}"),
+            Self::AnyClient => f.write_str("a LAN client"),
+        }
+    }
 }
 
 /// A share as reported to operators.
@@ -189,14 +220,12 @@ impl<M: KernelMaps> Table<M> {
         self.sync()
     }
 
-    /// Removes share `id`. With `client`, only a share that client made.
-    pub fn remove(&mut self, id: ShareId, client: Option<Ipv4Addr>) -> Result<Share, TableError> {
+    /// Removes share `id` on behalf of `by`.
+    pub fn remove(&mut self, id: ShareId, by: By) -> Result<Share, TableError> {
         self.transact(|t| {
             let share = t.shares.get(&id).ok_or(TableError::NoSuchShare(id))?;
-            if let Some(client) = client
-                && share.origin != (Origin::Upnp { client })
-            {
-                return Err(TableError::NotOwner(id, client));
+            if !by.may_remove(share.origin) {
+                return Err(TableError::NotOwner(id, by));
             }
             let share = t.shares.remove(&id).ok_or(TableError::NoSuchShare(id))?;
             t.clear_lease(id);
@@ -205,24 +234,20 @@ impl<M: KernelMaps> Table<M> {
         })
     }
 
-    /// Removes the leased shares of `proto` whose external ports are in `ports`: with
-    /// `client`, only that client's. Static shares are never touched. Returns what it removed.
+    /// Removes the leased shares of `proto` whose external ports are in `ports` that `by` may
+    /// remove. Static shares are never touched. Returns what it removed.
     pub fn remove_range(
         &mut self,
         proto: Proto,
         ports: RangeInclusive<u16>,
-        client: Option<Ipv4Addr>,
+        by: By,
     ) -> Result<Vec<Share>, TableError> {
         self.transact(|t| {
             let ids: Vec<ShareId> = t
                 .shares
                 .iter()
                 .filter(|s| s.spec.id.proto == proto && ports.contains(&s.spec.id.ext_port))
-                .filter(|s| match (s.origin, client) {
-                    (Origin::Static, _) => false,
-                    (Origin::Upnp { .. }, None) => true,
-                    (Origin::Upnp { client: owner }, Some(client)) => owner == client,
-                })
+                .filter(|s| s.origin != Origin::Static && by.may_remove(s.origin))
                 .map(|s| s.spec.id)
                 .collect();
             let mut removed = Vec::new();
@@ -498,15 +523,11 @@ fn apply_static(shares: &mut ShareTable, specs: Vec<ShareSpec>) -> Result<Vec<u3
 enum Command {
     ReplaceStatic(Vec<ShareSpec>, oneshot::Sender<Result<Applied, TableError>>),
     Lease(LeaseRequest, oneshot::Sender<Result<Applied, TableError>>),
-    Remove(
-        ShareId,
-        Option<Ipv4Addr>,
-        oneshot::Sender<Result<Share, TableError>>,
-    ),
+    Remove(ShareId, By, oneshot::Sender<Result<Share, TableError>>),
     RemoveRange(
         Proto,
         RangeInclusive<u16>,
-        Option<Ipv4Addr>,
+        By,
         oneshot::Sender<Result<Vec<Share>, TableError>>,
     ),
     External(oneshot::Sender<Result<Option<Ipv4Addr>, TableError>>),
@@ -542,17 +563,17 @@ impl TableHandle {
         self.call(|r| Command::Lease(request, r)).await
     }
 
-    pub async fn remove(&self, id: ShareId, client: Option<Ipv4Addr>) -> Result<Share, TableError> {
-        self.call(|r| Command::Remove(id, client, r)).await
+    pub async fn remove(&self, id: ShareId, by: By) -> Result<Share, TableError> {
+        self.call(|r| Command::Remove(id, by, r)).await
     }
 
     pub async fn remove_range(
         &self,
         proto: Proto,
         ports: RangeInclusive<u16>,
-        client: Option<Ipv4Addr>,
+        by: By,
     ) -> Result<Vec<Share>, TableError> {
-        self.call(|r| Command::RemoveRange(proto, ports, client, r))
+        self.call(|r| Command::RemoveRange(proto, ports, by, r))
             .await
     }
 
@@ -619,11 +640,11 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
                 Command::Lease(request, reply) => {
                     let _ = reply.send(table.lease(request, Instant::now()));
                 }
-                Command::Remove(id, client, reply) => {
-                    let _ = reply.send(table.remove(id, client));
+                Command::Remove(id, by, reply) => {
+                    let _ = reply.send(table.remove(id, by));
                 }
-                Command::RemoveRange(proto, ports, client, reply) => {
-                    let _ = reply.send(table.remove_range(proto, ports, client));
+                Command::RemoveRange(proto, ports, by, reply) => {
+                    let _ = reply.send(table.remove_range(proto, ports, by));
                 }
                 Command::External(reply) => {
                     let _ = reply.send(Ok(table.external()));
@@ -758,19 +779,23 @@ mod tests {
         ));
         let id = spec("tcp:6000=10.0.0.10:6000").id;
         assert!(matches!(
-            t.remove(id, Some(other)),
+            t.remove(id, By::Client(other)),
             Err(TableError::NotOwner(..))
         ));
         // Static shares are not the clients' either.
         t.replace_static(specs(&["tcp:1=10.0.0.10:1"]))
             .expect("static");
         assert!(matches!(
-            t.remove(spec("tcp:1=10.0.0.10:1").id, Some(CLIENT)),
+            t.remove(spec("tcp:1=10.0.0.10:1").id, By::Client(CLIENT)),
             Err(TableError::NotOwner(..))
         ));
-        assert!(t.remove(id, Some(CLIENT)).is_ok());
         assert!(matches!(
-            t.remove(id, None),
+            t.remove(spec("tcp:1=10.0.0.10:1").id, By::AnyClient),
+            Err(TableError::NotOwner(..))
+        ));
+        assert!(t.remove(id, By::Client(CLIENT)).is_ok());
+        assert!(matches!(
+            t.remove(id, By::Operator),
             Err(TableError::NoSuchShare(_))
         ));
     }
@@ -950,7 +975,7 @@ mod tests {
             t.lease(request(s, c, None), now).expect("lease");
         }
         let removed = t
-            .remove_range(Proto::Tcp, 2000..=2999, Some(CLIENT))
+            .remove_range(Proto::Tcp, 2000..=2999, By::Client(CLIENT))
             .expect("range");
         let ports: Vec<u16> = removed.iter().map(|s| s.spec.id.ext_port).collect();
         assert_eq!(ports, [2000, 2002]);
@@ -978,7 +1003,7 @@ mod tests {
             .expect("permanent");
         t.lease(request("tcp:4001=10.0.0.10:4001", CLIENT, Some(60)), now)
             .expect("short");
-        t.remove(spec("tcp:4001=10.0.0.10:4001").id, Some(CLIENT))
+        t.remove(spec("tcp:4001=10.0.0.10:4001").id, By::Client(CLIENT))
             .expect("removed before the restart");
         drop(t);
 

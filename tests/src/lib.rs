@@ -22,7 +22,10 @@ use std::{
     os::fd::AsRawFd as _,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -224,7 +227,7 @@ impl Lab {
     pub fn fresh(tag: &str) -> Self {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         assert!(is_root(), "the lab needs root (network namespaces, XDP)");
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = N.fetch_add(1, Ordering::Relaxed);
         Self::up(&format!("pf{}{n}{tag}", std::process::id() % 10_000))
     }
 
@@ -346,6 +349,22 @@ pub struct Daemon {
     /// What it printed on stderr, collected in the background.
     log: mpsc::Receiver<String>,
     pub ready_line: String,
+    /// The state directory made for this daemon (removed with it), unless the test gave one.
+    own_state_dir: Option<PathBuf>,
+}
+
+/// A fresh, empty directory under the system's temporary directory.
+#[must_use]
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "portfwd-test-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
 
 impl Daemon {
@@ -358,12 +377,17 @@ impl Daemon {
     }
 
     /// Starts `portfwd run ARGS` and waits for `ready`; on failure, returns what it printed.
+    /// Without `--state-dir` in `ARGS` the daemon gets a fresh one of its own, so tests never
+    /// share leases through the default directory.
     pub fn try_start(ns: &Netns, args: &[&str]) -> Result<Self, String> {
         let bin = portfwd_bin();
-        let mut child = ns
-            .command(bin.to_str().expect("utf-8 path"))
-            .arg("run")
-            .args(args)
+        let own_state_dir = (!args.contains(&"--state-dir")).then(|| temp_dir("state"));
+        let mut command = ns.command(bin.to_str().expect("utf-8 path"));
+        command.arg("run").args(args);
+        if let Some(dir) = &own_state_dir {
+            command.arg("--state-dir").arg(dir);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -390,6 +414,7 @@ impl Daemon {
             child,
             log,
             ready_line: String::new(),
+            own_state_dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -446,6 +471,9 @@ impl Drop for Daemon {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.signal(libc::SIGTERM);
             wait_timeout(&mut self.child, Duration::from_secs(10));
+        }
+        if let Some(dir) = &self.own_state_dir {
+            let _ = fs::remove_dir_all(dir);
         }
     }
 }

@@ -136,6 +136,7 @@ fn test() -> Result<()> {
     require_root("cargo xtask test")?;
     setup::toolchain()?;
     setup::lab_tools()?;
+    setup::test_clients()?;
     // The end-to-end tests run the real binary; build it first so they test this tree.
     cargo(&["build", "-p", "portfwd-user", "--bins"])?;
     let bin = root().join("target/debug/portfwd");

@@ -140,3 +140,8 @@ pub fn lab_tools() -> Result<()> {
         "the netns lab",
     )
 }
+
+/// The real clients the end-to-end tests drive portfwd with.
+pub fn test_clients() -> Result<()> {
+    ensure_commands(&[("upnpc", "miniupnpc")], "the UPnP tests")
+}

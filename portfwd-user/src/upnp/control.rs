@@ -1,0 +1,913 @@
+//! WANIPConnection and WANCommonInterfaceConfig actions.
+//!
+//! Each action reads its arguments, asks [`Settings`] whether the client may do it, and asks the
+//! share table to do it; every refusal becomes one [`Fault`] through [`table_fault`], so the
+//! same collision reads 729 to an IGD:2 client and 718 to an IGD:1 client.
+//!
+//! What UPnP clients see of the table: the shares clients made (their own and, read-only,
+//! others'). The owner's static shares are not listed; a request on their ports is a conflict.
+
+use std::{fmt::Write as _, net::Ipv4Addr, sync::Arc, time::Instant};
+
+use super::{Fault, Service, Settings, policy::Refusal, soap::Request};
+use crate::{
+    share::{Origin, Proto, ShareError, ShareId, ShareSpec},
+    table::{By, LeaseRequest, ShareView, TableError, TableHandle},
+};
+
+/// What the control point needs to know of the box beyond the share table. The system one
+/// reads `/proc` and `/sys`; tests bring their own.
+pub trait Host: Send + Sync {
+    /// The MAC address the neighbour table has for `addr`.
+    fn mac_of(&self, addr: Ipv4Addr) -> Option<[u8; 6]>;
+    /// The ports the box itself listens on, each with its local address (`None`: every
+    /// address).
+    fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)>;
+    /// Whether the WAN link is up.
+    fn wan_up(&self) -> bool;
+    /// The WAN interface's counters.
+    fn wan_stats(&self) -> WanStats;
+}
+
+/// Counters of the WAN interface, and its speed in bit/s (0 if unknown).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WanStats {
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_packets: u64,
+    pub bit_rate: u64,
+}
+
+/// The control point: answers actions for LAN clients.
+pub struct Control {
+    pub table: TableHandle,
+    pub settings: Arc<Settings>,
+    pub host: Arc<dyn Host>,
+    pub started: Instant,
+}
+
+/// Output arguments of an action.
+pub type Outputs = Vec<(&'static str, String)>;
+
+/// The fault a refused table change is for a client speaking IGD `version`.
+#[must_use]
+pub fn table_fault(err: &TableError, version: u8) -> Fault {
+    let code = match err {
+        TableError::Conflict {
+            origin: Origin::Static,
+            ..
+        } if version >= 2 => Fault::CONFLICT_WITH_OTHER_MECHANISMS,
+        TableError::Conflict { .. }
+        | TableError::Share {
+            source: ShareError::Duplicate(_) | ShareError::InternalInUse { .. },
+            ..
+        } => Fault::CONFLICT_IN_MAPPING,
+        TableError::Share {
+            source: ShareError::NotOnLan { .. },
+            ..
+        } => Fault::INVALID_ARGS,
+        TableError::Share {
+            source: ShareError::Full { .. },
+            ..
+        }
+        | TableError::Quota { .. } => Fault::NO_PORT_MAPS_AVAILABLE,
+        TableError::NotOwner(..) => Fault::NOT_AUTHORIZED,
+        TableError::NoSuchShare(_) => Fault::NO_SUCH_ENTRY,
+        TableError::Dataplane(_) | TableError::State(_) | TableError::Stopped => {
+            Fault::ACTION_FAILED
+        }
+    };
+    Fault::new(code, crate::error_chain(err))
+}
+
+fn invalid(detail: impl Into<String>) -> Fault {
+    Fault::new(Fault::INVALID_ARGS, detail)
+}
+
+/// The arguments of a request, read with the types UPnP gives them.
+struct Args<'a>(&'a Request);
+
+impl Args<'_> {
+    fn text(&self, name: &str) -> Result<&str, Fault> {
+        self.0
+            .arg(name)
+            .map(str::trim)
+            .ok_or_else(|| invalid(format!("missing argument {name}")))
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T, Fault> {
+        let text = self.text(name)?;
+        text.parse()
+            .map_err(|_| invalid(format!("{name} `{text}` is not a number in range")))
+    }
+
+    fn port(&self, name: &str) -> Result<u16, Fault> {
+        self.number(name)
+    }
+
+    fn proto(&self) -> Result<Proto, Fault> {
+        let text = self.text("NewProtocol")?;
+        text.parse()
+            .map_err(|_| invalid(format!("NewProtocol `{text}` is not TCP or UDP")))
+    }
+
+    fn boolean(&self, name: &str) -> Result<bool, Fault> {
+        match self.text(name)? {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" => Ok(false),
+            other => Err(invalid(format!("{name} `{other}` is not a boolean"))),
+        }
+    }
+
+    /// `NewRemoteHost`: empty (or absent from a sloppy client) is any remote host.
+    fn remote(&self) -> Result<Option<Ipv4Addr>, Fault> {
+        match self.0.arg("NewRemoteHost").map(str::trim) {
+            None | Some("" | "*" | "0.0.0.0") => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| invalid(format!("NewRemoteHost `{text}` is not an IPv4 address"))),
+        }
+    }
+
+    fn internal_client(&self) -> Result<Ipv4Addr, Fault> {
+        let text = self.text("NewInternalClient")?;
+        text.parse()
+            .map_err(|_| invalid(format!("NewInternalClient `{text}` is not an IPv4 address")))
+    }
+}
+
+/// A mapping request read from AddPortMapping or AddAnyPortMapping.
+struct Mapping {
+    id: ShareId,
+    internal: std::net::SocketAddrV4,
+    enabled: bool,
+    description: String,
+    lease: u32,
+}
+
+/// Descriptions are kept to this many characters.
+const MAX_DESCRIPTION: usize = 256;
+
+impl Control {
+    /// Runs `request` for `client` on the service behind the control URL it was posted to.
+    pub async fn handle(
+        &self,
+        endpoint: Service,
+        client: Ipv4Addr,
+        request: &Request,
+    ) -> Result<Outputs, Fault> {
+        let (service, version) = Service::parse(&request.service).ok_or_else(|| {
+            Fault::new(
+                Fault::INVALID_ACTION,
+                format!("unknown service {}", request.service),
+            )
+        })?;
+        if service != endpoint {
+            return Err(Fault::new(
+                Fault::INVALID_ACTION,
+                format!("{} is not served at this control URL", request.service),
+            ));
+        }
+        let args = Args(request);
+        match (service, request.action.as_str()) {
+            (Service::IpConnection, action) => {
+                self.ip_connection(action, client, version, &args).await
+            }
+            (Service::CommonInterface, action) => self.common_interface(action),
+        }
+    }
+
+    async fn ip_connection(
+        &self,
+        action: &str,
+        client: Ipv4Addr,
+        version: u8,
+        args: &Args<'_>,
+    ) -> Result<Outputs, Fault> {
+        match action {
+            "GetExternalIPAddress" => Ok(vec![(
+                "NewExternalIPAddress",
+                self.external()
+                    .await?
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+            )]),
+            "GetStatusInfo" => {
+                let connected = self.host.wan_up() && self.external().await?.is_some();
+                Ok(vec![
+                    (
+                        "NewConnectionStatus",
+                        if connected {
+                            "Connected"
+                        } else {
+                            "Disconnected"
+                        }
+                        .into(),
+                    ),
+                    ("NewLastConnectionError", "ERROR_NONE".into()),
+                    ("NewUptime", self.started.elapsed().as_secs().to_string()),
+                ])
+            }
+            "GetConnectionTypeInfo" => Ok(vec![
+                ("NewConnectionType", "IP_Routed".into()),
+                ("NewPossibleConnectionTypes", "IP_Routed".into()),
+            ]),
+            "GetNATRSIPStatus" => Ok(vec![
+                ("NewRSIPAvailable", "0".into()),
+                ("NewNATEnabled", "1".into()),
+            ]),
+            "SetConnectionType" => {
+                args.text("NewConnectionType")?;
+                Err(Fault::new(
+                    Fault::READ_ONLY,
+                    "the connection type is the box's configuration",
+                ))
+            }
+            "RequestConnection" => {
+                if self.host.wan_up() && self.external().await?.is_some() {
+                    Ok(Vec::new())
+                } else {
+                    Err(Fault::new(
+                        Fault::ACTION_FAILED,
+                        "the WAN link is down; the box manages it",
+                    ))
+                }
+            }
+            "ForceTermination" => Err(Fault::new(
+                Fault::NOT_AUTHORIZED,
+                "LAN clients may not take the internet connection down",
+            )),
+            "AddPortMapping" => self.add(client, version, args).await,
+            "AddAnyPortMapping" => self.add_any(client, version, args).await,
+            "DeletePortMapping" => self.delete(client, args).await,
+            "DeletePortMappingRange" => self.delete_range(client, args).await,
+            "GetSpecificPortMappingEntry" => self.specific(args).await,
+            "GetGenericPortMappingEntry" => self.generic(args).await,
+            "GetListOfPortMappings" => self.list(client, args).await,
+            other => Err(Fault::new(
+                Fault::INVALID_ACTION,
+                format!("no action {other}"),
+            )),
+        }
+    }
+
+    fn common_interface(&self, action: &str) -> Result<Outputs, Fault> {
+        let stats = self.host.wan_stats();
+        // The ui4 counters wrap, as the spec's 32-bit variables do on any busy link.
+        let ui4 = |v: u64| (v & u64::from(u32::MAX)).to_string();
+        match action {
+            "GetCommonLinkProperties" => Ok(vec![
+                ("NewWANAccessType", "Ethernet".into()),
+                // A rate does not wrap: a 10 Gbit/s link reads as the most a ui4 holds.
+                (
+                    "NewLayer1UpstreamMaxBitRate",
+                    stats.bit_rate.min(u64::from(u32::MAX)).to_string(),
+                ),
+                (
+                    "NewLayer1DownstreamMaxBitRate",
+                    stats.bit_rate.min(u64::from(u32::MAX)).to_string(),
+                ),
+                (
+                    "NewPhysicalLinkStatus",
+                    if self.host.wan_up() { "Up" } else { "Down" }.into(),
+                ),
+            ]),
+            "GetTotalBytesSent" => Ok(vec![("NewTotalBytesSent", ui4(stats.tx_bytes))]),
+            "GetTotalBytesReceived" => Ok(vec![("NewTotalBytesReceived", ui4(stats.rx_bytes))]),
+            "GetTotalPacketsSent" => Ok(vec![("NewTotalPacketsSent", ui4(stats.tx_packets))]),
+            "GetTotalPacketsReceived" => {
+                Ok(vec![("NewTotalPacketsReceived", ui4(stats.rx_packets))])
+            }
+            other => Err(Fault::new(
+                Fault::INVALID_ACTION,
+                format!("no action {other}"),
+            )),
+        }
+    }
+
+    async fn external(&self) -> Result<Option<Ipv4Addr>, Fault> {
+        self.table.external().await.map_err(|e| table_fault(&e, 2))
+    }
+
+    async fn shares(&self) -> Result<Vec<ShareView>, Fault> {
+        let list = self.table.list().await.map_err(|e| table_fault(&e, 2))?;
+        Ok(list
+            .into_iter()
+            .filter(|s| matches!(s.origin, Origin::Upnp { .. }))
+            .collect())
+    }
+
+    fn check_client(&self, client: Ipv4Addr) -> Result<(), Fault> {
+        self.settings
+            .check_client(client, self.host.mac_of(client))
+            .map_err(|r| Fault::new(Fault::NOT_AUTHORIZED, r.to_string()))
+    }
+
+    fn mapping(args: &Args<'_>, wildcard_ok: bool) -> Result<Mapping, Fault> {
+        let remote = args.remote()?;
+        let ext_port = args.port("NewExternalPort")?;
+        if ext_port == 0 && !wildcard_ok {
+            return Err(Fault::new(
+                Fault::WILDCARD_EXTERNAL_PORT,
+                "external port 0 (any): use AddAnyPortMapping",
+            ));
+        }
+        let proto = args.proto()?;
+        let internal_port = args.port("NewInternalPort")?;
+        if internal_port == 0 {
+            return Err(invalid("NewInternalPort 0 is not a port"));
+        }
+        let internal = std::net::SocketAddrV4::new(args.internal_client()?, internal_port);
+        let enabled = args.boolean("NewEnabled")?;
+        let description: String = args
+            .text("NewPortMappingDescription")
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_DESCRIPTION)
+            .collect();
+        let lease = args.number("NewLeaseDuration")?;
+        Ok(Mapping {
+            id: ShareId {
+                proto,
+                ext_port,
+                remote,
+            },
+            internal,
+            enabled,
+            description,
+            lease,
+        })
+    }
+
+    /// Everything but the share table's own rules: permission, rules, the box's own ports.
+    async fn admissible(&self, client: Ipv4Addr, version: u8, m: &Mapping) -> Result<(), Fault> {
+        self.settings
+            .check_mapping(client, m.id.ext_port, *m.internal.ip(), m.internal.port())
+            .map_err(|r| Fault::new(Fault::NOT_AUTHORIZED, r.to_string()))?;
+        let external = self.external().await?;
+        if listens(&self.host.listening(m.id.proto), m.id.ext_port, external) {
+            let code = if version >= 2 {
+                Fault::CONFLICT_WITH_OTHER_MECHANISMS
+            } else {
+                Fault::CONFLICT_IN_MAPPING
+            };
+            return Err(Fault::new(
+                code,
+                format!(
+                    "the box itself listens on {} port {}",
+                    m.id.proto, m.id.ext_port
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn lease(&self, client: Ipv4Addr, version: u8, m: &Mapping) -> Result<(), Fault> {
+        let spec = ShareSpec {
+            id: m.id,
+            internal: m.internal,
+            name: (!m.description.is_empty()).then(|| m.description.clone()),
+            enabled: m.enabled,
+        };
+        let request = LeaseRequest {
+            spec,
+            client,
+            lease: self.settings.lease(m.lease, version >= 2),
+            limits: self.settings.limits,
+        };
+        self.table
+            .lease(request)
+            .await
+            .map(drop)
+            .map_err(|e| table_fault(&e, version))
+    }
+
+    async fn add(&self, client: Ipv4Addr, version: u8, args: &Args<'_>) -> Result<Outputs, Fault> {
+        self.check_client(client)?;
+        let m = Self::mapping(args, false)?;
+        self.admissible(client, version, &m).await?;
+        self.lease(client, version, &m).await?;
+        Ok(Vec::new())
+    }
+
+    /// AddAnyPortMapping: the requested port if it is free, else the nearest free port the
+    /// rules allow (above first, then below). A client that already has this internal endpoint
+    /// shared keeps its port (the lease is renewed).
+    async fn add_any(
+        &self,
+        client: Ipv4Addr,
+        version: u8,
+        args: &Args<'_>,
+    ) -> Result<Outputs, Fault> {
+        self.check_client(client)?;
+        let mut m = Self::mapping(args, true)?;
+        let shares = self.table.list().await.map_err(|e| table_fault(&e, 2))?;
+        if let Some(mine) = shares.iter().find(|s| {
+            s.origin == (Origin::Upnp { client })
+                && s.spec.id.proto == m.id.proto
+                && s.spec.id.remote == m.id.remote
+                && s.spec.internal == m.internal
+        }) {
+            m.id.ext_port = mine.spec.id.ext_port;
+            self.lease(client, version, &m).await?;
+            return Ok(vec![("NewReservedPort", m.id.ext_port.to_string())]);
+        }
+        let taken = |port: u16| {
+            shares
+                .iter()
+                .any(|s| s.spec.id.proto == m.id.proto && s.spec.id.ext_port == port)
+        };
+        let wanted = if m.id.ext_port == 0 {
+            m.internal.port()
+        } else {
+            m.id.ext_port
+        };
+        let (ip, port) = (*m.internal.ip(), m.internal.port());
+        if let Err(refusal @ Refusal::NotSelf { .. }) =
+            self.settings.check_mapping(client, wanted, ip, port)
+        {
+            return Err(Fault::new(Fault::NOT_AUTHORIZED, refusal.to_string()));
+        }
+        let listening = self.host.listening(m.id.proto);
+        let external = self.external().await?;
+        let candidates = nearest(wanted).filter(|&p| {
+            !taken(p)
+                && self.settings.check_mapping(client, p, ip, port).is_ok()
+                && !listens(&listening, p, external)
+        });
+        let mut last = None;
+        // A port the snapshot showed free can be taken meanwhile: a few tries, then give up.
+        for candidate in candidates.take(8) {
+            m.id.ext_port = candidate;
+            match self.lease(client, version, &m).await {
+                Ok(()) => return Ok(vec![("NewReservedPort", candidate.to_string())]),
+                Err(f)
+                    if [
+                        Fault::CONFLICT_IN_MAPPING,
+                        Fault::CONFLICT_WITH_OTHER_MECHANISMS,
+                    ]
+                    .contains(&f.code) =>
+                {
+                    last = Some(f);
+                }
+                Err(f) => return Err(f),
+            }
+        }
+        Err(Fault::new(
+            Fault::NO_PORT_MAPS_AVAILABLE,
+            last.map_or_else(
+                || format!("no free port the rules allow near {wanted}"),
+                |f| format!("no free port near {wanted} ({f})"),
+            ),
+        ))
+    }
+
+    fn by(&self, client: Ipv4Addr, manage: bool) -> By {
+        if self.settings.secure_mode || !manage {
+            By::Client(client)
+        } else {
+            By::AnyClient
+        }
+    }
+
+    async fn delete(&self, client: Ipv4Addr, args: &Args<'_>) -> Result<Outputs, Fault> {
+        self.check_client(client)?;
+        let id = ShareId {
+            proto: args.proto()?,
+            ext_port: args.port("NewExternalPort")?,
+            remote: args.remote()?,
+        };
+        self.table
+            .remove(id, self.by(client, true))
+            .await
+            .map(|_| Vec::new())
+            .map_err(|e| table_fault(&e, 2))
+    }
+
+    async fn delete_range(&self, client: Ipv4Addr, args: &Args<'_>) -> Result<Outputs, Fault> {
+        self.check_client(client)?;
+        let (start, end) = (args.port("NewStartPort")?, args.port("NewEndPort")?);
+        let proto = args.proto()?;
+        let manage = args.boolean("NewManage")?;
+        if start > end {
+            return Err(Fault::new(
+                Fault::INCONSISTENT_PARAMETERS,
+                format!("start port {start} is above end port {end}"),
+            ));
+        }
+        let removed = self
+            .table
+            .remove_range(proto, start..=end, self.by(client, manage))
+            .await
+            .map_err(|e| table_fault(&e, 2))?;
+        if removed.is_empty() {
+            return Err(Fault::new(
+                Fault::PORT_MAPPING_NOT_FOUND,
+                format!("no {proto} share of {client}'s in {start}-{end}"),
+            ));
+        }
+        Ok(Vec::new())
+    }
+
+    async fn specific(&self, args: &Args<'_>) -> Result<Outputs, Fault> {
+        let id = ShareId {
+            proto: args.proto()?,
+            ext_port: args.port("NewExternalPort")?,
+            remote: args.remote()?,
+        };
+        let share = self
+            .shares()
+            .await?
+            .into_iter()
+            .find(|s| s.spec.id == id)
+            .ok_or_else(|| Fault::new(Fault::NO_SUCH_ENTRY, format!("no share {id}")))?;
+        let mut out = entry(&share);
+        out.drain(..3);
+        Ok(out)
+    }
+
+    async fn generic(&self, args: &Args<'_>) -> Result<Outputs, Fault> {
+        let index: usize = args.number("NewPortMappingIndex")?;
+        let shares = self.shares().await?;
+        let share = shares.get(index).ok_or_else(|| {
+            Fault::new(
+                Fault::ARRAY_INDEX_INVALID,
+                format!("{} shares, no index {index}", shares.len()),
+            )
+        })?;
+        Ok(entry(share))
+    }
+
+    async fn list(&self, client: Ipv4Addr, args: &Args<'_>) -> Result<Outputs, Fault> {
+        let (start, end) = (args.port("NewStartPort")?, args.port("NewEndPort")?);
+        let proto = args.proto()?;
+        let manage = args.boolean("NewManage")?;
+        let count: usize = args.number("NewNumberOfPorts")?;
+        if start > end {
+            return Err(Fault::new(
+                Fault::INCONSISTENT_PARAMETERS,
+                format!("start port {start} is above end port {end}"),
+            ));
+        }
+        let shares: Vec<ShareView> = self
+            .shares()
+            .await?
+            .into_iter()
+            .filter(|s| s.spec.id.proto == proto && (start..=end).contains(&s.spec.id.ext_port))
+            .filter(|s| manage || s.origin == Origin::Upnp { client })
+            .take(if count == 0 { usize::MAX } else { count })
+            .collect();
+        if shares.is_empty() {
+            return Err(Fault::new(
+                Fault::PORT_MAPPING_NOT_FOUND,
+                format!("no {proto} share in {start}-{end}"),
+            ));
+        }
+        let mut listing = String::from(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<p:PortMappingList \
+             xmlns:p=\"urn:schemas-upnp-org:gw:WANIPConnection\" \
+             xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
+             xsi:schemaLocation=\"urn:schemas-upnp-org:gw:WANIPConnection \
+             http://www.upnp.org/schemas/gw/WANIPConnection-v2.xsd\">\n",
+        );
+        for share in &shares {
+            listing.push_str("<p:PortMappingEntry>");
+            for (name, value) in entry(share) {
+                // Named as in the IGD:2 listing schema.
+                let name = match name {
+                    "NewPortMappingDescription" => "NewDescription",
+                    "NewLeaseDuration" => "NewLeaseTime",
+                    name => name,
+                };
+                let _ = write!(
+                    listing,
+                    "<p:{name}>{}</p:{name}>",
+                    quick_xml::escape::escape(value.as_str())
+                );
+            }
+            listing.push_str("</p:PortMappingEntry>\n");
+        }
+        listing.push_str("</p:PortMappingList>");
+        Ok(vec![("NewPortListing", listing)])
+    }
+}
+
+/// Whether `port` is among `listening` on the external address or every address.
+fn listens(listening: &[(Option<Ipv4Addr>, u16)], port: u16, external: Option<Ipv4Addr>) -> bool {
+    listening
+        .iter()
+        .any(|&(addr, p)| p == port && (addr.is_none() || addr == external))
+}
+
+/// The ports nearest `port`: itself, then one above, one below, two above, and so on.
+fn nearest(port: u16) -> impl Iterator<Item = u16> {
+    let port = i32::from(port);
+    (0..=i32::from(u16::MAX))
+        .flat_map(move |d| {
+            [port + d, port - d]
+                .into_iter()
+                .take(if d == 0 { 1 } else { 2 })
+        })
+        .filter_map(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+}
+
+/// A share as GetGenericPortMappingEntry gives it.
+fn entry(share: &ShareView) -> Outputs {
+    let lease = share
+        .expires_in
+        .map_or(0, |left| left.as_secs().max(1).min(u64::from(u32::MAX)));
+    vec![
+        (
+            "NewRemoteHost",
+            share
+                .spec
+                .id
+                .remote
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+        ),
+        ("NewExternalPort", share.spec.id.ext_port.to_string()),
+        (
+            "NewProtocol",
+            share.spec.id.proto.to_string().to_uppercase(),
+        ),
+        ("NewInternalPort", share.spec.internal.port().to_string()),
+        ("NewInternalClient", share.spec.internal.ip().to_string()),
+        ("NewEnabled", u8::from(share.spec.enabled).to_string()),
+        (
+            "NewPortMappingDescription",
+            share.spec.name.clone().unwrap_or_default(),
+        ),
+        ("NewLeaseDuration", lease.to_string()),
+    ]
+}
+
+/// The host as the kernel tells it: `/proc/net/arp`, `/proc/net/{tcp,udp}{,6}`,
+/// `/sys/class/net/WAN/`.
+pub struct SystemHost {
+    pub wan: String,
+}
+
+impl Host for SystemHost {
+    fn mac_of(&self, addr: Ipv4Addr) -> Option<[u8; 6]> {
+        let arp = std::fs::read_to_string("/proc/net/arp").ok()?;
+        arp.lines().skip(1).find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let ip: Ipv4Addr = fields.next()?.parse().ok()?;
+            let mac = fields.nth(2)?;
+            (ip == addr)
+                .then(|| super::policy::parse_mac(mac))
+                .flatten()
+        })
+    }
+
+    fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)> {
+        crate::netinfo::listening_ports(proto)
+    }
+
+    fn wan_up(&self) -> bool {
+        let path = format!("/sys/class/net/{}/operstate", self.wan);
+        std::fs::read_to_string(path).is_ok_and(|s| matches!(s.trim(), "up" | "unknown"))
+    }
+
+    fn wan_stats(&self) -> WanStats {
+        let read = |name: &str| {
+            std::fs::read_to_string(format!("/sys/class/net/{}/{name}", self.wan))
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        WanStats {
+            tx_bytes: read("statistics/tx_bytes"),
+            rx_bytes: read("statistics/rx_bytes"),
+            tx_packets: read("statistics/tx_packets"),
+            rx_packets: read("statistics/rx_packets"),
+            // `speed` is in Mbit/s, -1 where the driver does not know (veth).
+            bit_rate: read("speed").saturating_mul(1_000_000),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        dataplane::MemoryMaps,
+        share::LanSubnet,
+        table::{self, Table},
+        upnp::policy::UpnpConfig,
+    };
+
+    const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+    const V2: &str = "urn:schemas-upnp-org:service:WANIPConnection:2";
+
+    struct FakeHost {
+        listening: Vec<(Option<Ipv4Addr>, u16)>,
+        macs: Vec<(Ipv4Addr, [u8; 6])>,
+    }
+
+    impl Host for FakeHost {
+        fn mac_of(&self, addr: Ipv4Addr) -> Option<[u8; 6]> {
+            self.macs.iter().find(|(a, _)| *a == addr).map(|(_, m)| *m)
+        }
+        fn listening(&self, _: Proto) -> Vec<(Option<Ipv4Addr>, u16)> {
+            self.listening.clone()
+        }
+        fn wan_up(&self) -> bool {
+            true
+        }
+        fn wan_stats(&self) -> WanStats {
+            WanStats {
+                rx_packets: u64::from(u32::MAX) + 5,
+                bit_rate: 10_000_000_000,
+                ..WanStats::default()
+            }
+        }
+    }
+
+    /// A control point over a table task (so: inside a runtime).
+    fn control(config: &str, listening: Vec<(Option<Ipv4Addr>, u16)>) -> Control {
+        let mut table = Table::new(
+            vec![LanSubnet {
+                addr: Ipv4Addr::new(10, 0, 0, 1),
+                prefix_len: 24,
+            }],
+            MemoryMaps::default(),
+            1,
+            2,
+        );
+        table
+            .set_external(Some(Ipv4Addr::new(198, 51, 100, 1)))
+            .expect("external");
+        let (handle, _task) = table::spawn(table);
+        Control {
+            table: handle,
+            settings: Arc::new(
+                toml::from_str::<UpnpConfig>(config)
+                    .expect("toml")
+                    .compile()
+                    .expect("settings"),
+            ),
+            host: Arc::new(FakeHost {
+                listening,
+                macs: vec![(Ipv4Addr::new(10, 0, 0, 77), [2, 0, 0, 0, 0, 7])],
+            }),
+            started: Instant::now(),
+        }
+    }
+
+    fn request(action: &str, args: &[(&str, &str)]) -> Request {
+        Request {
+            service: V2.into(),
+            action: action.into(),
+            args: args
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn add(ext: &str, client: &str, int: &str) -> Request {
+        request(
+            "AddAnyPortMapping",
+            &[
+                ("NewRemoteHost", ""),
+                ("NewExternalPort", ext),
+                ("NewProtocol", "UDP"),
+                ("NewInternalPort", int),
+                ("NewInternalClient", client),
+                ("NewEnabled", "1"),
+                ("NewPortMappingDescription", "x"),
+                ("NewLeaseDuration", "0"),
+            ],
+        )
+    }
+
+    async fn reserved(c: &Control, client: Ipv4Addr, r: &Request) -> Result<u16, Fault> {
+        let out = c.handle(Service::IpConnection, client, r).await?;
+        Ok(out[0].1.parse().expect("port"))
+    }
+
+    #[tokio::test]
+    async fn add_any_skips_what_is_taken_listened_on_or_not_allowed() {
+        let config = r#"
+            [[rule]]
+            action = "deny"
+            external_ports = "4001"
+            [[rule]]
+            action = "allow"
+            external_ports = "1024-65535"
+        "#;
+        let c = control(
+            config,
+            vec![(None, 4002), (Some(Ipv4Addr::LOCALHOST), 3999)],
+        );
+        assert_eq!(
+            reserved(&c, ME, &add("4000", "10.0.0.10", "1")).await,
+            Ok(4000)
+        );
+        // 4000 taken, 4001 denied, 4002 the box's own, 3999 only on loopback: 3999.
+        assert_eq!(
+            reserved(&c, ME, &add("4000", "10.0.0.10", "2")).await,
+            Ok(3999)
+        );
+        // The same internal endpoint again: its port, renewed, not a second share.
+        assert_eq!(
+            reserved(&c, ME, &add("5000", "10.0.0.10", "2")).await,
+            Ok(3999)
+        );
+        assert_eq!(c.shares().await.expect("list").len(), 2);
+        // Nothing above 65535 or below 1024 is allowed: the search goes the other way.
+        assert_eq!(
+            reserved(&c, ME, &add("65535", "10.0.0.10", "3")).await,
+            Ok(65535)
+        );
+        assert_eq!(
+            reserved(&c, ME, &add("65535", "10.0.0.10", "4")).await,
+            Ok(65534)
+        );
+        // Port 0 means "any": the internal port is the first choice.
+        assert_eq!(
+            reserved(&c, ME, &add("0", "10.0.0.10", "6000")).await,
+            Ok(6000)
+        );
+        // Secure mode is not a port question: no search.
+        let err = reserved(&c, ME, &add("7000", "10.0.0.11", "7000")).await;
+        assert_eq!(err.map_err(|f| f.code), Err(Fault::NOT_AUTHORIZED));
+    }
+
+    #[tokio::test]
+    async fn devices_are_matched_by_mac_through_the_neighbour_table() {
+        let c = control(
+            "secure_mode = false\ndevices = [\"02:00:00:00:00:07\"]",
+            Vec::new(),
+        );
+        let by_mac = Ipv4Addr::new(10, 0, 0, 77);
+        assert_eq!(
+            reserved(&c, by_mac, &add("4000", "10.0.0.77", "1")).await,
+            Ok(4000)
+        );
+        let err = reserved(&c, ME, &add("4001", "10.0.0.10", "1")).await;
+        assert_eq!(err.map_err(|f| f.code), Err(Fault::NOT_AUTHORIZED));
+    }
+
+    #[tokio::test]
+    async fn with_upnp_off_reads_work_and_changes_do_not() {
+        let c = control("enabled = false", Vec::new());
+        let err = reserved(&c, ME, &add("4000", "10.0.0.10", "1")).await;
+        assert_eq!(err.map_err(|f| f.code), Err(Fault::NOT_AUTHORIZED));
+        let out = c
+            .handle(
+                Service::IpConnection,
+                ME,
+                &request("GetExternalIPAddress", &[]),
+            )
+            .await
+            .expect("read");
+        assert_eq!(
+            out,
+            vec![("NewExternalIPAddress", "198.51.100.1".to_owned())]
+        );
+    }
+
+    #[tokio::test]
+    async fn counters_wrap_like_ui4_and_rates_saturate() {
+        let c = control("", Vec::new());
+        let common = |action: &str| Request {
+            service: "urn:schemas-upnp-org:service:WANCommonInterfaceConfig:1".into(),
+            ..request(action, &[])
+        };
+        let out = c
+            .handle(
+                Service::CommonInterface,
+                ME,
+                &common("GetTotalPacketsReceived"),
+            )
+            .await
+            .expect("packets");
+        assert_eq!(out[0].1, "4");
+        let out = c
+            .handle(
+                Service::CommonInterface,
+                ME,
+                &common("GetCommonLinkProperties"),
+            )
+            .await
+            .expect("link");
+        assert_eq!(out[1].1, u32::MAX.to_string());
+        // A WANIPConnection action posted to the other service's control URL.
+        let err = c
+            .handle(
+                Service::CommonInterface,
+                ME,
+                &request("GetExternalIPAddress", &[]),
+            )
+            .await;
+        assert_eq!(err.map_err(|f| f.code), Err(Fault::INVALID_ACTION));
+    }
+}

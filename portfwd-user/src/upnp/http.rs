@@ -1,0 +1,264 @@
+//! The UPnP HTTP server: descriptions and SOAP control, for LAN clients only.
+//!
+//! Bounds: a connection must send its headers within [`HEADER_TIMEOUT`] and be done within
+//! [`CONNECTION_TIMEOUT`]; headers fit in [`MAX_HEADER_BYTES`], bodies in [`MAX_BODY`]; at most
+//! [`MAX_CONNECTIONS`] are served at once (more are closed at once). A peer outside the LAN
+//! subnets is closed before a byte is read.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::{IpAddr, Ipv4Addr},
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::Incoming,
+    header::{CONTENT_TYPE, HeaderValue, SERVER},
+    service::service_fn,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::Semaphore};
+
+use super::{Fault, Identity, Service, control::Control, description, soap};
+use crate::share::LanSubnet;
+
+pub const MAX_BODY: usize = 16 * 1024;
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+pub const MAX_CONNECTIONS: usize = 32;
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the server answers with.
+pub struct Server {
+    pub control: Control,
+    pub identity: Identity,
+    pub lan: Vec<LanSubnet>,
+    root: String,
+    ip_conn: String,
+    common_if: String,
+}
+
+impl Server {
+    #[must_use]
+    pub fn new(control: Control, identity: Identity, lan: Vec<LanSubnet>) -> Self {
+        let version = identity.version;
+        Self {
+            root: description::root(&identity),
+            ip_conn: description::scpd(Service::IpConnection, version),
+            common_if: description::scpd(Service::CommonInterface, version),
+            control,
+            identity,
+            lan,
+        }
+    }
+}
+
+/// Whether `addr` is in one of the LAN subnets.
+#[must_use]
+pub fn on_lan(lan: &[LanSubnet], addr: Ipv4Addr) -> bool {
+    lan.iter().any(|s| s.contains(addr))
+}
+
+/// Serves `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!("UPnP HTTP accept: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let client = match peer.ip() {
+            IpAddr::V4(v4) if on_lan(&server.lan, v4) => v4,
+            other => {
+                tracing::debug!("UPnP HTTP connection from {other} refused: not on the LAN");
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!("UPnP HTTP connection from {client} refused: too many connections");
+            continue;
+        };
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let server = Arc::clone(&server);
+                async move { Ok::<_, Infallible>(respond(&server, client, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!("UPnP HTTP from {client}: {err}"),
+                Err(_) => tracing::debug!("UPnP HTTP from {client}: connection timed out"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+}
+
+fn xml(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=\"utf-8\""),
+    );
+    response
+}
+
+fn fault_response(fault: &Fault) -> Response<Full<Bytes>> {
+    xml(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        soap::fault(fault.code, fault.description()),
+    )
+}
+
+async fn respond(
+    server: &Server,
+    client: Ipv4Addr,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let mut response = route(server, client, request).await;
+    if let Ok(value) = HeaderValue::from_str(&server.identity.server()) {
+        response.headers_mut().insert(SERVER, value);
+    }
+    response
+}
+
+async fn route(
+    server: &Server,
+    client: Ipv4Addr,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_owned();
+    match (request.method(), path.as_str()) {
+        (&Method::GET | &Method::HEAD, description::ROOT_DESC) => {
+            xml(StatusCode::OK, server.root.clone())
+        }
+        (&Method::GET | &Method::HEAD, description::IP_CONN_DESC) => {
+            xml(StatusCode::OK, server.ip_conn.clone())
+        }
+        (&Method::GET | &Method::HEAD, description::COMMON_IF_DESC) => {
+            xml(StatusCode::OK, server.common_if.clone())
+        }
+        (&Method::POST, description::IP_CONN_CONTROL) => {
+            control(server, client, Service::IpConnection, request).await
+        }
+        (&Method::POST, description::COMMON_IF_CONTROL) => {
+            control(server, client, Service::CommonInterface, request).await
+        }
+        // GENA: no eventing, so nobody is ever called back (CVE-2020-12695, CallStranger).
+        (method, description::IP_CONN_EVENTS | description::COMMON_IF_EVENTS)
+            if matches!(method.as_str(), "SUBSCRIBE" | "UNSUBSCRIBE") =>
+        {
+            plain(StatusCode::NOT_IMPLEMENTED, "eventing is not supported\n")
+        }
+        (
+            _,
+            description::ROOT_DESC
+            | description::IP_CONN_DESC
+            | description::COMMON_IF_DESC
+            | description::IP_CONN_CONTROL
+            | description::COMMON_IF_CONTROL
+            | description::IP_CONN_EVENTS
+            | description::COMMON_IF_EVENTS,
+        ) => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+async fn control(
+    server: &Server,
+    client: Ipv4Addr,
+    endpoint: Service,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let soap_action = request
+        .headers()
+        .get("soapaction")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_matches('"').to_owned());
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "body too large or broken\n"),
+    };
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return plain(StatusCode::BAD_REQUEST, "body is not UTF-8\n");
+    };
+    let parsed = match soap::parse(body) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            let code = match err {
+                soap::SoapError::NoAction | soap::SoapError::NoNamespace => Fault::INVALID_ACTION,
+                _ => Fault::INVALID_ARGS,
+            };
+            let fault = Fault::new(code, err.to_string());
+            tracing::info!("UPnP request from {client} refused: {fault}");
+            return fault_response(&fault);
+        }
+    };
+    if let Some(header) = soap_action
+        && header != format!("{}#{}", parsed.service, parsed.action)
+    {
+        let fault = Fault::new(
+            Fault::INVALID_ACTION,
+            format!("SOAPAction `{header}` does not name the action in the body"),
+        );
+        tracing::info!("UPnP request from {client} refused: {fault}");
+        return fault_response(&fault);
+    }
+    match server.control.handle(endpoint, client, &parsed).await {
+        Ok(outputs) => {
+            if !parsed.action.starts_with("Get") {
+                tracing::info!("UPnP {} from {client}: done", describe(&parsed));
+            }
+            xml(
+                StatusCode::OK,
+                soap::response(&parsed.service, &parsed.action, &outputs),
+            )
+        }
+        Err(fault) => {
+            tracing::info!("UPnP {} from {client}: {fault}", describe(&parsed));
+            fault_response(&fault)
+        }
+    }
+}
+
+/// An action and the arguments that say what it is about, for the log.
+fn describe(request: &soap::Request) -> String {
+    let mut text = request.action.clone();
+    for name in [
+        "NewProtocol",
+        "NewExternalPort",
+        "NewInternalClient",
+        "NewInternalPort",
+    ] {
+        if let Some(value) = request.arg(name) {
+            text.push(' ');
+            text.extend(value.chars().filter(|c| !c.is_control()).take(40));
+        }
+    }
+    text
+}

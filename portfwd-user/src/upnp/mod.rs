@@ -1,0 +1,212 @@
+//! The UPnP Internet Gateway Device: how LAN applications open ports themselves.
+//!
+//! Endpoints, all on the LAN side only (the HTTP listener and the SSDP socket are bound to the
+//! LAN interface, and requests from outside the LAN subnets are dropped):
+//!
+//! | where | what |
+//! |---|---|
+//! | UDP 239.255.255.250:1900 | SSDP: M-SEARCH answers, `ssdp:alive` / `ssdp:byebye` adverts ([`ssdp`]) |
+//! | `GET /rootDesc.xml` | device description: InternetGatewayDevice > WANDevice > WANConnectionDevice |
+//! | `GET /WANIPCn.xml`, `GET /WANCfg.xml` | service descriptions of WANIPConnection and WANCommonInterfaceConfig |
+//! | `POST /ctl/IPConn` | WANIPConnection actions, `:1` and `:2` whichever version is advertised ([`control`]) |
+//! | `POST /ctl/CmnIfCfg` | WANCommonInterfaceConfig actions |
+//! | `SUBSCRIBE /evt/...` | refused (501): no eventing, so no callbacks to anyone (CallStranger) |
+//!
+//! [`policy`] decides who may open what; the share table decides what collides.
+
+pub mod control;
+pub mod description;
+pub mod http;
+pub mod policy;
+pub mod soap;
+pub mod ssdp;
+
+use std::{fmt, net::Ipv4Addr};
+
+pub use policy::{IgdVersion, Settings};
+
+/// The identity the box advertises: device UUIDs, where its description is, and the UDA 1.1
+/// boot and configuration ids.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// UUID of the root device; the embedded devices' UUIDs differ in the last digit.
+    pub uuid: String,
+    pub version: IgdVersion,
+    pub lan_addr: Ipv4Addr,
+    pub http_port: u16,
+    /// BOOTID.UPNP.ORG: goes up each time the daemon starts (seconds since the epoch, which
+    /// does not repeat across restarts).
+    pub boot_id: u32,
+    /// CONFIGID.UPNP.ORG: changes when the descriptions do (a hash of them, 0 to 2^24-1).
+    pub config_id: u32,
+}
+
+/// The three devices of the IGD tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    Gateway,
+    Wan,
+    Connection,
+}
+
+impl Identity {
+    #[must_use]
+    pub fn location(&self) -> String {
+        format!("http://{}:{}/rootDesc.xml", self.lan_addr, self.http_port)
+    }
+
+    /// `uuid:...` of one of the devices.
+    #[must_use]
+    pub fn udn(&self, device: DeviceKind) -> String {
+        let last = match device {
+            DeviceKind::Gateway => '0',
+            DeviceKind::Wan => '1',
+            DeviceKind::Connection => '2',
+        };
+        let mut uuid = self.uuid.clone();
+        uuid.pop();
+        uuid.push(last);
+        format!("uuid:{uuid}")
+    }
+
+    /// The `SERVER` header of SSDP and HTTP answers.
+    #[must_use]
+    pub fn server(&self) -> String {
+        format!(
+            "Linux UPnP/{} portfwd/{}",
+            if self.version == IgdVersion::V2 {
+                "2.0"
+            } else {
+                "1.1"
+            },
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
+    /// Every (notification type, USN) the box advertises and answers searches for.
+    #[must_use]
+    pub fn targets(&self) -> Vec<(String, String)> {
+        let v = self.version.number();
+        let root = self.udn(DeviceKind::Gateway);
+        let mut out = vec![(
+            "upnp:rootdevice".to_owned(),
+            format!("{root}::upnp:rootdevice"),
+        )];
+        for (kind, device_type) in [
+            (
+                DeviceKind::Gateway,
+                format!("urn:schemas-upnp-org:device:InternetGatewayDevice:{v}"),
+            ),
+            (
+                DeviceKind::Wan,
+                format!("urn:schemas-upnp-org:device:WANDevice:{v}"),
+            ),
+            (
+                DeviceKind::Connection,
+                format!("urn:schemas-upnp-org:device:WANConnectionDevice:{v}"),
+            ),
+        ] {
+            let udn = self.udn(kind);
+            out.push((udn.clone(), udn.clone()));
+            out.push((device_type.clone(), format!("{udn}::{device_type}")));
+        }
+        for (kind, service) in [
+            (DeviceKind::Wan, Service::CommonInterface.urn(1)),
+            (DeviceKind::Connection, Service::IpConnection.urn(v)),
+        ] {
+            out.push((service.clone(), format!("{}::{service}", self.udn(kind))));
+        }
+        out
+    }
+}
+
+/// A service the box offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    IpConnection,
+    CommonInterface,
+}
+
+impl Service {
+    #[must_use]
+    pub fn urn(self, version: u8) -> String {
+        match self {
+            Self::IpConnection => format!("urn:schemas-upnp-org:service:WANIPConnection:{version}"),
+            Self::CommonInterface => {
+                format!("urn:schemas-upnp-org:service:WANCommonInterfaceConfig:{version}")
+            }
+        }
+    }
+
+    /// The service and version a request's namespace names.
+    #[must_use]
+    pub fn parse(urn: &str) -> Option<(Self, u8)> {
+        let (service, version) = urn
+            .strip_prefix("urn:schemas-upnp-org:service:")?
+            .rsplit_once(':')?;
+        let version: u8 = version.parse().ok()?;
+        let service = match service {
+            "WANIPConnection" if (1..=2).contains(&version) => Self::IpConnection,
+            "WANCommonInterfaceConfig" if version == 1 => Self::CommonInterface,
+            _ => return None,
+        };
+        Some((service, version))
+    }
+}
+
+/// A UPnP error, sent as a SOAP fault with HTTP 500.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub code: u16,
+    /// Why, for the daemon's log (clients get the spec's short description).
+    pub detail: String,
+}
+
+impl Fault {
+    pub const INVALID_ACTION: u16 = 401;
+    pub const INVALID_ARGS: u16 = 402;
+    pub const ACTION_FAILED: u16 = 501;
+    pub const NOT_AUTHORIZED: u16 = 606;
+    pub const ARRAY_INDEX_INVALID: u16 = 713;
+    pub const NO_SUCH_ENTRY: u16 = 714;
+    pub const WILDCARD_EXTERNAL_PORT: u16 = 716;
+    pub const CONFLICT_IN_MAPPING: u16 = 718;
+    pub const NO_PORT_MAPS_AVAILABLE: u16 = 728;
+    pub const CONFLICT_WITH_OTHER_MECHANISMS: u16 = 729;
+    pub const PORT_MAPPING_NOT_FOUND: u16 = 730;
+    pub const READ_ONLY: u16 = 731;
+    pub const INCONSISTENT_PARAMETERS: u16 = 733;
+
+    pub fn new(code: u16, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// The errorDescription the specs give the code.
+    #[must_use]
+    pub fn description(&self) -> &'static str {
+        match self.code {
+            Self::INVALID_ACTION => "Invalid Action",
+            Self::INVALID_ARGS => "Invalid Args",
+            Self::NOT_AUTHORIZED => "Action not authorized",
+            Self::ARRAY_INDEX_INVALID => "SpecifiedArrayIndexInvalid",
+            Self::NO_SUCH_ENTRY => "NoSuchEntryInArray",
+            Self::WILDCARD_EXTERNAL_PORT => "WildCardNotPermittedInExtPort",
+            Self::CONFLICT_IN_MAPPING => "ConflictInMappingEntry",
+            Self::NO_PORT_MAPS_AVAILABLE => "NoPortMapsAvailable",
+            Self::CONFLICT_WITH_OTHER_MECHANISMS => "ConflictWithOtherMechanisms",
+            Self::PORT_MAPPING_NOT_FOUND => "PortMappingNotFound",
+            Self::READ_ONLY => "ReadOnly",
+            Self::INCONSISTENT_PARAMETERS => "InconsistentParameters",
+            _ => "Action Failed",
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.code, self.description(), self.detail)
+    }
+}
