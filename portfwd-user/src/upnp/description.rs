@@ -411,16 +411,7 @@ pub fn scpd(service: Service, version: IgdVersion) -> String {
 mod tests {
     use super::*;
 
-    fn identity(version: IgdVersion) -> Identity {
-        Identity {
-            uuid: "5c6b9a2e-0000-4000-8000-0000000000a0".into(),
-            version,
-            lan_addr: "10.0.0.1".parse().expect("addr"),
-            http_port: 5000,
-            boot_id: 1,
-            config_id: 7,
-        }
-    }
+    use crate::upnp::test_identity as identity;
 
     /// Every description is well-formed XML, and every argument names a state variable the
     /// same description declares.

@@ -41,6 +41,19 @@ pub struct Identity {
     pub config_id: u32,
 }
 
+/// The identity the unit tests describe and advertise.
+#[cfg(test)]
+pub(crate) fn test_identity(version: IgdVersion) -> Identity {
+    Identity {
+        uuid: "5c6b9a2e-0000-4000-8000-0000000000a0".into(),
+        version,
+        lan_addr: Ipv4Addr::new(10, 0, 0, 1),
+        http_port: 5000,
+        boot_id: 17,
+        config_id: 42,
+    }
+}
+
 /// The three devices of the IGD tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceKind {

@@ -232,16 +232,7 @@ mod tests {
     use super::*;
     use crate::upnp::IgdVersion;
 
-    fn identity(version: IgdVersion) -> Identity {
-        Identity {
-            uuid: "5c6b9a2e-0000-4000-8000-0000000000a0".into(),
-            version,
-            lan_addr: Ipv4Addr::new(10, 0, 0, 1),
-            http_port: 5000,
-            boot_id: 17,
-            config_id: 42,
-        }
-    }
+    use crate::upnp::test_identity as identity;
 
     fn search(st: &str) -> Vec<u8> {
         format!(
