@@ -473,17 +473,6 @@ impl KernelMaps for Dataplane {
             }
             self.egress_ifindexes = ifindexes;
         }
-        // The device map first: the programs redirect through it as soon as the config names
-        // the interfaces.
-        let ifindexes = (config.lan_ifindex, config.wan_ifindex);
-        if ifindexes != self.egress_ifindexes {
-            for (index, ifindex) in [(EGRESS_LAN, ifindexes.0), (EGRESS_WAN, ifindexes.1)] {
-                self.egress
-                    .set(index, ifindex, None, 0)
-                    .map_err(|source| DataplaneError::Egress { ifindex, source })?;
-            }
-            self.egress_ifindexes = ifindexes;
-        }
         self.config
             .set(0, config, 0)
             .map_err(|source| DataplaneError::Map {
