@@ -128,7 +128,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         stopped(),
     ));
 
-    let shares = handle.list().await?;
+    let shares = handle.entries().await?;
     announce_ready(
         &config,
         wan_mode,

@@ -97,13 +97,20 @@ impl std::fmt::Display for By {
     }
 }
 
-/// A share as reported to operators.
+/// A share with its lease: what UPnP clients are told. No counters: reading them costs a
+/// per-CPU map lookup for every share.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShareView {
+pub struct ShareEntry {
     pub spec: ShareSpec,
     pub origin: Origin,
     /// Time left on the lease; `None` for shares without one.
     pub expires_in: Option<Duration>,
+}
+
+/// A share with its counters, as reported to operators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareView {
+    pub entry: ShareEntry,
     pub stats: ShareStats,
 }
 
@@ -436,22 +443,34 @@ impl<M: KernelMaps> Table<M> {
         Ok(self.reconciler.maps_mut().bump_fib_generation()?)
     }
 
-    /// All shares with their counters, as of `now`.
+    /// All shares with their leases as of `now`, without counters.
+    #[must_use]
+    pub fn entries(&self, now: Instant) -> Vec<ShareEntry> {
+        self.shares.iter().map(|s| self.entry(s, now)).collect()
+    }
+
+    /// All shares with their leases as of `now` and their counters.
     pub fn list(&self, now: Instant) -> Result<Vec<ShareView>, TableError> {
         self.shares
             .iter()
             .map(|s| {
                 Ok(ShareView {
-                    spec: s.spec.clone(),
-                    origin: s.origin,
-                    expires_in: self
-                        .leases
-                        .get(&s.spec.id)
-                        .map(|deadline| deadline.saturating_duration_since(now)),
+                    entry: self.entry(s, now),
                     stats: self.maps().stats(s.slot)?,
                 })
             })
             .collect()
+    }
+
+    fn entry(&self, share: &Share, now: Instant) -> ShareEntry {
+        ShareEntry {
+            spec: share.spec.clone(),
+            origin: share.origin,
+            expires_in: self
+                .leases
+                .get(&share.spec.id)
+                .map(|deadline| deadline.saturating_duration_since(now)),
+        }
     }
 }
 
@@ -534,6 +553,7 @@ enum Command {
     SetExternal(Option<Ipv4Addr>, oneshot::Sender<Result<(), TableError>>),
     ForwardingChanged(oneshot::Sender<Result<(), TableError>>),
     List(oneshot::Sender<Result<Vec<ShareView>, TableError>>),
+    Entries(oneshot::Sender<Result<Vec<ShareEntry>, TableError>>),
 }
 
 /// A handle on the table task. Cloneable; the task ends when every handle is dropped.
@@ -592,6 +612,10 @@ impl TableHandle {
 
     pub async fn list(&self) -> Result<Vec<ShareView>, TableError> {
         self.call(Command::List).await
+    }
+
+    pub async fn entries(&self) -> Result<Vec<ShareEntry>, TableError> {
+        self.call(Command::Entries).await
     }
 }
 
@@ -658,6 +682,9 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
                 Command::List(reply) => {
                     let _ = reply.send(table.list(Instant::now()));
                 }
+                Command::Entries(reply) => {
+                    let _ = reply.send(Ok(table.entries(Instant::now())));
+                }
             }
         }
         table
@@ -700,7 +727,7 @@ mod tests {
         handle.forwarding_changed().await.expect("bump");
         let list = handle.list().await.expect("list");
         assert_eq!(list.len(), 1);
-        assert_eq!(list[0].spec.to_string(), "tcp:8080=10.0.0.10:80");
+        assert_eq!(list[0].entry.spec.to_string(), "tcp:8080=10.0.0.10:80");
         drop(handle);
         let table = task.await.expect("task");
         assert_eq!(table.maps().shares.len(), 1);
@@ -734,7 +761,7 @@ mod tests {
         let lease = |secs| request("udp:5000=10.0.0.10:5000", CLIENT, Some(secs));
         handle.lease(lease(10)).await.expect("lease");
         tokio::time::advance(Duration::from_secs(6)).await;
-        let listed = handle.list().await.expect("list");
+        let listed = handle.entries().await.expect("entries");
         assert_eq!(listed[0].expires_in, Some(Duration::from_secs(4)));
         assert_eq!(listed[0].origin, Origin::Upnp { client: CLIENT });
 
@@ -742,13 +769,16 @@ mod tests {
         handle.lease(lease(10)).await.expect("renew");
         tokio::time::advance(Duration::from_secs(9)).await;
         assert_eq!(
-            handle.list().await.expect("list").len(),
+            handle.entries().await.expect("entries").len(),
             1,
             "renewed, not expired"
         );
         tokio::time::advance(Duration::from_millis(1001)).await;
         tokio::task::yield_now().await;
-        assert!(handle.list().await.expect("list").is_empty(), "expired");
+        assert!(
+            handle.entries().await.expect("entries").is_empty(),
+            "expired"
+        );
         drop(handle);
         let table = task.await.expect("task");
         assert!(
@@ -811,7 +841,7 @@ mod tests {
         t.replace_static(specs(&["tcp:1=10.0.0.10:1"]))
             .expect("reload");
         t.replace_static(specs(&[])).expect("reload to nothing");
-        let list = t.list(Instant::now()).expect("list");
+        let list = t.entries(Instant::now());
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].spec.id, spec("udp:7000=10.0.0.10:7000").id);
     }
@@ -844,7 +874,7 @@ mod tests {
             .expect_err("not on the LAN");
         assert!(err.to_string().contains("tcp:3"), "{err}");
         assert_eq!(t.maps().shares, before);
-        assert_eq!(t.list(Instant::now()).expect("list").len(), 2);
+        assert_eq!(t.entries(Instant::now()).len(), 2);
     }
 
     #[test]
@@ -874,7 +904,7 @@ mod tests {
         assert_eq!(slot_of(&t, 1), slot1);
         assert_eq!(applied.deletes, 1, "tcp:2 went away");
         let list = t.list(Instant::now()).expect("list");
-        assert_eq!(list[0].spec.name.as_deref(), Some("ssh"));
+        assert_eq!(list[0].entry.spec.name.as_deref(), Some("ssh"));
         assert_eq!(list[0].stats.packets_in, 5);
         assert_eq!(
             list[1].stats,
@@ -980,8 +1010,7 @@ mod tests {
         let ports: Vec<u16> = removed.iter().map(|s| s.spec.id.ext_port).collect();
         assert_eq!(ports, [2000, 2002]);
         let left: Vec<String> = t
-            .list(now)
-            .expect("list")
+            .entries(now)
             .iter()
             .map(|v| v.spec.id.to_string())
             .collect();
@@ -1014,7 +1043,7 @@ mod tests {
             .expect("static");
         let restored = t.restore(state.load_leases().expect("load"), now);
         assert_eq!(restored, 1);
-        let list = t.list(now).expect("list");
+        let list = t.entries(now);
         let leased: Vec<_> = list
             .iter()
             .filter(|v| v.origin == Origin::Upnp { client: CLIENT })
@@ -1046,7 +1075,7 @@ mod tests {
             )
             .expect_err("unsaved");
         assert!(matches!(err, TableError::State(_)), "{err:?}");
-        assert!(t.list(Instant::now()).expect("list").is_empty());
+        assert!(t.entries(Instant::now()).is_empty());
         assert!(t.maps().shares.is_empty(), "not in the kernel either");
         assert_eq!(t.next_deadline(), None);
     }

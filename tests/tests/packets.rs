@@ -245,7 +245,7 @@ impl Fixture {
             .list(tokio::time::Instant::now())
             .expect("list")
             .into_iter()
-            .find(|s| s.spec.id.ext_port == port && s.spec.id.remote.is_none())
+            .find(|s| s.entry.spec.id.ext_port == port && s.entry.spec.id.remote.is_none())
             .expect("share")
             .stats
     }

@@ -12,7 +12,7 @@ use std::{fmt::Write as _, net::Ipv4Addr, sync::Arc, time::Instant};
 use super::{Fault, Service, Settings, policy::Refusal, soap::Request};
 use crate::{
     share::{Origin, Proto, ShareError, ShareId, ShareSpec},
-    table::{By, LeaseRequest, ShareView, TableError, TableHandle},
+    table::{By, LeaseRequest, ShareEntry, TableError, TableHandle},
 };
 
 /// What the control point needs to know of the box beyond the share table. The system one
@@ -291,8 +291,8 @@ impl Control {
         self.table.external().await.map_err(|e| table_fault(&e, 2))
     }
 
-    async fn shares(&self) -> Result<Vec<ShareView>, Fault> {
-        let list = self.table.list().await.map_err(|e| table_fault(&e, 2))?;
+    async fn shares(&self) -> Result<Vec<ShareEntry>, Fault> {
+        let list = self.table.entries().await.map_err(|e| table_fault(&e, 2))?;
         Ok(list
             .into_iter()
             .filter(|s| matches!(s.origin, Origin::Upnp { .. }))
@@ -404,7 +404,7 @@ impl Control {
     ) -> Result<Outputs, Fault> {
         self.check_client(client)?;
         let mut m = Self::mapping(args, true)?;
-        let shares = self.table.list().await.map_err(|e| table_fault(&e, 2))?;
+        let shares = self.table.entries().await.map_err(|e| table_fault(&e, 2))?;
         if let Some(mine) = shares.iter().find(|s| {
             s.origin == (Origin::Upnp { client })
                 && s.spec.id.proto == m.id.proto
@@ -552,7 +552,7 @@ impl Control {
                 format!("start port {start} is above end port {end}"),
             ));
         }
-        let shares: Vec<ShareView> = self
+        let shares: Vec<ShareEntry> = self
             .shares()
             .await?
             .into_iter()
@@ -616,7 +616,7 @@ fn nearest(port: u16) -> impl Iterator<Item = u16> {
 }
 
 /// A share as GetGenericPortMappingEntry gives it.
-fn entry(share: &ShareView) -> Outputs {
+fn entry(share: &ShareEntry) -> Outputs {
     let lease = share
         .expires_in
         .map_or(0, |left| left.as_secs().max(1).min(u64::from(u32::MAX)));
