@@ -50,6 +50,17 @@ pub struct Control {
 /// Output arguments of an action.
 pub type Outputs = Vec<(&'static str, String)>;
 
+/// The code for a collision with something other than a client's mapping (a static share, a
+/// port the box listens on): IGD:2 has 729 (`ConflictWithOtherMechanisms`), IGD:1 only 718
+/// (`ConflictInMappingEntry`).
+fn other_mechanism(version: u8) -> u16 {
+    if version >= 2 {
+        Fault::CONFLICT_WITH_OTHER_MECHANISMS
+    } else {
+        Fault::CONFLICT_IN_MAPPING
+    }
+}
+
 /// The fault a refused table change is for a client speaking IGD `version`.
 #[must_use]
 pub fn table_fault(err: &TableError, version: u8) -> Fault {
@@ -57,7 +68,7 @@ pub fn table_fault(err: &TableError, version: u8) -> Fault {
         TableError::Conflict {
             origin: Origin::Static,
             ..
-        } if version >= 2 => Fault::CONFLICT_WITH_OTHER_MECHANISMS,
+        } => other_mechanism(version),
         TableError::Conflict { .. }
         | TableError::Share {
             source: ShareError::Duplicate(_) | ShareError::InternalInUse { .. },
@@ -104,6 +115,18 @@ impl Args<'_> {
 
     fn port(&self, name: &str) -> Result<u16, Fault> {
         self.number(name)
+    }
+
+    /// `NewStartPort`..=`NewEndPort`; a start above the end is 733.
+    fn port_range(&self) -> Result<std::ops::RangeInclusive<u16>, Fault> {
+        let (start, end) = (self.port("NewStartPort")?, self.port("NewEndPort")?);
+        if start > end {
+            return Err(Fault::new(
+                Fault::INCONSISTENT_PARAMETERS,
+                format!("start port {start} is above end port {end}"),
+            ));
+        }
+        Ok(start..=end)
     }
 
     fn proto(&self) -> Result<Proto, Fault> {
@@ -257,18 +280,13 @@ impl Control {
         let stats = self.host.wan_stats();
         // The ui4 counters wrap, as the spec's 32-bit variables do on any busy link.
         let ui4 = |v: u64| (v & u64::from(u32::MAX)).to_string();
+        // A rate does not wrap: a 10 Gbit/s link reads as the most a ui4 holds.
+        let rate = stats.bit_rate.min(u64::from(u32::MAX)).to_string();
         match action {
             "GetCommonLinkProperties" => Ok(vec![
                 ("NewWANAccessType", "Ethernet".into()),
-                // A rate does not wrap: a 10 Gbit/s link reads as the most a ui4 holds.
-                (
-                    "NewLayer1UpstreamMaxBitRate",
-                    stats.bit_rate.min(u64::from(u32::MAX)).to_string(),
-                ),
-                (
-                    "NewLayer1DownstreamMaxBitRate",
-                    stats.bit_rate.min(u64::from(u32::MAX)).to_string(),
-                ),
+                ("NewLayer1UpstreamMaxBitRate", rate.clone()),
+                ("NewLayer1DownstreamMaxBitRate", rate),
                 (
                     "NewPhysicalLinkStatus",
                     if self.host.wan_up() { "Up" } else { "Down" }.into(),
@@ -349,13 +367,8 @@ impl Control {
             .map_err(|r| Fault::new(Fault::NOT_AUTHORIZED, r.to_string()))?;
         let external = self.external().await?;
         if listens(&self.host.listening(m.id.proto), m.id.ext_port, external) {
-            let code = if version >= 2 {
-                Fault::CONFLICT_WITH_OTHER_MECHANISMS
-            } else {
-                Fault::CONFLICT_IN_MAPPING
-            };
             return Err(Fault::new(
-                code,
+                other_mechanism(version),
                 format!(
                     "the box itself listens on {} port {}",
                     m.id.proto, m.id.ext_port
@@ -489,24 +502,22 @@ impl Control {
 
     async fn delete_range(&self, client: Ipv4Addr, args: &Args<'_>) -> Result<Outputs, Fault> {
         self.check_client(client)?;
-        let (start, end) = (args.port("NewStartPort")?, args.port("NewEndPort")?);
+        let ports = args.port_range()?;
         let proto = args.proto()?;
         let manage = args.boolean("NewManage")?;
-        if start > end {
-            return Err(Fault::new(
-                Fault::INCONSISTENT_PARAMETERS,
-                format!("start port {start} is above end port {end}"),
-            ));
-        }
         let removed = self
             .table
-            .remove_range(proto, start..=end, self.by(client, manage))
+            .remove_range(proto, ports.clone(), self.by(client, manage))
             .await
             .map_err(|e| table_fault(&e, 2))?;
         if removed.is_empty() {
             return Err(Fault::new(
                 Fault::PORT_MAPPING_NOT_FOUND,
-                format!("no {proto} share of {client}'s in {start}-{end}"),
+                format!(
+                    "no {proto} share of {client}'s in {}-{}",
+                    ports.start(),
+                    ports.end()
+                ),
             ));
         }
         Ok(Vec::new())
@@ -542,28 +553,22 @@ impl Control {
     }
 
     async fn list(&self, client: Ipv4Addr, args: &Args<'_>) -> Result<Outputs, Fault> {
-        let (start, end) = (args.port("NewStartPort")?, args.port("NewEndPort")?);
+        let ports = args.port_range()?;
         let proto = args.proto()?;
         let manage = args.boolean("NewManage")?;
         let count: usize = args.number("NewNumberOfPorts")?;
-        if start > end {
-            return Err(Fault::new(
-                Fault::INCONSISTENT_PARAMETERS,
-                format!("start port {start} is above end port {end}"),
-            ));
-        }
         let shares: Vec<ShareEntry> = self
             .shares()
             .await?
             .into_iter()
-            .filter(|s| s.spec.id.proto == proto && (start..=end).contains(&s.spec.id.ext_port))
+            .filter(|s| s.spec.id.proto == proto && ports.contains(&s.spec.id.ext_port))
             .filter(|s| manage || s.origin == Origin::Upnp { client })
             .take(if count == 0 { usize::MAX } else { count })
             .collect();
         if shares.is_empty() {
             return Err(Fault::new(
                 Fault::PORT_MAPPING_NOT_FOUND,
-                format!("no {proto} share in {start}-{end}"),
+                format!("no {proto} share in {}-{}", ports.start(), ports.end()),
             ));
         }
         let mut listing = String::from(
