@@ -158,30 +158,19 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     result
 }
 
-/// The saved leases. A file that cannot be read is set aside (never overwritten: it may be
-/// all the owner has) and the daemon starts without leases.
+/// The saved leases. A file that cannot be read is set aside and the daemon starts without
+/// leases.
 fn load_leases(state: &StateDir) -> Vec<crate::state::SavedLease> {
-    match state.load_leases() {
-        Ok(leases) => leases,
-        Err(err) => {
-            let path = state.path().join("leases.json");
-            let aside = state.path().join(format!(
-                "leases.json.unreadable-{}",
-                crate::state::wall_deadline(Duration::ZERO)
-            ));
-            let moved = std::fs::rename(&path, &aside).is_ok();
-            tracing::error!(
-                "leased shares not restored: {}{}",
-                crate::error_chain(&err),
-                if moved {
-                    format!("; the file is kept as {}", aside.display())
-                } else {
-                    String::new()
-                }
-            );
-            Vec::new()
-        }
-    }
+    state.load_leases().unwrap_or_else(|err| {
+        let kept = state.set_leases_aside().map_or_else(String::new, |aside| {
+            format!("; the file is kept as {}", aside.display())
+        });
+        tracing::error!(
+            "leased shares not restored: {}{kept}",
+            crate::error_chain(&err)
+        );
+        Vec::new()
+    })
 }
 
 /// The UPnP identity: the UUID made on first start, a boot id that grows with every start and
@@ -203,7 +192,7 @@ fn identity(
     {
         hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
     }
-    let boot_secs = crate::state::wall_deadline(Duration::ZERO);
+    let boot_secs = crate::state::unix_now();
     Ok(Identity {
         uuid,
         version,
@@ -222,7 +211,7 @@ fn random_uuid() -> String {
         .is_err()
     {
         // No urandom: the time and process id still make a UUID no neighbour has.
-        let seed = crate::state::wall_deadline(Duration::ZERO) ^ u64::from(std::process::id());
+        let seed = crate::state::unix_now() ^ u64::from(std::process::id());
         bytes[..8].copy_from_slice(&seed.to_le_bytes());
     }
     bytes[6] = (bytes[6] & 0x0f) | 0x40;

@@ -131,6 +131,17 @@ impl StateDir {
         Ok(file.leases)
     }
 
+    /// Moves an unreadable leases file out of the way (never overwriting it: it may be all the
+    /// owner has), as `leases.json.unreadable-SECONDS`; the new name, if the move worked.
+    #[must_use]
+    pub fn set_leases_aside(&self) -> Option<PathBuf> {
+        let aside = self
+            .path
+            .join(format!("{LEASES}.unreadable-{}", unix_now()));
+        fs::rename(self.path.join(LEASES), &aside).ok()?;
+        Some(aside)
+    }
+
     /// Replaces the saved leases with `leases`.
     pub fn save_leases(&self, leases: Vec<SavedLease>) -> Result<(), StateError> {
         let file = LeasesFile {
@@ -182,6 +193,12 @@ impl StateDir {
         };
         write().map_err(|source| StateError::Write { path, source })
     }
+}
+
+/// Seconds since the Unix epoch now.
+#[must_use]
+pub fn unix_now() -> u64 {
+    wall_deadline(Duration::ZERO)
 }
 
 /// Seconds since the Unix epoch at `now + after`.
@@ -243,6 +260,12 @@ mod tests {
         let state = StateDir::open(&dir).expect("open");
         fs::write(dir.join(LEASES), b"{\"version\":1,\"leases\":[{").expect("write");
         assert!(matches!(state.load_leases(), Err(StateError::Parse { .. })));
+        let aside = state.set_leases_aside().expect("set aside");
+        assert_eq!(
+            fs::read(&aside).expect("kept"),
+            b"{\"version\":1,\"leases\":[{"
+        );
+        assert_eq!(state.load_leases().expect("a fresh start"), vec![]);
         fs::write(dir.join(LEASES), b"{\"version\":9,\"leases\":[]}").expect("write");
         assert!(matches!(
             state.load_leases(),
