@@ -16,6 +16,14 @@
 //!
 //! [upnp]                # see crate::upnp::policy for every setting and its default
 //! igd_version = 2
+//!
+//! [api]
+//! listen = "127.0.0.1:9780"  # REST API and /metrics (--api)
+//! metrics_auth = false       # true: /metrics needs the bearer token too
+//! # webhook = "http://10.0.0.2:8000/portfwd"  # POSTed an event when a share is switched on
+//!
+//! [wan_link]
+//! flap_window = 300     # seconds: a shorter outage is logged as one event
 //! ```
 //!
 //! Flags win over the file; `--share` flags add to the file's shares. On SIGHUP the daemon
@@ -24,8 +32,9 @@
 use std::{
     collections::BTreeSet,
     fs,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use serde::Deserialize;
@@ -58,6 +67,25 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     share: Vec<FileShare>,
     upnp: UpnpConfig,
+    api: FileApi,
+    #[serde(rename = "wan_link")]
+    link: FileLink,
+}
+
+/// The `[api]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileApi {
+    listen: Option<SocketAddr>,
+    metrics_auth: bool,
+    webhook: Option<String>,
+}
+
+/// The `[wan_link]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileLink {
+    flap_window: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,10 +114,25 @@ pub struct Overrides {
     pub file: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub upnp_port: Option<u16>,
+    pub api: Option<SocketAddr>,
 }
 
 /// Where the daemon keeps its state without `--state-dir` or `state_dir` in the file.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/portfwd";
+
+/// Where the REST API and `/metrics` listen without `--api` or `[api] listen`: loopback only,
+/// so nothing off the box reaches the owner's controls unless the owner says so.
+pub const DEFAULT_API: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9780));
+
+/// The REST API's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    /// Whether `/metrics` needs the bearer token (off: Prometheus scrapes it as is).
+    pub metrics_auth: bool,
+    /// Called (HTTP POST, JSON) when a share is switched on.
+    pub webhook: Option<crate::webhook::Url>,
+}
 
 /// The validated configuration the daemon runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +145,9 @@ pub struct Config {
     pub file: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub upnp: Settings,
+    pub api: ApiSettings,
+    /// A WAN outage shorter than this is logged as one event.
+    pub flap_window: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -125,6 +171,10 @@ pub enum ConfigError {
     Duplicate(ShareId),
     #[error("{0}")]
     Upnp(String),
+    #[error("api.webhook: {0}")]
+    Webhook(String),
+    #[error("wan_link.flap_window is {0}: expected 1 to 86400 seconds")]
+    FlapWindow(u64),
 }
 
 impl Config {
@@ -153,6 +203,15 @@ impl Config {
             upnp.port = port;
         }
         let upnp = upnp.compile().map_err(ConfigError::Upnp)?;
+        let webhook = file
+            .api
+            .webhook
+            .map(|url| url.parse().map_err(ConfigError::Webhook))
+            .transpose()?;
+        let flap_window = file.link.flap_window.unwrap_or(300);
+        if !(1..=86_400).contains(&flap_window) {
+            return Err(ConfigError::FlapWindow(flap_window));
+        }
         Ok(Self {
             wan,
             lan,
@@ -164,6 +223,12 @@ impl Config {
                 .or(file.state_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             upnp,
+            api: ApiSettings {
+                listen: overrides.api.or(file.api.listen).unwrap_or(DEFAULT_API),
+                metrics_auth: file.api.metrics_auth,
+                webhook,
+            },
+            flap_window: Duration::from_secs(flap_window),
         })
     }
 
@@ -322,6 +387,28 @@ mod tests {
         });
         assert!(matches!(dup, Err(ConfigError::Duplicate(_))), "{dup:?}");
         fs::remove_dir_all(dir).expect("cleanup");
+    }
+
+    #[test]
+    fn api_and_link_sections() {
+        let file = parse(
+            "[api]\nlisten = \"0.0.0.0:9000\"\nmetrics_auth = true\nwebhook = \"http://10.0.0.2:8000/hook\"\n[wan_link]\nflap_window = 10\n",
+        )
+        .expect("valid");
+        assert_eq!(file.api.listen, Some("0.0.0.0:9000".parse().expect("addr")));
+        assert!(file.api.metrics_auth);
+        assert_eq!(file.link.flap_window, Some(10));
+        let err = parse("[api]\nlisten = \"localhost\"\n").expect_err("not an address");
+        assert!(err.contains("line 2"), "{err}");
+        let config = Config::load(Overrides {
+            wan: Some("a".into()),
+            lan: Some("b".into()),
+            ..Overrides::default()
+        })
+        .expect("defaults");
+        assert_eq!(config.api.listen, DEFAULT_API);
+        assert!(!config.api.metrics_auth);
+        assert_eq!(config.flap_window, Duration::from_mins(5));
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! `portfwd run`: loads and attaches the data plane, keeps it in step with the share table and
 //! the kernel, and detaches on SIGINT or SIGTERM.
 //!
-//! On the LAN side it serves UPnP ([`crate::upnp`]); leased shares are kept in the state
-//! directory ([`crate::state`]) and restored with their time left when it starts again.
+//! On the LAN side it serves UPnP ([`crate::upnp`]); on `--api` (loopback by default) the
+//! owner's REST API and `/metrics` ([`crate::api`]). What changes at run time is kept in the
+//! state directory ([`crate::state`]) and restored when it starts again, leases with their time
+//! left. The WAN link is followed over rtnetlink: while it is down the shares are out of the
+//! data plane.
 //!
 //! Signals: SIGINT/SIGTERM stop the daemon (the programs are detached: their links are owned by
 //! this process and go with it, even on `kill -9`); SIGHUP re-reads the config file's shares.
@@ -23,18 +26,22 @@ use tokio::{
 };
 
 use crate::{
+    api::{self, Api, Facts},
     config::Config,
     dataplane::{AttachedMode, Dataplane, DataplaneError},
+    events::{self, EventLog},
+    metrics::Metrics,
     netinfo::{self, NetInfoError},
     netlink::Monitor,
     share::ShareSpec,
-    state::{StateDir, StateError},
+    state::{Saved, StateDir, StateError},
     table::{self, Table, TableError, TableHandle},
     upnp::{
         Identity, Service,
-        control::{Control, SystemHost},
+        control::{Control, Host, SystemHost},
         description, http, ssdp,
     },
+    webhook,
 };
 
 /// Why the daemon could not start or stopped with an error.
@@ -64,6 +71,10 @@ pub enum DaemonError {
 
 /// Runs the daemon until SIGINT or SIGTERM. `flag_shares` are the `--share` flags, kept across
 /// SIGHUP reloads of the file.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the start-up sequence reads best in one place, in order"
+)]
 pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), DaemonError> {
     let wan_index = netinfo::ifindex(&config.wan)?;
     let lan_index = netinfo::ifindex(&config.lan)?;
@@ -75,29 +86,63 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     // Loading needs the privileges everything else needs too: the clearest first error.
     let mut dataplane = Dataplane::load()?;
     let state = StateDir::open(&config.state_dir)?;
-    let saved_leases = load_leases(&state);
+    let saved = load_saved(&state);
     let lan_addr = lan_subnets
         .first()
         .map(|s| s.addr)
         .ok_or_else(|| DaemonError::NoLanAddress(config.lan.clone()))?;
     let identity = identity(&state, &config, lan_addr)?;
+    let token = state.read_or_create("api-token", 0o600, || {
+        let hex = hex(&random_bytes::<32>());
+        format!("{hex}\n")
+    })?;
+    let token = token.trim().to_owned();
     let (http_listener, ssdp_socket) = bind_upnp(&config, lan_index, lan_addr)?;
+    let api_listener = bind_api(&config)?;
+    let mut events = EventLog::open(&state, events::DEFAULT_CAPACITY).unwrap_or_else(|err| {
+        tracing::error!(
+            "event log kept in memory only: {}",
+            crate::error_chain(&err)
+        );
+        EventLog::memory(events::DEFAULT_CAPACITY)
+    });
 
     warn_if_not_forwarding(&config.wan);
     warn_if_not_forwarding(&config.lan);
-    let mut monitor = Monitor::open().map_err(DaemonError::Netlink)?;
+    let mut monitor = Monitor::open(wan_index).map_err(DaemonError::Netlink)?;
     let wan_mode = dataplane.attach(PROG_WAN, &config.wan, wan_index, config.xdp_mode)?;
     let lan_mode = dataplane.attach(PROG_LAN, &config.lan, lan_index, config.xdp_mode)?;
+    let program_id = |name| {
+        dataplane
+            .program(name)
+            .ok()
+            .and_then(|p| p.info().ok())
+            .map(|info| info.id())
+    };
+    let (wan_program, lan_program) = (program_id(PROG_WAN), program_id(PROG_LAN));
 
     let mut table = Table::new(lan_subnets.clone(), dataplane, wan_index, lan_index);
+    table.set_settings(config.upnp.clone());
+    table.set_flap_window(config.flap_window);
     let external = netinfo::external_addr(&config.wan)?;
     table.set_external(external)?;
     table.forwarding_changed()?;
+    let now = tokio::time::Instant::now();
+    table.set_link(netinfo::link_up(&config.wan), now)?;
     table.replace_static(config.shares.clone())?;
-    // Only now: restoring saves, and the file must not lose leases that fail to restore
+    // Only now: restoring saves, and the file must not lose shares that fail to restore
     // because the kernel was not ready.
     table.set_state(state);
-    let restored = table.restore(saved_leases, tokio::time::Instant::now());
+    let restored = table.restore(saved, now);
+    let metrics = Arc::new(Metrics::default());
+    events.set_metrics(Arc::clone(&metrics));
+    if let Some(url) = config.api.webhook.clone() {
+        let (queue, notices) = tokio::sync::mpsc::channel(webhook::QUEUE);
+        events.set_webhook(queue);
+        tokio::spawn(webhook::run(url, notices));
+    }
+    table.set_events(events);
+    let settings = table.settings();
     let (handle, task) = table::spawn(table);
 
     let (stop_servers, servers_stopped) = watch::channel(());
@@ -107,13 +152,15 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
             let _ = rx.changed().await;
         }
     };
+    let host: Arc<dyn Host> = Arc::new(SystemHost {
+        wan: config.wan.clone(),
+    });
     let server = Arc::new(http::Server::new(
         Control {
             table: handle.clone(),
-            settings: Arc::new(config.upnp.clone()),
-            host: Arc::new(SystemHost {
-                wan: config.wan.clone(),
-            }),
+            metrics: Arc::clone(&metrics),
+            settings,
+            host: Arc::clone(&host),
             started: std::time::Instant::now(),
         },
         identity.clone(),
@@ -123,8 +170,34 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     let ssdp_task = tokio::spawn(ssdp::run(
         ssdp_socket,
         identity.clone(),
-        lan_subnets,
+        lan_subnets.clone(),
         config.upnp.notify_interval,
+        stopped(),
+    ));
+    let api_addr = api_listener
+        .local_addr()
+        .map_or_else(|_| config.api.listen.to_string(), |a| a.to_string());
+    let api_task = tokio::spawn(api::serve(
+        api_listener,
+        Arc::new(Api {
+            table: handle.clone(),
+            token,
+            metrics,
+            metrics_auth: config.api.metrics_auth,
+            facts: Facts {
+                wan: config.wan.clone(),
+                lan: config.lan.clone(),
+                lan_address: lan_addr,
+                wan_mode: wan_mode.name(),
+                lan_mode: lan_mode.name(),
+                wan_program,
+                lan_program,
+                upnp_url: identity.location(),
+                started: std::time::Instant::now(),
+            },
+            lan: lan_subnets,
+            host,
+        }),
         stopped(),
     ));
 
@@ -136,9 +209,10 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         external,
         shares.len(),
         &identity,
+        &api_addr,
     );
     if restored > 0 {
-        tracing::info!("restored {restored} leased share(s) from the state directory");
+        tracing::info!("restored {restored} share(s) from the state directory");
     }
 
     let result = serve(&config, &flag_shares, &handle, &mut monitor).await;
@@ -147,6 +221,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = ssdp_task.await;
         let _ = http_task.await;
+        let _ = api_task.await;
     })
     .await;
     drop(handle);
@@ -158,18 +233,44 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     result
 }
 
-/// The saved leases. A file that cannot be read is set aside and the daemon starts without
-/// leases.
-fn load_leases(state: &StateDir) -> Vec<crate::state::SavedLease> {
-    state.load_leases().unwrap_or_else(|err| {
-        let kept = state.set_leases_aside().map_or_else(String::new, |aside| {
+/// What the state directory holds. A file that cannot be read is set aside and the daemon
+/// starts without it.
+fn load_saved(state: &StateDir) -> Saved {
+    state.load().unwrap_or_else(|err| {
+        let kept = state.set_aside().map_or_else(String::new, |aside| {
             format!("; the file is kept as {}", aside.display())
         });
         tracing::error!(
-            "leased shares not restored: {}{kept}",
+            "saved shares and settings not restored: {}{kept}",
             crate::error_chain(&err)
         );
-        Vec::new()
+        Saved::default()
+    })
+}
+
+/// Binds the API listener. Anything but loopback is the owner's explicit choice: say so.
+fn bind_api(config: &Config) -> Result<TcpListener, DaemonError> {
+    let addr = config.api.listen;
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(64)?;
+        socket.set_nonblocking(true)?;
+        TcpListener::from_std(socket.into())
+    };
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "the API listens on {addr}, beyond this box: every route but /metrics needs the token, but keep it off the WAN"
+        );
+    }
+    listen().map_err(|source| DaemonError::Listen {
+        what: format!("the API on {addr}"),
+        source,
     })
 }
 
@@ -203,23 +304,38 @@ fn identity(
     })
 }
 
-/// A random (version 4) UUID.
-fn random_uuid() -> String {
-    let mut bytes = [0u8; 16];
+/// Random bytes from the kernel. Without `/dev/urandom` (a broken chroot), the time and process
+/// id: still unique on the LAN, but not secret, which the log says.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     if std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .is_err()
     {
-        // No urandom: the time and process id still make a UUID no neighbour has.
+        tracing::warn!("/dev/urandom unreadable: identifiers made from the time, not secret");
         let seed = crate::state::unix_now() ^ u64::from(std::process::id());
-        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = seed
+                .rotate_left(u32::try_from(i % 8).unwrap_or(0) * 8)
+                .to_le_bytes()[0];
+        }
     }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = bytes.iter().fold(String::new(), |mut hex, b| {
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut hex, b| {
         let _ = write!(hex, "{b:02x}");
         hex
-    });
+    })
+}
+
+/// A random (version 4) UUID.
+fn random_uuid() -> String {
+    let mut bytes = random_bytes::<16>();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex(&bytes);
     format!(
         "{}-{}-{}-{}-{}\n",
         &hex[..8],
@@ -288,6 +404,7 @@ fn announce_ready(
     external: Option<Ipv4Addr>,
     shares: usize,
     identity: &Identity,
+    api: &str,
 ) {
     let external = external.map_or_else(|| "none yet".to_owned(), |a| a.to_string());
     let mut out = std::io::stdout().lock();
@@ -295,7 +412,7 @@ fn announce_ready(
     // stop forwarding.
     let _ = writeln!(
         out,
-        "portfwd ready: wan {} ({}), lan {} ({}), external address {external}, {shares} share(s), UPnP IGD:{} at {}",
+        "portfwd ready: wan {} ({}), lan {} ({}), external address {external}, {shares} share(s), UPnP IGD:{} at {}, API on {api}",
         config.wan,
         wan_mode.name(),
         config.lan,
@@ -329,6 +446,14 @@ async fn serve(
                 if changes.addresses {
                     let external = netinfo::external_addr(&config.wan)?;
                     handle.set_external(external).await?;
+                }
+                // After lost notifications the kernel's word is re-read; otherwise the
+                // notification says it.
+                let link = changes
+                    .link
+                    .or_else(|| changes.lost.then(|| netinfo::link_up(&config.wan)));
+                if let Some(up) = link {
+                    handle.set_link(up).await?;
                 }
             }
         }

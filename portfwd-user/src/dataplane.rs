@@ -114,6 +114,9 @@ pub trait KernelMaps {
     fn set_config(&mut self, config: Config) -> Result<(), DataplaneError>;
     /// Invalidates every cached next hop.
     fn bump_fib_generation(&mut self) -> Result<(), DataplaneError>;
+    /// The verdict counters of one direction ([`portfwd_common::DIR_WAN`] or `DIR_LAN`),
+    /// summed over CPUs, in [`Verdict::ALL`] order.
+    fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError>;
 }
 
 /// Operations one reconciliation applied.
@@ -195,6 +198,8 @@ pub struct MemoryMaps {
     pub stats: BTreeMap<u32, ShareStats>,
     pub config: Config,
     pub fib_generation: u32,
+    /// Verdict counters by direction.
+    pub verdicts: [[u64; VERDICT_COUNT as usize]; 2],
     /// Every write, in order, as `"put share"`, `"del reverse"`, ...
     pub log: Vec<&'static str>,
 }
@@ -238,6 +243,9 @@ impl KernelMaps for MemoryMaps {
     fn bump_fib_generation(&mut self) -> Result<(), DataplaneError> {
         self.fib_generation = self.fib_generation.wrapping_add(1);
         Ok(())
+    }
+    fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
+        Ok(self.verdicts[dir as usize % 2])
     }
 }
 
@@ -377,23 +385,6 @@ impl Dataplane {
             }),
         }
     }
-
-    /// The verdict counters of one direction ([`portfwd_common::DIR_WAN`] or `DIR_LAN`),
-    /// summed over CPUs, in [`Verdict::ALL`] order.
-    pub fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
-        let mut out = [0; VERDICT_COUNT as usize];
-        for (slot, verdict) in out.iter_mut().zip(Verdict::ALL) {
-            let values = self
-                .verdicts
-                .get(&verdict_index(dir, verdict), 0)
-                .map_err(|source| DataplaneError::Map {
-                    name: MAP_VERDICTS,
-                    source,
-                })?;
-            *slot = values.iter().sum();
-        }
-        Ok(out)
-    }
 }
 
 impl KernelMaps for Dataplane {
@@ -489,6 +480,20 @@ impl KernelMaps for Dataplane {
                 name: MAP_FIB_GEN,
                 source,
             })
+    }
+    fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
+        let mut out = [0; VERDICT_COUNT as usize];
+        for (slot, verdict) in out.iter_mut().zip(Verdict::ALL) {
+            let values = self
+                .verdicts
+                .get(&verdict_index(dir, verdict), 0)
+                .map_err(|source| DataplaneError::Map {
+                    name: MAP_VERDICTS,
+                    source,
+                })?;
+            *slot = values.iter().sum();
+        }
+        Ok(out)
     }
 }
 
@@ -592,6 +597,9 @@ mod tests {
         }
         fn bump_fib_generation(&mut self) -> Result<(), DataplaneError> {
             self.inner.bump_fib_generation()
+        }
+        fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
+            self.inner.verdicts(dir)
         }
     }
 

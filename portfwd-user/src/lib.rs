@@ -3,15 +3,21 @@
 //! The daemon keeps one share table ([`table`]) and reconciles it into the kernel maps of the
 //! XDP programs ([`dataplane`]); [`daemon`] wires it to the interfaces, signals and rtnetlink.
 
+pub mod api;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod events;
+pub mod metrics;
 pub mod netinfo;
 pub mod netlink;
 pub mod share;
 pub mod state;
 pub mod table;
 pub mod upnp;
+pub mod webhook;
 
 /// An error and its causes as one line: `a: b: c`.
 #[must_use]

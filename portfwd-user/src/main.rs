@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use portfwd::{
+    cli::{self, Connection, DeviceCommand, EventsArgs, SettingsCommand, ShareCommand},
     config::{Config, Overrides, XdpMode},
     share::ShareSpec,
 };
@@ -20,6 +21,39 @@ struct Cli {
 enum Command {
     /// Attach to the WAN and LAN interfaces and forward the shared ports.
     Run(RunArgs),
+    /// Add, list, change and delete port shares (through the running daemon's API).
+    Share {
+        #[command(subcommand)]
+        command: ShareCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// LAN devices and their permission to share ports independently.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The event log: share changes, device permissions, WAN link and address.
+    Events {
+        #[command(flatten)]
+        args: EventsArgs,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The daemon's status: WAN link and address, XDP modes, shares.
+    Status {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// UPnP settings: on or off, secure mode, quotas.
+    Settings {
+        #[command(subcommand)]
+        command: SettingsCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +79,9 @@ struct RunArgs {
     /// TCP port of the UPnP HTTP server on the LAN address [default: 5000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     upnp_port: Option<u16>,
+    /// Where the REST API and /metrics listen [default: 127.0.0.1:9780].
+    #[arg(long, value_name = "ADDR")]
+    api: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -57,8 +94,33 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match cli.command {
-        Command::Run(args) => run(args),
+    let (command, connection) = match cli.command {
+        Command::Run(args) => return run(args),
+        Command::Share {
+            command,
+            connection,
+        } => (cli::Command::Share(command), connection),
+        Command::Device {
+            command,
+            connection,
+        } => (cli::Command::Device(command), connection),
+        Command::Events { args, connection } => (cli::Command::Events(args), connection),
+        Command::Status { connection } => (cli::Command::Status, connection),
+        Command::Settings {
+            command,
+            connection,
+        } => (cli::Command::Settings(command), connection),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&err),
+    };
+    match runtime.block_on(cli::run(command, &connection)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
     }
 }
 
@@ -72,6 +134,7 @@ fn run(args: RunArgs) -> ExitCode {
         file: args.config,
         state_dir: args.state_dir,
         upnp_port: args.upnp_port,
+        api: args.api,
     }) {
         Ok(config) => config,
         Err(err) => return fail(&err),

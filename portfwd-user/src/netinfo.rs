@@ -82,6 +82,14 @@ pub fn external_addr(wan: &str) -> Result<Option<Ipv4Addr>, NetInfoError> {
     Ok(ipv4_subnets(wan)?.first().map(|s| s.addr))
 }
 
+/// Whether `interface`'s link is up: operational state up (or unknown, for devices that do not
+/// report one), which is what the kernel's `IFF_RUNNING` in link notifications says too.
+#[must_use]
+pub fn link_up(interface: &str) -> bool {
+    let path = format!("/sys/class/net/{interface}/operstate");
+    std::fs::read_to_string(path).is_ok_and(|s| matches!(s.trim(), "up" | "unknown"))
+}
+
 /// The ports sockets of this network namespace receive on from anywhere: listening TCP
 /// sockets, unconnected UDP sockets. Each with its local IPv4 address, `None` for the wildcard
 /// (`0.0.0.0`, or `::` of a dual-stack socket). Read from `/proc/net/{tcp,udp}{,6}`; a file

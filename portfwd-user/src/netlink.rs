@@ -30,6 +30,11 @@ const RTM_DELROUTE: u16 = 25;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_DELNEIGH: u16 = 29;
 
+// Interface flags (linux/if.h). The kernel reports IFF_RUNNING in link messages when the
+// device is up with carrier (dev_get_flags).
+const IFF_UP: u32 = 0x1;
+const IFF_RUNNING: u32 = 0x40;
+
 /// What a batch of notifications changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -37,18 +42,31 @@ pub struct Changes {
     pub forwarding: bool,
     /// Interface addresses changed: the external address may have changed.
     pub addresses: bool,
+    /// The watched interface's link as the last message about it says: up (administratively
+    /// up, with carrier) or not (down, no carrier, or removed).
+    pub link: Option<bool>,
+    /// Notifications were lost (the socket's buffer overran): re-read what matters.
+    pub lost: bool,
 }
 
 impl Changes {
     fn any(self) -> bool {
-        self.forwarding || self.addresses
+        self.forwarding || self.addresses || self.link.is_some() || self.lost
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.forwarding |= other.forwarding;
+        self.addresses |= other.addresses;
+        self.link = other.link.or(self.link);
+        self.lost |= other.lost;
     }
 }
 
-/// Classifies the netlink messages in one datagram. Malformed or truncated messages end the
-/// walk; what was read so far counts.
+/// Classifies the netlink messages in one datagram; link messages about interface `watch` say
+/// whether its link is up. Malformed or truncated messages end the walk; what was read so far
+/// counts.
 #[must_use]
-pub fn classify(mut buf: &[u8]) -> Changes {
+pub fn classify(mut buf: &[u8], watch: u32) -> Changes {
     const HEADER: usize = 16;
     let mut changes = Changes::default();
     while buf.len() >= HEADER {
@@ -59,8 +77,22 @@ pub fn classify(mut buf: &[u8]) -> Changes {
         }
         match kind {
             RTM_NEWADDR | RTM_DELADDR => changes.addresses = true,
-            RTM_NEWLINK | RTM_DELLINK | RTM_NEWROUTE | RTM_DELROUTE | RTM_NEWNEIGH
-            | RTM_DELNEIGH => changes.forwarding = true,
+            RTM_NEWLINK | RTM_DELLINK => {
+                changes.forwarding = true;
+                // struct ifinfomsg: family, pad, type (u16), index (i32), flags, change.
+                if let Some(info) = buf.get(HEADER..HEADER + 16) {
+                    let index = u32::from_ne_bytes([info[4], info[5], info[6], info[7]]);
+                    let flags = u32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
+                    if index == watch {
+                        changes.link = Some(
+                            kind == RTM_NEWLINK && flags & IFF_UP != 0 && flags & IFF_RUNNING != 0,
+                        );
+                    }
+                }
+            }
+            RTM_NEWROUTE | RTM_DELROUTE | RTM_NEWNEIGH | RTM_DELNEIGH => {
+                changes.forwarding = true;
+            }
             _ => {}
         }
         // Messages are 4-byte aligned (NLMSG_ALIGN).
@@ -74,11 +106,13 @@ pub fn classify(mut buf: &[u8]) -> Changes {
 pub struct Monitor {
     fd: AsyncFd<OwnedFd>,
     buf: Vec<u8>,
+    watch: u32,
 }
 
 impl Monitor {
-    /// Opens and subscribes the socket in the current network namespace.
-    pub fn open() -> io::Result<Self> {
+    /// Opens and subscribes the socket in the current network namespace; the link of interface
+    /// `watch` is followed.
+    pub fn open(watch: u32) -> io::Result<Self> {
         // SAFETY: plain socket(2); the result is checked and owned below.
         let raw = unsafe {
             libc::socket(
@@ -122,6 +156,7 @@ impl Monitor {
         Ok(Self {
             fd,
             buf: vec![0; 64 * 1024],
+            watch,
         })
     }
 
@@ -145,9 +180,7 @@ impl Monitor {
                 if n >= 0 {
                     #[expect(clippy::cast_sign_loss, reason = "checked non-negative")]
                     let n = n as usize;
-                    let batch = classify(&self.buf[..n]);
-                    changes.forwarding |= batch.forwarding;
-                    changes.addresses |= batch.addresses;
+                    changes.merge(classify(&self.buf[..n], self.watch));
                     continue;
                 }
                 let err = io::Error::last_os_error();
@@ -158,10 +191,12 @@ impl Monitor {
                     }
                     Some(libc::EINTR) => {}
                     Some(libc::ENOBUFS) => {
-                        changes = Changes {
+                        changes.merge(Changes {
                             forwarding: true,
                             addresses: true,
-                        };
+                            link: None,
+                            lost: true,
+                        });
                     }
                     _ => return Err(err),
                 }
@@ -187,26 +222,73 @@ mod tests {
         m
     }
 
+    fn link(kind: u16, index: u32, flags: u32) -> Vec<u8> {
+        let mut m = message(kind, 16);
+        m[20..24].copy_from_slice(&index.to_ne_bytes());
+        m[24..28].copy_from_slice(&flags.to_ne_bytes());
+        m
+    }
+
     #[test]
     fn classifies_batches_and_survives_garbage() {
         let mut batch = message(RTM_NEWNEIGH, 13);
         batch.extend(message(RTM_NEWADDR, 8));
         assert_eq!(
-            classify(&batch),
+            classify(&batch, 2),
             Changes {
                 forwarding: true,
-                addresses: true
+                addresses: true,
+                ..Changes::default()
             }
         );
-        assert!(classify(&message(RTM_DELROUTE, 0)).forwarding);
-        assert_eq!(classify(&message(3, 4)), Changes::default(), "NLMSG_DONE");
+        assert!(classify(&message(RTM_DELROUTE, 0), 2).forwarding);
+        assert_eq!(
+            classify(&message(3, 4), 2),
+            Changes::default(),
+            "NLMSG_DONE"
+        );
         // Truncated, zero-length and oversize headers stop the walk without panicking.
-        assert_eq!(classify(&[0xff; 7]), Changes::default());
+        assert_eq!(classify(&[0xff; 7], 2), Changes::default());
         let mut bad = message(RTM_NEWLINK, 0);
         bad[..4].copy_from_slice(&1000u32.to_ne_bytes());
-        assert_eq!(classify(&bad), Changes::default());
+        assert_eq!(classify(&bad, 2), Changes::default());
         let mut zero = message(RTM_NEWLINK, 0);
         zero[..4].copy_from_slice(&0u32.to_ne_bytes());
-        assert_eq!(classify(&zero), Changes::default());
+        assert_eq!(classify(&zero, 2), Changes::default());
+        // A link message too short for its ifinfomsg still counts as a forwarding change.
+        assert_eq!(classify(&message(RTM_NEWLINK, 4), 0).link, None);
+    }
+
+    #[test]
+    fn follows_the_watched_link() {
+        let running = IFF_UP | IFF_RUNNING;
+        assert_eq!(classify(&link(RTM_NEWLINK, 2, running), 2).link, Some(true));
+        assert_eq!(
+            classify(&link(RTM_NEWLINK, 2, IFF_UP), 2).link,
+            Some(false),
+            "no carrier"
+        );
+        assert_eq!(
+            classify(&link(RTM_NEWLINK, 2, 0), 2).link,
+            Some(false),
+            "down"
+        );
+        assert_eq!(
+            classify(&link(RTM_DELLINK, 2, running), 2).link,
+            Some(false),
+            "gone"
+        );
+        assert_eq!(
+            classify(&link(RTM_NEWLINK, 3, 0), 2).link,
+            None,
+            "another interface"
+        );
+        let mut batch = link(RTM_NEWLINK, 2, 0);
+        batch.extend(link(RTM_NEWLINK, 2, running));
+        assert_eq!(
+            classify(&batch, 2).link,
+            Some(true),
+            "the last message wins"
+        );
     }
 }

@@ -80,6 +80,47 @@ impl fmt::Display for ShareId {
     }
 }
 
+impl FromStr for ShareId {
+    type Err = SpecError;
+
+    /// `PROTO:EXTPORT[@REMOTE]`, as shares are named in the API and the CLI.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (proto, external) = s
+            .split_once(':')
+            .ok_or_else(|| SpecError::Id(s.to_owned()))?;
+        let (ext_port, remote) = match external.split_once('@') {
+            Some((port, remote)) => (
+                port,
+                Some(
+                    remote
+                        .parse::<Ipv4Addr>()
+                        .map_err(|_| SpecError::Addr(remote.to_owned()))?,
+                ),
+            ),
+            None => (external, None),
+        };
+        Ok(Self {
+            proto: proto.parse()?,
+            ext_port: parse_port(ext_port)?,
+            remote,
+        })
+    }
+}
+
+impl Serialize for ShareId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ShareId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// A share as configured: `PROTO:EXTPORT[@REMOTE]=IP:PORT`, plus an optional name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShareSpec {
@@ -96,6 +137,8 @@ pub enum SpecError {
         "share `{0}` is not of the form PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80)"
     )]
     Form(String),
+    #[error("share `{0}` is not of the form PROTO:EXTPORT[@REMOTE] (e.g. tcp:8080)")]
+    Id(String),
     #[error("unknown protocol `{0}`: expected tcp or udp")]
     Proto(String),
     #[error("`{0}` is not a port number (1-65535)")]
@@ -117,28 +160,19 @@ impl FromStr for ShareSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let form = || SpecError::Form(s.to_owned());
         let (external, internal) = s.split_once('=').ok_or_else(form)?;
-        let (proto, external) = external.split_once(':').ok_or_else(form)?;
-        let (ext_port, remote) = match external.split_once('@') {
-            Some((port, remote)) => (
-                port,
-                Some(
-                    remote
-                        .parse::<Ipv4Addr>()
-                        .map_err(|_| SpecError::Addr(remote.to_owned()))?,
-                ),
-            ),
-            None => (external, None),
-        };
+        if !external.contains(':') {
+            return Err(form());
+        }
+        let id = external.parse::<ShareId>().map_err(|err| match err {
+            SpecError::Id(_) => form(),
+            err => err,
+        })?;
         let (addr, port) = internal.rsplit_once(':').ok_or_else(form)?;
         let addr = addr
             .parse::<Ipv4Addr>()
             .map_err(|_| SpecError::Addr(addr.to_owned()))?;
         Ok(Self {
-            id: ShareId {
-                proto: proto.parse()?,
-                ext_port: parse_port(ext_port)?,
-                remote,
-            },
+            id,
             internal: SocketAddrV4::new(addr, parse_port(port)?),
             name: None,
             enabled: true,
@@ -215,8 +249,11 @@ pub enum ShareError {
 /// Who made a share, and so who may change it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
-    /// The config file or the command line: changed only by them.
+    /// The config file or the command line: changed only by them (the API may switch it off
+    /// and on).
     Static,
+    /// Made by the owner through the API; kept in the state directory.
+    Api,
     /// Requested over UPnP by this LAN client, which owns it.
     Upnp { client: Ipv4Addr },
 }
@@ -227,7 +264,27 @@ impl Origin {
     pub fn describe(self) -> String {
         match self {
             Self::Static => "the static".to_owned(),
+            Self::Api => "the owner's".to_owned(),
             Self::Upnp { client } => format!("{client}'s"),
+        }
+    }
+
+    /// The source the API reports: `static` (the owner's, from the config or the API) or the
+    /// protocol a LAN client used.
+    #[must_use]
+    pub const fn source(self) -> &'static str {
+        match self {
+            Self::Static | Self::Api => "static",
+            Self::Upnp { .. } => "upnp",
+        }
+    }
+
+    /// The LAN client that made the share, for shares clients make.
+    #[must_use]
+    pub const fn client(self) -> Option<Ipv4Addr> {
+        match self {
+            Self::Static | Self::Api => None,
+            Self::Upnp { client } => Some(client),
         }
     }
 }
@@ -483,6 +540,20 @@ mod tests {
         assert!(matches!(err("tcp8080=10.0.0.10:80"), SpecError::Form(_)));
         assert!(matches!(err("tcp:8080"), SpecError::Form(_)));
         assert!(matches!(err(""), SpecError::Form(_)));
+    }
+
+    #[test]
+    fn share_ids_parse_and_print_alike() {
+        for text in ["tcp:8080", "udp:53@198.51.100.7"] {
+            let id: ShareId = text.parse().expect(text);
+            assert_eq!(id.to_string(), text);
+        }
+        assert_eq!("tcp".parse::<ShareId>(), Err(SpecError::Id("tcp".into())));
+        assert_eq!("tcp:0".parse::<ShareId>(), Err(SpecError::Port("0".into())));
+        assert_eq!(
+            "icmp:1".parse::<ShareId>(),
+            Err(SpecError::Proto("icmp".into()))
+        );
     }
 
     #[test]

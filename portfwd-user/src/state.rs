@@ -1,16 +1,22 @@
 //! The state directory: what the daemon keeps across restarts.
 //!
-//! * `leases.json`: the shares LAN clients requested (UPnP), each with its client and the
-//!   wall-clock time its lease ends, so a restarted daemon restores them with the time they
-//!   had left. Written after every change, before the client gets its answer.
+//! * `state.json`: everything changed at run time: the shares the owner made through the API,
+//!   the shares LAN clients requested (UPnP), each with its client and the wall-clock time its
+//!   lease ends (so a restarted daemon restores them with the time they had left), the owner's
+//!   switches on static shares, the settings changed through the API and the per-device
+//!   permissions. Written after every change, before the change is acknowledged. (A
+//!   `leases.json` of portfwd 0.1's UPnP-only format is read when there is no `state.json`.)
 //! * `uuid`: the UPnP device identity, made once so control points recognise the box after
 //!   a restart.
+//! * `api-token`: the REST API's bearer token (mode 0600), made on first start.
+//! * `events.jsonl`: the event log ([`crate::events`]).
 //!
 //! Every file is written atomically: a temporary file in the same directory, `fsync`, rename
 //! over the old file, `fsync` of the directory. A crash leaves the old or the new file, never a
 //! torn one.
 
 use std::{
+    collections::BTreeMap,
     fs,
     io::Write as _,
     net::{Ipv4Addr, SocketAddrV4},
@@ -21,11 +27,16 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::share::Proto;
+use crate::{
+    share::{Proto, ShareId},
+    upnp::policy::Overlay,
+};
 
+const STATE: &str = "state.json";
+/// The UPnP-only file it replaces, still read when there is no `state.json`.
 const LEASES: &str = "leases.json";
 /// Bumped when the file's meaning changes; older daemons refuse newer files.
-const LEASES_VERSION: u32 = 1;
+const STATE_VERSION: u32 = 2;
 
 /// Why the state directory could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -55,20 +66,34 @@ pub enum StateError {
         source: serde_json::Error,
     },
     #[error(
-        "{path} was written by a newer portfwd (format {found}, this one reads {LEASES_VERSION})"
+        "{path} was written by a newer portfwd (format {found}, this one reads {STATE_VERSION})"
     )]
     Version { path: PathBuf, found: u32 },
 }
 
-/// A leased share as saved.
+/// Who made a saved share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SavedSource {
+    /// The owner, through the API.
+    Api,
+    /// A LAN client over UPnP (the only kind `leases.json` had).
+    Upnp,
+}
+
+/// A share made at run time, as saved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SavedLease {
+pub struct SavedShare {
     pub proto: Proto,
     pub external_port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<Ipv4Addr>,
     pub internal: SocketAddrV4,
-    pub client: Ipv4Addr,
+    #[serde(default = "upnp")]
+    pub source: SavedSource,
+    /// The LAN client that made it (clients' shares only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<Ipv4Addr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub enabled: bool,
@@ -76,10 +101,33 @@ pub struct SavedLease {
     pub expires_at: Option<u64>,
 }
 
+fn upnp() -> SavedSource {
+    SavedSource::Upnp
+}
+
+/// What `state.json` holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Saved {
+    pub shares: Vec<SavedShare>,
+    /// The owner's on/off switch on static shares (config file or command line), by share.
+    pub static_enabled: BTreeMap<ShareId, bool>,
+    /// Settings changed through the API, over the config file's.
+    pub settings: Overlay,
+}
+
 #[derive(Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    #[serde(flatten)]
+    saved: Saved,
+}
+
+/// `leases.json` as portfwd 0.1 wrote it.
+#[derive(Deserialize)]
 struct LeasesFile {
     version: u32,
-    leases: Vec<SavedLease>,
+    leases: Vec<SavedShare>,
 }
 
 /// The state directory.
@@ -109,49 +157,85 @@ impl StateDir {
         &self.path
     }
 
-    /// The saved leases; none if the file does not exist yet.
-    pub fn load_leases(&self) -> Result<Vec<SavedLease>, StateError> {
-        let path = self.path.join(LEASES);
-        let text = match fs::read(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(StateError::Read { path, source }),
+    /// What was saved; nothing if no file exists yet.
+    pub fn load(&self) -> Result<Saved, StateError> {
+        let read = |name: &str| -> Result<Option<(PathBuf, Vec<u8>)>, StateError> {
+            let path = self.path.join(name);
+            match fs::read(&path) {
+                Ok(bytes) => Ok(Some((path, bytes))),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(StateError::Read { path, source }),
+            }
         };
-        let file: LeasesFile =
-            serde_json::from_slice(&text).map_err(|source| StateError::Parse {
-                path: path.clone(),
-                source,
-            })?;
-        if file.version > LEASES_VERSION {
+        let parse_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StateError::Parse { path, source }
+        };
+        if let Some((path, bytes)) = read(STATE)? {
+            let file: StateFile = serde_json::from_slice(&bytes).map_err(parse_error(&path))?;
+            if file.version > STATE_VERSION {
+                return Err(StateError::Version {
+                    path,
+                    found: file.version,
+                });
+            }
+            return Ok(file.saved);
+        }
+        let Some((path, bytes)) = read(LEASES)? else {
+            return Ok(Saved::default());
+        };
+        let file: LeasesFile = serde_json::from_slice(&bytes).map_err(parse_error(&path))?;
+        if file.version > 1 {
             return Err(StateError::Version {
                 path,
                 found: file.version,
             });
         }
-        Ok(file.leases)
+        Ok(Saved {
+            shares: file.leases,
+            ..Saved::default()
+        })
     }
 
-    /// Moves an unreadable leases file out of the way (never overwriting it: it may be all the
-    /// owner has), as `leases.json.unreadable-SECONDS`; the new name, if the move worked.
+    /// Moves an unreadable state file out of the way (never overwriting it: it may be all the
+    /// owner has), as `NAME.unreadable-SECONDS`; the new name, if the move worked.
     #[must_use]
-    pub fn set_leases_aside(&self) -> Option<PathBuf> {
-        let aside = self
-            .path
-            .join(format!("{LEASES}.unreadable-{}", unix_now()));
-        fs::rename(self.path.join(LEASES), &aside).ok()?;
+    pub fn set_aside(&self) -> Option<PathBuf> {
+        let name = if self.path.join(STATE).exists() {
+            STATE
+        } else {
+            LEASES
+        };
+        let aside = self.path.join(format!("{name}.unreadable-{}", unix_now()));
+        fs::rename(self.path.join(name), &aside).ok()?;
         Some(aside)
     }
 
-    /// Replaces the saved leases with `leases`.
-    pub fn save_leases(&self, leases: Vec<SavedLease>) -> Result<(), StateError> {
-        let file = LeasesFile {
-            version: LEASES_VERSION,
-            leases,
-        };
-        // Serialising owned plain data into a Vec cannot fail.
-        let mut bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
+    /// Replaces what is saved with `saved`. A `leases.json` it supersedes is removed once the
+    /// new file is in place.
+    pub fn save(&self, saved: &Saved) -> Result<(), StateError> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            version: u32,
+            #[serde(flatten)]
+            saved: &'a Saved,
+        }
+        // Serialising plain data into a Vec cannot fail.
+        let mut bytes = serde_json::to_vec_pretty(&Out {
+            version: STATE_VERSION,
+            saved,
+        })
+        .unwrap_or_default();
         bytes.push(b'\n');
-        self.write_atomic(LEASES, &bytes, 0o600)
+        self.write_atomic(STATE, &bytes, 0o600)?;
+        match fs::remove_file(self.path.join(LEASES)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => tracing::warn!(
+                "cannot remove the superseded {}: {err}",
+                self.path.join(LEASES).display()
+            ),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The contents of `name`, or `make()`'s result written there first (atomically, with
@@ -217,6 +301,62 @@ pub fn wall_remaining(deadline: u64) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
+/// A UTC calendar time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    /// 1-12.
+    pub month: u8,
+    /// 1-31.
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    /// 0 for Thursday (1970-01-01 was one), up to 6.
+    pub weekday_from_thursday: usize,
+}
+
+impl Civil {
+    /// The calendar time `secs` seconds after the Unix epoch (Howard Hinnant's
+    /// `civil_from_days`).
+    #[must_use]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "each part is range-bound by the arithmetic"
+    )]
+    pub fn from_unix(secs: u64) -> Self {
+        let days = i64::try_from(secs / 86_400).unwrap_or(0);
+        let rem = secs % 86_400;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        Self {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month: month as u8,
+            day: day as u8,
+            hour: (rem / 3600) as u8,
+            minute: (rem % 3600 / 60) as u8,
+            second: (rem % 60) as u8,
+            weekday_from_thursday: days.rem_euclid(7) as usize,
+        }
+    }
+
+    /// RFC 3339, `2026-11-21T09:30:00Z`.
+    #[must_use]
+    pub fn rfc3339(self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,30 +367,58 @@ mod tests {
         dir
     }
 
-    #[test]
-    fn leases_round_trip_and_replace_atomically() {
-        let dir = temp_dir("roundtrip");
-        let state = StateDir::open(&dir).expect("open");
-        assert_eq!(state.load_leases().expect("empty"), vec![]);
-        let lease = SavedLease {
+    fn lease() -> SavedShare {
+        SavedShare {
             proto: Proto::Udp,
             external_port: 3074,
             remote: None,
             internal: "10.0.0.10:3074".parse().expect("addr"),
-            client: Ipv4Addr::new(10, 0, 0, 10),
+            source: SavedSource::Upnp,
+            client: Some(Ipv4Addr::new(10, 0, 0, 10)),
             name: Some("game".into()),
             enabled: true,
             expires_at: Some(wall_deadline(Duration::from_mins(1))),
+        }
+    }
+
+    #[test]
+    fn state_round_trips_and_is_replaced_atomically() {
+        let dir = temp_dir("roundtrip");
+        let state = StateDir::open(&dir).expect("open");
+        assert_eq!(state.load().expect("empty"), Saved::default());
+        let saved = Saved {
+            shares: vec![lease()],
+            static_enabled: [("tcp:8080".parse().expect("id"), false)].into(),
+            settings: Overlay {
+                secure_mode: Some(false),
+                ..Overlay::default()
+            },
         };
-        state.save_leases(vec![lease.clone()]).expect("save");
-        assert_eq!(state.load_leases().expect("load"), vec![lease]);
-        state.save_leases(vec![]).expect("save empty");
-        assert_eq!(state.load_leases().expect("load"), vec![]);
+        state.save(&saved).expect("save");
+        assert_eq!(state.load().expect("load"), saved);
+        state.save(&Saved::default()).expect("save empty");
+        assert_eq!(state.load().expect("load"), Saved::default());
         let names: Vec<_> = fs::read_dir(&dir)
             .expect("dir")
             .map(|e| e.expect("entry").file_name())
             .collect();
-        assert_eq!(names, vec![LEASES], "no temporary file left behind");
+        assert_eq!(names, vec![STATE], "no temporary file left behind");
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_leases_file_of_the_upnp_only_format_is_read_then_superseded() {
+        let dir = temp_dir("migrate");
+        let state = StateDir::open(&dir).expect("open");
+        let mut old = serde_json::to_value(lease()).expect("json");
+        old.as_object_mut().expect("object").remove("source");
+        let file = serde_json::json!({"version": 1, "leases": [old]});
+        fs::write(dir.join(LEASES), file.to_string()).expect("write");
+        let saved = state.load().expect("load");
+        assert_eq!(saved.shares, vec![lease()]);
+        state.save(&saved).expect("save");
+        assert!(!dir.join(LEASES).exists(), "superseded");
+        assert_eq!(state.load().expect("load"), saved);
         fs::remove_dir_all(&dir).expect("cleanup");
     }
 
@@ -258,20 +426,33 @@ mod tests {
     fn a_damaged_or_newer_file_is_an_error_not_an_empty_table() {
         let dir = temp_dir("damaged");
         let state = StateDir::open(&dir).expect("open");
-        fs::write(dir.join(LEASES), b"{\"version\":1,\"leases\":[{").expect("write");
-        assert!(matches!(state.load_leases(), Err(StateError::Parse { .. })));
-        let aside = state.set_leases_aside().expect("set aside");
+        fs::write(dir.join(STATE), b"{\"version\":2,\"shares\":[{").expect("write");
+        assert!(matches!(state.load(), Err(StateError::Parse { .. })));
+        let aside = state.set_aside().expect("set aside");
         assert_eq!(
             fs::read(&aside).expect("kept"),
-            b"{\"version\":1,\"leases\":[{"
+            b"{\"version\":2,\"shares\":[{"
         );
-        assert_eq!(state.load_leases().expect("a fresh start"), vec![]);
-        fs::write(dir.join(LEASES), b"{\"version\":9,\"leases\":[]}").expect("write");
+        assert_eq!(state.load().expect("a fresh start"), Saved::default());
+        fs::write(dir.join(STATE), b"{\"version\":9}").expect("write");
         assert!(matches!(
-            state.load_leases(),
+            state.load(),
             Err(StateError::Version { found: 9, .. })
         ));
         fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn calendar_times() {
+        assert_eq!(Civil::from_unix(0).rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            Civil::from_unix(1_795_000_000).rfc3339(),
+            "2026-11-18T11:06:40Z"
+        );
+        assert_eq!(
+            Civil::from_unix(951_782_400).rfc3339(),
+            "2000-02-29T00:00:00Z"
+        );
     }
 
     #[test]

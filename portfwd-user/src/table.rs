@@ -10,25 +10,43 @@
 //! and the task sleeps until the earliest one (or the next command), so an expired share leaves
 //! the kernel map at its deadline. A client renewing its own share (same identity, same
 //! internal endpoint) moves the deadline; anything else on that identity is refused.
+//!
+//! The task also owns what the owner changes at run time beside the shares (the UPnP settings
+//! and per-device permissions laid over the config file's, published to the UPnP server
+//! through a `watch` channel) and the event log ([`crate::events`]). Every change runs as a
+//! transaction: it is saved to the state directory before it is acknowledged, its events are
+//! recorded only once it commits, and a change that cannot be saved is rolled back.
+//!
+//! The WAN link: while it is down, the kernel maps are emptied (the table keeps every share,
+//! which the API reports as enabled but not active) and refilled when it comes back. A
+//! down/up pair within the flap window (five minutes) is one `wan_flap` event; a longer
+//! outage logs `wan_down` once the window has passed and `wan_up` at its end.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    fmt::Write as _,
+    net::{Ipv4Addr, SocketAddrV4},
     ops::RangeInclusive,
+    sync::Arc,
     time::Duration,
 };
 
-use portfwd_common::{CONFIG_F_REMOTE_SPECIFIC, ShareStats};
+use portfwd_common::{CONFIG_F_REMOTE_SPECIFIC, ShareStats, VERDICT_COUNT};
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
     time::Instant,
 };
 
 use crate::{
     dataplane::{Applied, DataplaneError, KernelMaps, Reconciler},
+    events::{Event, EventKind, EventLog, NewEvent},
     share::{LanSubnet, Origin, Proto, Share, ShareError, ShareId, ShareSpec, ShareTable},
-    state::{self, SavedLease, StateDir, StateError},
+    state::{self, Civil, Saved, SavedShare, SavedSource, StateDir, StateError},
+    upnp::{Settings, policy::Overlay},
 };
+
+/// How long a WAN outage may last and still be logged as one flap.
+pub const FLAP_WINDOW: Duration = Duration::from_mins(5);
 
 /// Why a table command failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +78,11 @@ pub enum TableError {
         client: Option<Ipv4Addr>,
         limit: usize,
     },
-    #[error("saving the leased shares")]
+    #[error(
+        "{0} is defined in the config file or on the command line: change it there (the API only switches it off and on)"
+    )]
+    Static(ShareId),
+    #[error("saving the change")]
     State(#[from] StateError),
     #[error("the share table task has stopped")]
     Stopped,
@@ -74,15 +96,25 @@ pub enum By {
     /// A LAN client: only the shares it made.
     Client(Ipv4Addr),
     /// A LAN client where secure mode is off: any share made by a client, none of the owner's.
-    AnyClient,
+    AnyClient(Ipv4Addr),
 }
 
 impl By {
+    /// Static shares are nobody's to remove: they go with the config.
     fn may_remove(self, origin: Origin) -> bool {
         match (self, origin) {
-            (Self::Operator, _) | (Self::AnyClient, Origin::Upnp { .. }) => true,
+            (Self::Operator, Origin::Api | Origin::Upnp { .. })
+            | (Self::AnyClient(_), Origin::Upnp { .. }) => true,
             (Self::Client(me), Origin::Upnp { client }) => me == client,
-            (Self::Client(_) | Self::AnyClient, Origin::Static) => false,
+            (_, Origin::Static) | (Self::Client(_) | Self::AnyClient(_), Origin::Api) => false,
+        }
+    }
+
+    /// The event source.
+    fn source(self) -> String {
+        match self {
+            Self::Operator => "api".to_owned(),
+            Self::Client(client) | Self::AnyClient(client) => format!("upnp {client}"),
         }
     }
 }
@@ -92,7 +124,7 @@ impl std::fmt::Display for By {
         match self {
             Self::Operator => f.write_str("the owner"),
             Self::Client(client) => write!(f, "{client}"),
-            Self::AnyClient => f.write_str("a LAN client"),
+            Self::AnyClient(_) => f.write_str("a LAN client"),
         }
     }
 }
@@ -112,6 +144,69 @@ pub struct ShareEntry {
 pub struct ShareView {
     pub entry: ShareEntry,
     pub stats: ShareStats,
+    /// In the data plane now: enabled, and the WAN link is up.
+    pub active: bool,
+}
+
+/// A change to a share. `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharePatch {
+    /// `Some(None)` removes the name.
+    pub name: Option<Option<String>>,
+    pub internal: Option<SocketAddrV4>,
+    pub external_port: Option<u16>,
+    pub enabled: Option<bool>,
+}
+
+/// A change to the UPnP settings. `None` leaves a setting as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettingsPatch {
+    pub upnp_enabled: Option<bool>,
+    pub secure_mode: Option<bool>,
+    pub quota_per_client: Option<usize>,
+    pub quota_total: Option<usize>,
+}
+
+/// Counts the metrics export.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub lease_expirations: u64,
+    pub external_changes: u64,
+    pub wan_link_changes: u64,
+}
+
+/// What the status and the metrics read from the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableStatus {
+    pub external: Option<Ipv4Addr>,
+    pub wan_up: bool,
+    /// Seconds since the Unix epoch when the WAN link went down, while it is down.
+    pub wan_down_since: Option<u64>,
+    pub counters: Counters,
+    /// Shares by [`Origin::source`].
+    pub by_source: BTreeMap<&'static str, usize>,
+    pub active: usize,
+    pub last_event: u64,
+}
+
+/// Per-direction verdict counters of the programs ([`portfwd_common::DIR_WAN`] first).
+pub type Verdicts = [[u64; VERDICT_COUNT as usize]; 2];
+
+/// The settings in force and the owner's changes among them.
+#[derive(Clone, Debug)]
+pub struct SettingsView {
+    pub effective: Arc<Settings>,
+    pub overlay: Overlay,
+}
+
+/// The WAN link as the table follows it.
+struct Link {
+    up: bool,
+    /// When it went down (monotonic and wall clock), while it is down.
+    down_since: Option<(Instant, u64)>,
+    /// Whether the outage has outlasted the flap window and been logged.
+    down_logged: bool,
+    flap_window: Duration,
 }
 
 /// The share table and the kernel maps it is reconciled into.
@@ -123,6 +218,18 @@ pub struct Table<M> {
     deadlines: BTreeSet<(Instant, ShareId)>,
     leases: BTreeMap<ShareId, Instant>,
     state: Option<StateDir>,
+    /// The owner's switch on static shares, by share.
+    static_enabled: BTreeMap<ShareId, bool>,
+    base: Settings,
+    overlay: Overlay,
+    settings: watch::Sender<Arc<Settings>>,
+    events: EventLog,
+    /// Events of the change in progress, recorded when it commits.
+    pending: Vec<NewEvent>,
+    /// Whether changes are logged and counted (not while the daemon sets up).
+    armed: bool,
+    link: Link,
+    counters: Counters,
 }
 
 impl<M: KernelMaps> Table<M> {
@@ -141,6 +248,61 @@ impl<M: KernelMaps> Table<M> {
             deadlines: BTreeSet::new(),
             leases: BTreeMap::new(),
             state: None,
+            static_enabled: BTreeMap::new(),
+            base: Settings::default(),
+            overlay: Overlay::default(),
+            settings: watch::Sender::new(Arc::new(Settings::default())),
+            events: EventLog::memory(crate::events::DEFAULT_CAPACITY),
+            pending: Vec::new(),
+            armed: false,
+            link: Link {
+                up: true,
+                down_since: None,
+                down_logged: false,
+                flap_window: FLAP_WINDOW,
+            },
+            counters: Counters::default(),
+        }
+    }
+
+    /// Takes `base` as the config's UPnP settings; the owner's changes are laid over them.
+    pub fn set_settings(&mut self, base: Settings) {
+        self.base = base;
+        self.publish();
+    }
+
+    /// The settings in force, as they change.
+    #[must_use]
+    pub fn settings(&self) -> watch::Receiver<Arc<Settings>> {
+        self.settings.subscribe()
+    }
+
+    fn publish(&mut self) {
+        self.settings
+            .send_replace(Arc::new(self.base.overlaid(&self.overlay)));
+    }
+
+    /// Records changes in `events` from now on, and counts them for the metrics.
+    pub fn set_events(&mut self, events: EventLog) {
+        self.events = events;
+        self.armed = true;
+    }
+
+    /// How long a WAN outage may last and still be one flap event.
+    pub fn set_flap_window(&mut self, window: Duration) {
+        self.link.flap_window = window;
+    }
+
+    fn log(&mut self, event: NewEvent) {
+        self.pending.push(event);
+    }
+
+    /// Records the events of a committed change.
+    fn flush(&mut self) {
+        for event in std::mem::take(&mut self.pending) {
+            if self.armed {
+                self.events.record(event);
+            }
         }
     }
 
@@ -151,14 +313,160 @@ impl<M: KernelMaps> Table<M> {
     /// Makes the static shares exactly `specs`, leaving leased ones alone: all are validated
     /// together first (nothing changes if one is refused); shares whose target is unchanged
     /// keep their counters.
-    pub fn replace_static(&mut self, specs: Vec<ShareSpec>) -> Result<Applied, TableError> {
-        let mut next = self.shares.clone();
-        let fresh_slots = apply_static(&mut next, specs)?;
-        for slot in fresh_slots {
-            self.reconciler.maps_mut().reset_stats(slot)?;
+    ///
+    /// The owner's switch (API) wins over a share's `enabled` in the config; switches on
+    /// shares the config no longer has are forgotten.
+    pub fn replace_static(&mut self, mut specs: Vec<ShareSpec>) -> Result<Applied, TableError> {
+        self.transact(|t| {
+            t.static_enabled
+                .retain(|id, _| specs.iter().any(|s| s.id == *id));
+            for spec in &mut specs {
+                if let Some(&enabled) = t.static_enabled.get(&spec.id) {
+                    spec.enabled = enabled;
+                }
+            }
+            let mut next = t.shares.clone();
+            let fresh_slots = apply_static(&mut next, specs)?;
+            for slot in fresh_slots {
+                t.reconciler.maps_mut().reset_stats(slot)?;
+            }
+            for event in static_changes(&t.shares, &next) {
+                t.log(event);
+            }
+            t.shares = next;
+            t.sync()
+        })
+    }
+
+    /// Adds a share for the owner (API); kept in the state directory, no lease.
+    pub fn create(&mut self, spec: ShareSpec) -> Result<ShareEntry, TableError> {
+        self.transact(|t| t.create_in(spec, Instant::now()))
+    }
+
+    fn create_in(&mut self, spec: ShareSpec, now: Instant) -> Result<ShareEntry, TableError> {
+        let text = spec.to_string();
+        let id = spec.id;
+        let enabled = spec.enabled;
+        let slot = self
+            .shares
+            .add_from(spec, Origin::Api)
+            .map_err(|source| TableError::Share {
+                spec: text.clone(),
+                source,
+            })?;
+        self.reconciler.maps_mut().reset_stats(slot)?;
+        let event = NewEvent::new(EventKind::ShareCreated, "api", described(&self.shares, id));
+        self.log(if enabled {
+            event.share(id).notify()
+        } else {
+            event.share(id)
+        });
+        self.sync()?;
+        self.entry_of(id, now)
+    }
+
+    /// Changes share `id` for the owner. Static shares take only `enabled` (kept as the owner's
+    /// switch over the config); anything else on them is [`TableError::Static`]. A new external
+    /// port or internal endpoint is checked like a new share; the lease, if any, carries over.
+    pub fn edit(&mut self, id: ShareId, patch: SharePatch) -> Result<ShareEntry, TableError> {
+        self.transact(|t| t.edit_in(id, patch, Instant::now()))
+    }
+
+    fn edit_in(
+        &mut self,
+        id: ShareId,
+        patch: SharePatch,
+        now: Instant,
+    ) -> Result<ShareEntry, TableError> {
+        let share = self
+            .shares
+            .get(&id)
+            .cloned()
+            .ok_or(TableError::NoSuchShare(id))?;
+        let before = share.spec.clone();
+        let mut spec = before.clone();
+        if let Some(name) = patch.name {
+            spec.name = name;
         }
-        self.shares = next;
-        self.sync()
+        if let Some(internal) = patch.internal {
+            spec.internal = internal;
+        }
+        if let Some(port) = patch.external_port {
+            spec.id.ext_port = port;
+        }
+        if let Some(enabled) = patch.enabled {
+            spec.enabled = enabled;
+        }
+        if share.origin == Origin::Static {
+            if spec.name != before.name || spec.internal != before.internal || spec.id != id {
+                return Err(TableError::Static(id));
+            }
+            if let Some(enabled) = patch.enabled {
+                self.static_enabled.insert(id, enabled);
+            }
+        }
+        if spec == before {
+            return self.entry_of(id, now);
+        }
+        if spec.id == id && spec.internal == before.internal {
+            self.shares.update_in_place(&spec);
+        } else {
+            if let Some(other) = self
+                .shares
+                .on_port(spec.id.proto, spec.id.ext_port)
+                .find(|s| s.spec.id != id && s.origin != share.origin)
+            {
+                return Err(TableError::Conflict {
+                    id: spec.id,
+                    existing: other.spec.id,
+                    origin: other.origin,
+                });
+            }
+            let deadline = self.leases.get(&id).copied();
+            self.shares.remove(&id);
+            self.clear_lease(id);
+            let text = spec.to_string();
+            let slot = self
+                .shares
+                .add_from(spec.clone(), share.origin)
+                .map_err(|source| TableError::Share { spec: text, source })?;
+            self.reconciler.maps_mut().reset_stats(slot)?;
+            if let Some(deadline) = deadline {
+                self.deadlines.insert((deadline, spec.id));
+                self.leases.insert(spec.id, deadline);
+            }
+        }
+        if spec.id != before.id || spec.internal != before.internal || spec.name != before.name {
+            self.log(
+                NewEvent::new(
+                    EventKind::ShareEdited,
+                    "api",
+                    format!(
+                        "was {}, now {}",
+                        describe_spec(&before),
+                        describe_spec(&spec)
+                    ),
+                )
+                .share(spec.id),
+            );
+        }
+        if spec.enabled != before.enabled {
+            let event = if spec.enabled {
+                NewEvent::new(EventKind::ShareEnabled, "api", describe_spec(&spec))
+                    .share(spec.id)
+                    .notify()
+            } else {
+                NewEvent::new(EventKind::ShareDisabled, "api", describe_spec(&spec)).share(spec.id)
+            };
+            self.log(event);
+        }
+        self.sync()?;
+        self.entry_of(spec.id, now)
+    }
+
+    fn entry_of(&self, id: ShareId, now: Instant) -> Result<ShareEntry, TableError> {
+        let share = self.shares.get(&id).ok_or(TableError::NoSuchShare(id))?;
+        Ok(self.entry(share, now))
     }
 
     /// Adds or renews the share of `request` for its LAN client. A share with the same
@@ -193,13 +501,13 @@ impl<M: KernelMaps> Table<M> {
         if self.shares.update_in_place(&spec) {
             self.clear_lease(id);
         } else {
-            let (mine, all) = self
-                .shares
-                .iter()
-                .fold((0, 0), |(mine, all), s| match s.origin {
-                    Origin::Upnp { client: c } => (mine + usize::from(c == client), all + 1),
-                    Origin::Static => (mine, all),
-                });
+            let (mine, all) =
+                self.shares
+                    .iter()
+                    .fold((0, 0), |(mine, all), s| match s.origin.client() {
+                        Some(c) => (mine + usize::from(c == client), all + 1),
+                        None => (mine, all),
+                    });
             if mine >= limits.per_client {
                 return Err(TableError::Quota {
                     client: Some(client),
@@ -213,11 +521,19 @@ impl<M: KernelMaps> Table<M> {
                 });
             }
             let text = spec.to_string();
+            let enabled = spec.enabled;
             let slot = self
                 .shares
                 .add_from(spec, origin)
                 .map_err(|source| TableError::Share { spec: text, source })?;
             self.reconciler.maps_mut().reset_stats(slot)?;
+            let mut detail = described(&self.shares, id);
+            if let Some(lease) = lease {
+                let _ = write!(detail, ", lease {} s", lease.as_secs());
+            }
+            let event =
+                NewEvent::new(EventKind::ShareCreated, format!("upnp {client}"), detail).share(id);
+            self.log(if enabled { event.notify() } else { event });
         }
         if let Some(lease) = lease {
             let deadline = now + lease;
@@ -231,11 +547,22 @@ impl<M: KernelMaps> Table<M> {
     pub fn remove(&mut self, id: ShareId, by: By) -> Result<Share, TableError> {
         self.transact(|t| {
             let share = t.shares.get(&id).ok_or(TableError::NoSuchShare(id))?;
+            if share.origin == Origin::Static && by == By::Operator {
+                return Err(TableError::Static(id));
+            }
             if !by.may_remove(share.origin) {
                 return Err(TableError::NotOwner(id, by));
             }
             let share = t.shares.remove(&id).ok_or(TableError::NoSuchShare(id))?;
             t.clear_lease(id);
+            t.log(
+                NewEvent::new(
+                    EventKind::ShareDeleted,
+                    by.source(),
+                    describe_spec(&share.spec),
+                )
+                .share(id),
+            );
             t.sync()?;
             Ok(share)
         })
@@ -259,7 +586,17 @@ impl<M: KernelMaps> Table<M> {
                 .collect();
             let mut removed = Vec::new();
             for id in ids {
-                removed.extend(t.shares.remove(&id));
+                if let Some(share) = t.shares.remove(&id) {
+                    t.log(
+                        NewEvent::new(
+                            EventKind::ShareDeleted,
+                            by.source(),
+                            describe_spec(&share.spec),
+                        )
+                        .share(id),
+                    );
+                    removed.push(share);
+                }
                 t.clear_lease(id);
             }
             if !removed.is_empty() {
@@ -279,19 +616,34 @@ impl<M: KernelMaps> Table<M> {
             self.shares.clone(),
             self.deadlines.clone(),
             self.leases.clone(),
+            self.static_enabled.clone(),
+            self.overlay.clone(),
         );
+        self.pending.clear();
         let result = change(self).and_then(|value| {
             self.save()?;
             Ok(value)
         });
         if result.is_err() {
-            (self.shares, self.deadlines, self.leases) = before;
+            self.pending.clear();
+            (
+                self.shares,
+                self.deadlines,
+                self.leases,
+                self.static_enabled,
+                self.overlay,
+            ) = before;
             if let Err(err) = self.sync() {
                 tracing::error!(
                     "restoring the kernel maps after a refused change: {}",
                     crate::error_chain(&err)
                 );
             }
+        } else {
+            if self.overlay != before.4 {
+                self.publish();
+            }
+            self.flush();
         }
         result
     }
@@ -301,70 +653,317 @@ impl<M: KernelMaps> Table<M> {
         self.state = Some(state);
     }
 
-    /// Writes the leased shares to the state directory, if there is one.
+    /// Writes what changes at run time to the state directory, if there is one.
     fn save(&self) -> Result<(), TableError> {
         let Some(state) = &self.state else {
             return Ok(());
         };
         let now = Instant::now();
-        let leases = self
+        let shares = self
             .shares
             .iter()
-            .filter_map(|s| match s.origin {
-                Origin::Upnp { client } => Some(SavedLease {
+            .filter_map(|s| {
+                let (source, client) = match s.origin {
+                    Origin::Static => return None,
+                    Origin::Api => (SavedSource::Api, None),
+                    Origin::Upnp { client } => (SavedSource::Upnp, Some(client)),
+                };
+                Some(SavedShare {
                     proto: s.spec.id.proto,
                     external_port: s.spec.id.ext_port,
                     remote: s.spec.id.remote,
                     internal: s.spec.internal,
+                    source,
                     client,
                     name: s.spec.name.clone(),
                     enabled: s.spec.enabled,
                     expires_at: self.leases.get(&s.spec.id).map(|deadline| {
                         state::wall_deadline(deadline.saturating_duration_since(now))
                     }),
-                }),
-                Origin::Static => None,
+                })
             })
             .collect();
-        Ok(state.save_leases(leases)?)
+        Ok(state.save(&Saved {
+            shares,
+            static_enabled: self.static_enabled.clone(),
+            settings: self.overlay.clone(),
+        })?)
     }
 
-    /// Puts saved leases back with the time they have left (ended ones are dropped). One that
-    /// no longer fits (say, a static share now has its port) is skipped with a warning.
-    pub fn restore(&mut self, saved: Vec<SavedLease>, now: Instant) -> usize {
+    /// Puts back what was saved: the owner's settings and switches, then the shares, leased
+    /// ones with the time they have left (ended ones are dropped). A share that no longer fits
+    /// (say, a static share now has its port) is skipped with a warning. Returns how many
+    /// shares came back.
+    pub fn restore(&mut self, saved: Saved, now: Instant) -> usize {
+        self.overlay = saved.settings;
+        self.publish();
+        self.static_enabled = saved.static_enabled;
+        let switched: Vec<ShareSpec> = self
+            .shares
+            .iter()
+            .filter(|s| s.origin == Origin::Static)
+            .filter_map(|s| {
+                let enabled = *self.static_enabled.get(&s.spec.id)?;
+                (enabled != s.spec.enabled).then(|| ShareSpec {
+                    enabled,
+                    ..s.spec.clone()
+                })
+            })
+            .collect();
+        for spec in &switched {
+            self.shares.update_in_place(spec);
+        }
+        if let Err(err) = self.sync() {
+            tracing::error!(
+                "switching static shares as saved: {}",
+                crate::error_chain(&err)
+            );
+        }
         let mut restored = 0;
-        for lease in saved {
-            let remaining = lease.expires_at.map(state::wall_remaining);
+        for share in saved.shares {
+            let remaining = share.expires_at.map(state::wall_remaining);
             if remaining == Some(Duration::ZERO) {
                 continue;
             }
             let spec = ShareSpec {
                 id: ShareId {
-                    proto: lease.proto,
-                    ext_port: lease.external_port,
-                    remote: lease.remote,
+                    proto: share.proto,
+                    ext_port: share.external_port,
+                    remote: share.remote,
                 },
-                internal: lease.internal,
-                name: lease.name,
-                enabled: lease.enabled,
+                internal: share.internal,
+                name: share.name,
+                enabled: share.enabled,
             };
             let text = spec.to_string();
-            let request = LeaseRequest {
-                spec,
-                client: lease.client,
-                lease: remaining,
-                limits: Limits::NONE,
+            let result = match (share.source, share.client) {
+                (SavedSource::Api, _) => self.transact(|t| t.create_in(spec, now)).map(drop),
+                (SavedSource::Upnp, Some(client)) => self
+                    .lease(
+                        LeaseRequest {
+                            spec,
+                            client,
+                            lease: remaining,
+                            limits: Limits::NONE,
+                        },
+                        now,
+                    )
+                    .map(drop),
+                (SavedSource::Upnp, None) => {
+                    tracing::warn!("saved share {text} has no client: not restored");
+                    continue;
+                }
             };
-            match self.lease(request, now) {
-                Ok(_) => restored += 1,
+            match result {
+                Ok(()) => restored += 1,
                 Err(err) => tracing::warn!(
-                    "saved share {text} of {} not restored: {}",
-                    lease.client,
+                    "saved share {text} not restored: {}",
                     crate::error_chain(&err)
                 ),
             }
         }
         restored
+    }
+
+    /// Changes the UPnP settings.
+    pub fn set_settings_patch(
+        &mut self,
+        patch: &SettingsPatch,
+    ) -> Result<SettingsView, TableError> {
+        self.transact(|t| {
+            let before = t.base.overlaid(&t.overlay);
+            let o = &mut t.overlay;
+            o.upnp_enabled = patch.upnp_enabled.or(o.upnp_enabled);
+            o.secure_mode = patch.secure_mode.or(o.secure_mode);
+            o.quota_per_client = patch.quota_per_client.or(o.quota_per_client);
+            o.quota_total = patch.quota_total.or(o.quota_total);
+            let after = t.base.overlaid(&t.overlay);
+            let mut changes = Vec::new();
+            let mut note = |name: &str, was: String, now: String| {
+                if was != now {
+                    changes.push(format!("{name} {was} -> {now}"));
+                }
+            };
+            note(
+                "upnp_enabled",
+                before.enabled.to_string(),
+                after.enabled.to_string(),
+            );
+            note(
+                "secure_mode",
+                before.secure_mode.to_string(),
+                after.secure_mode.to_string(),
+            );
+            note(
+                "quota_per_client",
+                before.limits.per_client.to_string(),
+                after.limits.per_client.to_string(),
+            );
+            note(
+                "quota_total",
+                before.limits.total.to_string(),
+                after.limits.total.to_string(),
+            );
+            if !changes.is_empty() {
+                t.log(NewEvent::new(
+                    EventKind::SettingsChanged,
+                    "api",
+                    changes.join(", "),
+                ));
+            }
+            Ok(())
+        })?;
+        Ok(self.settings_view())
+    }
+
+    /// The settings in force and the owner's changes.
+    #[must_use]
+    pub fn settings_view(&self) -> SettingsView {
+        SettingsView {
+            effective: self.settings.borrow().clone(),
+            overlay: self.overlay.clone(),
+        }
+    }
+
+    /// Sets (`Some`) or clears (`None`: back to the default) whether `device` may share ports
+    /// independently. Revoking it removes the shares the device made.
+    pub fn set_device(
+        &mut self,
+        device: Ipv4Addr,
+        allowed: Option<bool>,
+    ) -> Result<Vec<Share>, TableError> {
+        self.transact(|t| {
+            match allowed {
+                Some(allowed) => t.overlay.devices.insert(device, allowed),
+                None => t.overlay.devices.remove(&device),
+            };
+            let (now_allowed, _) = t.base.overlaid(&t.overlay).permission(device, None);
+            let detail = match allowed {
+                Some(true) => format!("{device} may share ports independently"),
+                Some(false) => format!("{device} may no longer share ports independently"),
+                None => format!(
+                    "{device} follows the default: {}",
+                    if now_allowed {
+                        "allowed"
+                    } else {
+                        "not allowed"
+                    }
+                ),
+            };
+            t.log(NewEvent::new(EventKind::DevicePermission, "api", detail));
+            let mut removed = Vec::new();
+            if allowed == Some(false) {
+                let ids: Vec<ShareId> = t
+                    .shares
+                    .iter()
+                    .filter(|s| s.origin.client() == Some(device))
+                    .map(|s| s.spec.id)
+                    .collect();
+                for id in ids {
+                    if let Some(share) = t.shares.remove(&id) {
+                        t.log(
+                            NewEvent::new(
+                                EventKind::ShareDeleted,
+                                "api",
+                                format!(
+                                    "{}: the device's permission was revoked",
+                                    describe_spec(&share.spec)
+                                ),
+                            )
+                            .share(id),
+                        );
+                        removed.push(share);
+                    }
+                    t.clear_lease(id);
+                }
+                t.sync()?;
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Revokes independent port sharing for every device that has not requested a share: the
+    /// devices holding shares made by themselves keep theirs (as their own permission), every
+    /// other device, now or later, is refused until the owner allows it. Returns the devices
+    /// that keep it.
+    pub fn revoke_unused(&mut self) -> Result<Vec<Ipv4Addr>, TableError> {
+        self.transact(|t| {
+            let settings = t.base.overlaid(&t.overlay);
+            let holders: BTreeSet<Ipv4Addr> =
+                t.shares.iter().filter_map(|s| s.origin.client()).collect();
+            let mut kept = Vec::new();
+            for client in holders {
+                if settings.permission(client, None).0 {
+                    t.overlay.devices.entry(client).or_insert(true);
+                    kept.push(client);
+                }
+            }
+            t.overlay.new_devices = Some(false);
+            let kept_text = if kept.is_empty() {
+                "none keep it".to_owned()
+            } else {
+                format!(
+                    "kept by {}",
+                    kept.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            t.log(NewEvent::new(
+                EventKind::DevicePermission,
+                "api",
+                format!("independent port sharing revoked for devices without shares; {kept_text}"),
+            ));
+            Ok(kept)
+        })
+    }
+
+    /// The WAN link went up or down: shares leave or return to the data plane.
+    pub fn set_link(&mut self, up: bool, now: Instant) -> Result<(), TableError> {
+        if up == self.link.up {
+            return Ok(());
+        }
+        self.link.up = up;
+        if self.armed {
+            self.counters.wan_link_changes += 1;
+        }
+        let shares = self.shares.iter().filter(|s| s.spec.enabled).count();
+        if up {
+            tracing::info!("WAN link up: {shares} share(s) back in the data plane");
+            match self.link.down_since.take() {
+                Some((at, wall)) if self.link.down_logged => {
+                    let secs = now.saturating_duration_since(at).as_secs();
+                    self.log(NewEvent::new(
+                        EventKind::WanUp,
+                        "wan",
+                        format!(
+                            "link up after {secs} s down (since {}); {shares} share(s) restored",
+                            Civil::from_unix(wall).rfc3339()
+                        ),
+                    ));
+                }
+                Some((at, wall)) => {
+                    let secs = now.saturating_duration_since(at).as_secs();
+                    self.log(NewEvent::new(
+                        EventKind::WanFlap,
+                        "wan",
+                        format!(
+                            "link down at {} for {secs} s; {shares} share(s) restored",
+                            Civil::from_unix(wall).rfc3339()
+                        ),
+                    ));
+                }
+                None => {}
+            }
+        } else {
+            tracing::warn!("WAN link down: {shares} share(s) out of the data plane");
+            self.link.down_since = Some((now, state::unix_now()));
+            self.link.down_logged = false;
+        }
+        let result = self.sync().map(drop);
+        self.flush();
+        result
     }
 
     fn clear_lease(&mut self, id: ShareId) {
@@ -376,11 +975,32 @@ impl<M: KernelMaps> Table<M> {
     /// The earliest lease deadline.
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(deadline, _)| *deadline)
+        let lease = self.deadlines.first().map(|(deadline, _)| *deadline);
+        let outage = match self.link.down_since {
+            Some((at, _)) if !self.link.down_logged => Some(at + self.link.flap_window),
+            _ => None,
+        };
+        lease.into_iter().chain(outage).min()
     }
 
-    /// Removes every share whose lease ended by `now`; returns them.
+    /// Removes every share whose lease ended by `now`, and logs a WAN outage that has
+    /// outlasted the flap window; returns the expired shares.
     pub fn expire(&mut self, now: Instant) -> Result<Vec<Share>, TableError> {
+        if let Some((at, wall)) = self.link.down_since
+            && !self.link.down_logged
+            && at + self.link.flap_window <= now
+        {
+            self.link.down_logged = true;
+            let shares = self.shares.iter().filter(|s| s.spec.enabled).count();
+            self.log(NewEvent::new(
+                EventKind::WanDown,
+                "wan",
+                format!(
+                    "link down since {}; {shares} share(s) out of the data plane",
+                    Civil::from_unix(wall).rfc3339()
+                ),
+            ));
+        }
         let mut expired = Vec::new();
         while let Some(&(deadline, id)) = self.deadlines.first() {
             if deadline > now {
@@ -388,20 +1008,36 @@ impl<M: KernelMaps> Table<M> {
             }
             self.deadlines.pop_first();
             self.leases.remove(&id);
-            expired.extend(self.shares.remove(&id));
+            if let Some(share) = self.shares.remove(&id) {
+                self.log(
+                    NewEvent::new(EventKind::ShareExpired, "lease", describe_spec(&share.spec))
+                        .share(id),
+                );
+                expired.push(share);
+            }
         }
-        if !expired.is_empty() {
-            self.sync()?;
-            self.save()?;
+        if self.armed {
+            self.counters.lease_expirations += expired.len() as u64;
         }
-        Ok(expired)
+        let result = if expired.is_empty() {
+            Ok(())
+        } else {
+            self.sync().map(drop).and_then(|()| self.save())
+        };
+        // Expired is expired: the events stand even if the file could not be written.
+        self.flush();
+        result.map(|()| expired)
     }
 
     /// Reconciles the kernel with the table. The WAN program only looks up remote-specific
     /// shares while the config flag says there are some: the flag goes on before such a share
     /// is inserted and off after the last one is gone.
     fn sync(&mut self) -> Result<Applied, TableError> {
-        let desired = self.shares.desired();
+        let desired = if self.link.up {
+            self.shares.desired()
+        } else {
+            crate::share::Desired::default()
+        };
         let remote_specific = desired.shares.keys().any(|k| k.remote_addr != 0);
         if remote_specific {
             self.set_flags(self.kernel_config.flags | CONFIG_F_REMOTE_SPECIFIC)?;
@@ -424,8 +1060,19 @@ impl<M: KernelMaps> Table<M> {
     /// Sets the external address the WAN program matches (`None`: the WAN has none, nothing
     /// is forwarded).
     pub fn set_external(&mut self, addr: Option<Ipv4Addr>) -> Result<(), TableError> {
+        let before = self.external();
         self.kernel_config.ext_addr = addr.map_or(0, |a| u32::from(a).to_be());
         self.reconciler.maps_mut().set_config(self.kernel_config)?;
+        if before != addr && self.armed {
+            self.counters.external_changes += 1;
+            let show = |a: Option<Ipv4Addr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
+            self.log(NewEvent::new(
+                EventKind::ExternalAddress,
+                "wan",
+                format!("external address {} -> {}", show(before), show(addr)),
+            ));
+            self.flush();
+        }
         Ok(())
     }
 
@@ -457,9 +1104,46 @@ impl<M: KernelMaps> Table<M> {
                 Ok(ShareView {
                     entry: self.entry(s, now),
                     stats: self.maps().stats(s.slot)?,
+                    active: s.spec.enabled && self.link.up,
                 })
             })
             .collect()
+    }
+
+    /// The status the API and the metrics report.
+    #[must_use]
+    pub fn status(&self) -> TableStatus {
+        let mut by_source = BTreeMap::new();
+        for share in self.shares.iter() {
+            *by_source.entry(share.origin.source()).or_insert(0) += 1;
+        }
+        TableStatus {
+            external: self.external(),
+            wan_up: self.link.up,
+            wan_down_since: self.link.down_since.map(|(_, wall)| wall),
+            counters: self.counters,
+            by_source,
+            active: if self.link.up {
+                self.shares.iter().filter(|s| s.spec.enabled).count()
+            } else {
+                0
+            },
+            last_event: *self.events.subscribe().borrow(),
+        }
+    }
+
+    /// The programs' verdict counters.
+    pub fn verdicts(&self) -> Result<Verdicts, TableError> {
+        Ok([
+            self.maps().verdicts(portfwd_common::DIR_WAN)?,
+            self.maps().verdicts(portfwd_common::DIR_LAN)?,
+        ])
+    }
+
+    /// Events of the log: see [`EventLog::page`].
+    #[must_use]
+    pub fn events(&self, after: Option<u64>, limit: usize) -> Vec<Event> {
+        self.events.page(after, limit)
     }
 
     fn entry(&self, share: &Share, now: Instant) -> ShareEntry {
@@ -499,6 +1183,69 @@ impl Limits {
         per_client: usize::MAX,
         total: usize::MAX,
     };
+}
+
+/// A share as events describe it: `tcp:8080 -> 10.0.0.10:80 "web"`.
+fn describe_spec(spec: &ShareSpec) -> String {
+    let mut text = format!("{} -> {}", spec.id, spec.internal);
+    if let Some(name) = &spec.name {
+        let _ = write!(text, " \"{name}\"");
+    }
+    if !spec.enabled {
+        text.push_str(" (disabled)");
+    }
+    text
+}
+
+fn described(shares: &ShareTable, id: ShareId) -> String {
+    shares
+        .get(&id)
+        .map_or_else(|| id.to_string(), |s| describe_spec(&s.spec))
+}
+
+/// The events of a config reload: static shares created, deleted, edited, switched.
+fn static_changes(old: &ShareTable, new: &ShareTable) -> Vec<NewEvent> {
+    let statics = |t: &ShareTable| -> BTreeMap<ShareId, ShareSpec> {
+        t.iter()
+            .filter(|s| s.origin == Origin::Static)
+            .map(|s| (s.spec.id, s.spec.clone()))
+            .collect()
+    };
+    let (old, new) = (statics(old), statics(new));
+    let mut events = Vec::new();
+    for (id, spec) in &old {
+        match new.get(id) {
+            None => events.push(
+                NewEvent::new(EventKind::ShareDeleted, "config", describe_spec(spec)).share(*id),
+            ),
+            Some(now) if now.internal != spec.internal || now.name != spec.name => {
+                events.push(
+                    NewEvent::new(
+                        EventKind::ShareEdited,
+                        "config",
+                        format!("was {}, now {}", describe_spec(spec), describe_spec(now)),
+                    )
+                    .share(*id),
+                );
+            }
+            Some(now) if now.enabled != spec.enabled => {
+                let kind = if now.enabled {
+                    EventKind::ShareEnabled
+                } else {
+                    EventKind::ShareDisabled
+                };
+                let event = NewEvent::new(kind, "config", describe_spec(now)).share(*id);
+                events.push(if now.enabled { event.notify() } else { event });
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, spec) in new.iter().filter(|(id, _)| !old.contains_key(id)) {
+        let event =
+            NewEvent::new(EventKind::ShareCreated, "config", describe_spec(spec)).share(*id);
+        events.push(if spec.enabled { event.notify() } else { event });
+    }
+    events
 }
 
 /// Checks static shares against the table's rules for a box whose LAN has `lan` subnets,
@@ -554,6 +1301,32 @@ enum Command {
     ForwardingChanged(oneshot::Sender<Result<(), TableError>>),
     List(oneshot::Sender<Result<Vec<ShareView>, TableError>>),
     Entries(oneshot::Sender<Result<Vec<ShareEntry>, TableError>>),
+    Create(ShareSpec, oneshot::Sender<Result<ShareEntry, TableError>>),
+    Edit(
+        ShareId,
+        SharePatch,
+        oneshot::Sender<Result<ShareEntry, TableError>>,
+    ),
+    Settings(oneshot::Sender<Result<SettingsView, TableError>>),
+    SetSettings(
+        SettingsPatch,
+        oneshot::Sender<Result<SettingsView, TableError>>,
+    ),
+    SetDevice(
+        Ipv4Addr,
+        Option<bool>,
+        oneshot::Sender<Result<Vec<Share>, TableError>>,
+    ),
+    RevokeUnused(oneshot::Sender<Result<Vec<Ipv4Addr>, TableError>>),
+    SetLink(bool, oneshot::Sender<Result<(), TableError>>),
+    Status(oneshot::Sender<Result<TableStatus, TableError>>),
+    Verdicts(oneshot::Sender<Result<Verdicts, TableError>>),
+    Events(
+        Option<u64>,
+        usize,
+        oneshot::Sender<Result<Vec<Event>, TableError>>,
+    ),
+    Subscribe(oneshot::Sender<Result<watch::Receiver<u64>, TableError>>),
 }
 
 /// A handle on the table task. Cloneable; the task ends when every handle is dropped.
@@ -617,6 +1390,55 @@ impl TableHandle {
     pub async fn entries(&self) -> Result<Vec<ShareEntry>, TableError> {
         self.call(Command::Entries).await
     }
+
+    pub async fn create(&self, spec: ShareSpec) -> Result<ShareEntry, TableError> {
+        self.call(|r| Command::Create(spec, r)).await
+    }
+
+    pub async fn edit(&self, id: ShareId, patch: SharePatch) -> Result<ShareEntry, TableError> {
+        self.call(|r| Command::Edit(id, patch, r)).await
+    }
+
+    pub async fn settings(&self) -> Result<SettingsView, TableError> {
+        self.call(Command::Settings).await
+    }
+
+    pub async fn set_settings(&self, patch: SettingsPatch) -> Result<SettingsView, TableError> {
+        self.call(|r| Command::SetSettings(patch, r)).await
+    }
+
+    pub async fn set_device(
+        &self,
+        device: Ipv4Addr,
+        allowed: Option<bool>,
+    ) -> Result<Vec<Share>, TableError> {
+        self.call(|r| Command::SetDevice(device, allowed, r)).await
+    }
+
+    pub async fn revoke_unused(&self) -> Result<Vec<Ipv4Addr>, TableError> {
+        self.call(Command::RevokeUnused).await
+    }
+
+    pub async fn set_link(&self, up: bool) -> Result<(), TableError> {
+        self.call(|r| Command::SetLink(up, r)).await
+    }
+
+    pub async fn status(&self) -> Result<TableStatus, TableError> {
+        self.call(Command::Status).await
+    }
+
+    pub async fn verdicts(&self) -> Result<Verdicts, TableError> {
+        self.call(Command::Verdicts).await
+    }
+
+    pub async fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, TableError> {
+        self.call(|r| Command::Events(after, limit, r)).await
+    }
+
+    /// The id of the newest event, as it changes.
+    pub async fn subscribe(&self) -> Result<watch::Receiver<u64>, TableError> {
+        self.call(Command::Subscribe).await
+    }
 }
 
 /// Sleeps until `deadline`, or forever without one.
@@ -641,11 +1463,7 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
                 biased;
                 () = sleep_until_some(deadline) => {
                     match table.expire(Instant::now()) {
-                        Ok(expired) => {
-                            for share in expired {
-                                tracing::info!("share {} expired", share.spec);
-                            }
-                        }
+                        Ok(_) => {}
                         Err(err) => tracing::error!(
                             "expiring shares: {}",
                             crate::error_chain(&err)
@@ -684,6 +1502,39 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
                 }
                 Command::Entries(reply) => {
                     let _ = reply.send(Ok(table.entries(Instant::now())));
+                }
+                Command::Create(spec, reply) => {
+                    let _ = reply.send(table.create(spec));
+                }
+                Command::Edit(id, patch, reply) => {
+                    let _ = reply.send(table.edit(id, patch));
+                }
+                Command::Settings(reply) => {
+                    let _ = reply.send(Ok(table.settings_view()));
+                }
+                Command::SetSettings(patch, reply) => {
+                    let _ = reply.send(table.set_settings_patch(&patch));
+                }
+                Command::SetDevice(device, allowed, reply) => {
+                    let _ = reply.send(table.set_device(device, allowed));
+                }
+                Command::RevokeUnused(reply) => {
+                    let _ = reply.send(table.revoke_unused());
+                }
+                Command::SetLink(up, reply) => {
+                    let _ = reply.send(table.set_link(up, Instant::now()));
+                }
+                Command::Status(reply) => {
+                    let _ = reply.send(Ok(table.status()));
+                }
+                Command::Verdicts(reply) => {
+                    let _ = reply.send(table.verdicts());
+                }
+                Command::Events(after, limit, reply) => {
+                    let _ = reply.send(Ok(table.events(after, limit)));
+                }
+                Command::Subscribe(reply) => {
+                    let _ = reply.send(Ok(table.events.subscribe()));
                 }
             }
         }
@@ -820,7 +1671,10 @@ mod tests {
             Err(TableError::NotOwner(..))
         ));
         assert!(matches!(
-            t.remove(spec("tcp:1=10.0.0.10:1").id, By::AnyClient),
+            t.remove(
+                spec("tcp:1=10.0.0.10:1").id,
+                By::AnyClient(Ipv4Addr::new(10, 0, 0, 99))
+            ),
             Err(TableError::NotOwner(..))
         ));
         assert!(t.remove(id, By::Client(CLIENT)).is_ok());
@@ -1034,15 +1888,52 @@ mod tests {
             .expect("short");
         t.remove(spec("tcp:4001=10.0.0.10:4001").id, By::Client(CLIENT))
             .expect("removed before the restart");
+        t.create(spec("tcp:6000=10.0.0.30:80"))
+            .expect("the owner's");
+        t.replace_static(specs(&["tcp:7000=10.0.0.40:80"]))
+            .expect("static");
+        t.edit(
+            spec("tcp:7000=10.0.0.40:80").id,
+            SharePatch {
+                enabled: Some(false),
+                ..SharePatch::default()
+            },
+        )
+        .expect("switched off");
+        t.set_settings_patch(&SettingsPatch {
+            secure_mode: Some(false),
+            ..SettingsPatch::default()
+        })
+        .expect("settings");
         drop(t);
 
+        // As the daemon starts: read, static shares, then the state directory and restore.
+        let saved = state.load().expect("load");
         let mut t = new_table();
-        t.set_state(state.clone());
         // A static share that took a leased port meanwhile wins; the lease is dropped.
-        t.replace_static(specs(&["tcp:4000=10.0.0.20:4000"]))
+        t.replace_static(specs(&["tcp:4000=10.0.0.20:4000", "tcp:7000=10.0.0.40:80"]))
             .expect("static");
-        let restored = t.restore(state.load_leases().expect("load"), now);
-        assert_eq!(restored, 1);
+        t.set_state(state.clone());
+        let restored = t.restore(saved, now);
+        assert_eq!(
+            restored, 2,
+            "the lease of udp:3074 and the owner's tcp:6000"
+        );
+        let switched = t
+            .entries(now)
+            .into_iter()
+            .find(|e| e.spec.id.ext_port == 7000)
+            .expect("static share");
+        assert!(
+            !switched.spec.enabled,
+            "the owner's switch outlives a restart"
+        );
+        assert!(!t.settings().borrow().secure_mode, "so do settings");
+        assert!(
+            t.entries(now)
+                .iter()
+                .any(|e| e.spec.id.ext_port == 6000 && e.origin == Origin::Api)
+        );
         let list = t.entries(now);
         let leased: Vec<_> = list
             .iter()
@@ -1055,7 +1946,7 @@ mod tests {
             left > Duration::from_secs(3590) && left <= Duration::from_hours(1),
             "{left:?}"
         );
-        assert_eq!(t.maps().shares.len(), 2);
+        assert_eq!(t.maps().shares.len(), 3, "tcp:7000 is off");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
@@ -1078,5 +1969,213 @@ mod tests {
         assert!(t.entries(Instant::now()).is_empty());
         assert!(t.maps().shares.is_empty(), "not in the kernel either");
         assert_eq!(t.next_deadline(), None);
+    }
+
+    fn kinds(t: &Table<MemoryMaps>) -> Vec<&'static str> {
+        t.events(None, 100).iter().map(|e| e.kind.name()).collect()
+    }
+
+    fn armed() -> Table<MemoryMaps> {
+        let mut t = new_table();
+        t.set_events(EventLog::memory(100));
+        t
+    }
+
+    #[test]
+    fn the_owner_creates_edits_switches_and_deletes_with_events() {
+        let mut t = armed();
+        let id = spec("tcp:8080=10.0.0.10:80").id;
+        t.create(spec("tcp:8080=10.0.0.10:80")).expect("create");
+        assert!(matches!(
+            t.create(spec("tcp:8080=10.0.0.11:80")),
+            Err(TableError::Share {
+                source: ShareError::Duplicate(_),
+                ..
+            })
+        ));
+        let moved = t
+            .edit(
+                id,
+                SharePatch {
+                    external_port: Some(8081),
+                    name: Some(Some("web".into())),
+                    ..SharePatch::default()
+                },
+            )
+            .expect("edit");
+        assert_eq!(moved.spec.to_string(), "tcp:8081=10.0.0.10:80");
+        assert_eq!(t.maps().shares.len(), 1);
+        assert_eq!(
+            t.maps()
+                .shares
+                .keys()
+                .next()
+                .map(|k| u16::from_be(k.ext_port)),
+            Some(8081)
+        );
+        let id = moved.spec.id;
+        let off = SharePatch {
+            enabled: Some(false),
+            ..SharePatch::default()
+        };
+        t.edit(id, off.clone()).expect("off");
+        assert!(
+            t.maps().shares.is_empty(),
+            "a disabled share leaves the kernel"
+        );
+        t.edit(id, off).expect("off again: no change, no event");
+        t.edit(
+            id,
+            SharePatch {
+                enabled: Some(true),
+                ..SharePatch::default()
+            },
+        )
+        .expect("on");
+        t.remove(id, By::Operator).expect("delete");
+        assert!(t.maps().shares.is_empty());
+        assert_eq!(
+            kinds(&t),
+            [
+                "share_created",
+                "share_edited",
+                "share_disabled",
+                "share_enabled",
+                "share_deleted"
+            ]
+        );
+        let events = t.events(None, 100);
+        assert_eq!(events[1].share, Some(id));
+        assert!(
+            events[1].detail.contains("was tcp:8080"),
+            "{}",
+            events[1].detail
+        );
+        assert!(events.iter().all(|e| e.source == "api"));
+    }
+
+    #[test]
+    fn static_shares_are_switched_not_edited_or_deleted_by_the_owner() {
+        let mut t = armed();
+        t.replace_static(specs(&["tcp:80=10.0.0.10:80"]))
+            .expect("static");
+        let id = spec("tcp:80=10.0.0.10:80").id;
+        let err = t
+            .edit(
+                id,
+                SharePatch {
+                    internal: Some("10.0.0.11:80".parse().expect("addr")),
+                    ..SharePatch::default()
+                },
+            )
+            .expect_err("config's");
+        assert!(matches!(err, TableError::Static(_)), "{err:?}");
+        assert!(matches!(
+            t.remove(id, By::Operator),
+            Err(TableError::Static(_))
+        ));
+        t.edit(
+            id,
+            SharePatch {
+                enabled: Some(false),
+                ..SharePatch::default()
+            },
+        )
+        .expect("switch");
+        // A reload keeps the owner's switch; a reload without the share forgets it.
+        t.replace_static(specs(&["tcp:80=10.0.0.10:80"]))
+            .expect("reload");
+        assert!(t.maps().shares.is_empty());
+        t.replace_static(Vec::new()).expect("gone");
+        t.replace_static(specs(&["tcp:80=10.0.0.10:80"]))
+            .expect("back");
+        assert_eq!(t.maps().shares.len(), 1, "back as the config says");
+        assert_eq!(
+            kinds(&t),
+            [
+                "share_created",
+                "share_disabled",
+                "share_deleted",
+                "share_created"
+            ]
+        );
+        assert!(t.events(None, 100)[2].source == "config");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_wan_outage_is_one_event_a_long_one_two() {
+        let mut t = armed();
+        t.set_flap_window(Duration::from_secs(10));
+        t.replace_static(specs(&["tcp:80=10.0.0.10:80"]))
+            .expect("static");
+        let start = Instant::now();
+        t.set_link(false, start).expect("down");
+        assert!(t.maps().shares.is_empty(), "out of the data plane");
+        assert!(!t.list(start).expect("list")[0].active);
+        assert!(t.list(start).expect("list")[0].entry.spec.enabled);
+        t.set_link(true, start + Duration::from_secs(3))
+            .expect("up");
+        assert_eq!(t.maps().shares.len(), 1, "back");
+        assert_eq!(kinds(&t), ["share_created", "wan_flap"]);
+
+        t.set_link(false, start + Duration::from_secs(20))
+            .expect("down");
+        assert_eq!(
+            t.next_deadline(),
+            Some(start + Duration::from_secs(30)),
+            "the flap window ends"
+        );
+        t.expire(start + Duration::from_secs(30)).expect("window");
+        assert_eq!(t.next_deadline(), None);
+        t.set_link(true, start + Duration::from_secs(40))
+            .expect("up");
+        assert_eq!(
+            kinds(&t),
+            ["share_created", "wan_flap", "wan_down", "wan_up"]
+        );
+        assert_eq!(t.status().counters.wan_link_changes, 4);
+    }
+
+    #[test]
+    fn revoking_a_device_removes_its_shares_and_revoke_unused_keeps_holders() {
+        let mut t = armed();
+        let other = Ipv4Addr::new(10, 0, 0, 20);
+        let now = Instant::now();
+        t.lease(request("tcp:5000=10.0.0.10:5000", CLIENT, None), now)
+            .expect("lease");
+        t.lease(request("tcp:5001=10.0.0.20:5001", other, None), now)
+            .expect("lease");
+        let kept = t.revoke_unused().expect("revoke");
+        assert_eq!(kept, [CLIENT, other]);
+        let settings = t.settings().borrow().clone();
+        assert_eq!(settings.check_client(CLIENT, None), Ok(()));
+        let newcomer = Ipv4Addr::new(10, 0, 0, 30);
+        assert!(settings.check_client(newcomer, None).is_err());
+        let removed = t.set_device(other, Some(false)).expect("deny");
+        assert_eq!(removed.len(), 1);
+        assert_eq!(t.maps().shares.len(), 1);
+        assert!(t.settings().borrow().check_client(other, None).is_err());
+        assert_eq!(
+            kinds(&t),
+            [
+                "share_created",
+                "share_created",
+                "device_permission",
+                "device_permission",
+                "share_deleted"
+            ]
+        );
+    }
+
+    #[test]
+    fn lease_expiry_is_an_event_and_a_count() {
+        let mut t = armed();
+        let now = Instant::now();
+        t.lease(request("udp:3074=10.0.0.10:3074", CLIENT, Some(5)), now)
+            .expect("lease");
+        t.expire(now + Duration::from_secs(5)).expect("expire");
+        assert_eq!(kinds(&t), ["share_created", "share_expired"]);
+        assert_eq!(t.status().counters.lease_expirations, 1);
+        assert_eq!(t.events(None, 10)[1].source, "lease");
     }
 }

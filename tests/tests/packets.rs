@@ -6,6 +6,7 @@
 use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use portfwd::dataplane::KernelMaps as _;
 use portfwd::{
     dataplane::Dataplane,
     share::{LanSubnet, ShareSpec},

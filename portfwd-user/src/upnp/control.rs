@@ -9,6 +9,8 @@
 
 use std::{fmt::Write as _, net::Ipv4Addr, sync::Arc, time::Instant};
 
+use tokio::sync::watch;
+
 use super::{Fault, Service, Settings, policy::Refusal, soap::Request};
 use crate::{
     share::{Origin, Proto, ShareError, ShareId, ShareSpec},
@@ -19,7 +21,13 @@ use crate::{
 /// reads `/proc` and `/sys`; tests bring their own.
 pub trait Host: Send + Sync {
     /// The MAC address the neighbour table has for `addr`.
-    fn mac_of(&self, addr: Ipv4Addr) -> Option<[u8; 6]>;
+    fn mac_of(&self, addr: Ipv4Addr) -> Option<[u8; 6]> {
+        self.neighbours()
+            .into_iter()
+            .find_map(|(a, mac)| (a == addr).then_some(mac))
+    }
+    /// The IPv4 neighbours with a known MAC address.
+    fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])>;
     /// The ports the box itself listens on, each with its local address (`None`: every
     /// address).
     fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)>;
@@ -42,7 +50,9 @@ pub struct WanStats {
 /// The control point: answers actions for LAN clients.
 pub struct Control {
     pub table: TableHandle,
-    pub settings: Arc<Settings>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The settings in force; the owner changes them through the API.
+    pub settings: watch::Receiver<Arc<Settings>>,
     pub host: Arc<dyn Host>,
     pub started: Instant,
 }
@@ -66,7 +76,7 @@ fn other_mechanism(version: u8) -> u16 {
 pub fn table_fault(err: &TableError, version: u8) -> Fault {
     let code = match err {
         TableError::Conflict {
-            origin: Origin::Static,
+            origin: Origin::Static | Origin::Api,
             ..
         } => other_mechanism(version),
         TableError::Conflict { .. }
@@ -83,7 +93,7 @@ pub fn table_fault(err: &TableError, version: u8) -> Fault {
             ..
         }
         | TableError::Quota { .. } => Fault::NO_PORT_MAPS_AVAILABLE,
-        TableError::NotOwner(..) => Fault::NOT_AUTHORIZED,
+        TableError::NotOwner(..) | TableError::Static(_) => Fault::NOT_AUTHORIZED,
         TableError::NoSuchShare(_) => Fault::NO_SUCH_ENTRY,
         TableError::Dataplane(_) | TableError::State(_) | TableError::Stopped => {
             Fault::ACTION_FAILED
@@ -174,6 +184,11 @@ struct Mapping {
 const MAX_DESCRIPTION: usize = 256;
 
 impl Control {
+    /// The settings in force now.
+    fn settings(&self) -> Arc<Settings> {
+        self.settings.borrow().clone()
+    }
+
     /// Runs `request` for `client` on the service behind the control URL it was posted to.
     pub async fn handle(
         &self,
@@ -318,7 +333,7 @@ impl Control {
     }
 
     fn check_client(&self, client: Ipv4Addr) -> Result<(), Fault> {
-        self.settings
+        self.settings()
             .check_client(client, self.host.mac_of(client))
             .map_err(|r| Fault::new(Fault::NOT_AUTHORIZED, r.to_string()))
     }
@@ -362,7 +377,7 @@ impl Control {
 
     /// Everything but the share table's own rules: permission, rules, the box's own ports.
     async fn admissible(&self, client: Ipv4Addr, version: u8, m: &Mapping) -> Result<(), Fault> {
-        self.settings
+        self.settings()
             .check_mapping(client, m.id.ext_port, *m.internal.ip(), m.internal.port())
             .map_err(|r| Fault::new(Fault::NOT_AUTHORIZED, r.to_string()))?;
         let external = self.external().await?;
@@ -388,8 +403,8 @@ impl Control {
         let request = LeaseRequest {
             spec,
             client,
-            lease: self.settings.lease(m.lease, version >= 2),
-            limits: self.settings.limits,
+            lease: self.settings().lease(m.lease, version >= 2),
+            limits: self.settings().limits,
         };
         self.table
             .lease(request)
@@ -440,7 +455,7 @@ impl Control {
         };
         let (ip, port) = (*m.internal.ip(), m.internal.port());
         if let Err(refusal @ Refusal::NotSelf { .. }) =
-            self.settings.check_mapping(client, wanted, ip, port)
+            self.settings().check_mapping(client, wanted, ip, port)
         {
             return Err(Fault::new(Fault::NOT_AUTHORIZED, refusal.to_string()));
         }
@@ -448,7 +463,7 @@ impl Control {
         let external = self.external().await?;
         let candidates = nearest(wanted).filter(|&p| {
             !taken(p)
-                && self.settings.check_mapping(client, p, ip, port).is_ok()
+                && self.settings().check_mapping(client, p, ip, port).is_ok()
                 && !listens(&listening, p, external)
         });
         let mut last = None;
@@ -479,10 +494,10 @@ impl Control {
     }
 
     fn by(&self, client: Ipv4Addr, manage: bool) -> By {
-        if self.settings.secure_mode || !manage {
+        if self.settings().secure_mode || !manage {
             By::Client(client)
         } else {
-            By::AnyClient
+            By::AnyClient(client)
         }
     }
 
@@ -658,16 +673,20 @@ pub struct SystemHost {
 }
 
 impl Host for SystemHost {
-    fn mac_of(&self, addr: Ipv4Addr) -> Option<[u8; 6]> {
-        let arp = std::fs::read_to_string("/proc/net/arp").ok()?;
-        arp.lines().skip(1).find_map(|line| {
-            let mut fields = line.split_whitespace();
-            let ip: Ipv4Addr = fields.next()?.parse().ok()?;
-            let mac = fields.nth(2)?;
-            (ip == addr)
-                .then(|| super::policy::parse_mac(mac))
-                .flatten()
-        })
+    fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
+        let Ok(arp) = std::fs::read_to_string("/proc/net/arp") else {
+            return Vec::new();
+        };
+        arp.lines()
+            .skip(1)
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let ip: Ipv4Addr = fields.next()?.parse().ok()?;
+                let mac = super::policy::parse_mac(fields.nth(2)?)?;
+                // Incomplete entries read 00:00:00:00:00:00.
+                (mac != [0; 6]).then_some((ip, mac))
+            })
+            .collect()
     }
 
     fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)> {
@@ -675,8 +694,7 @@ impl Host for SystemHost {
     }
 
     fn wan_up(&self) -> bool {
-        let path = format!("/sys/class/net/{}/operstate", self.wan);
-        std::fs::read_to_string(path).is_ok_and(|s| matches!(s.trim(), "up" | "unknown"))
+        crate::netinfo::link_up(&self.wan)
     }
 
     fn wan_stats(&self) -> WanStats {
@@ -717,8 +735,8 @@ mod tests {
     }
 
     impl Host for FakeHost {
-        fn mac_of(&self, addr: Ipv4Addr) -> Option<[u8; 6]> {
-            self.macs.iter().find(|(a, _)| *a == addr).map(|(_, m)| *m)
+        fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
+            self.macs.clone()
         }
         fn listening(&self, _: Proto) -> Vec<(Option<Ipv4Addr>, u16)> {
             self.listening.clone()
@@ -752,12 +770,14 @@ mod tests {
         let (handle, _task) = table::spawn(table);
         Control {
             table: handle,
-            settings: Arc::new(
+            metrics: Arc::default(),
+            settings: watch::Sender::new(Arc::new(
                 toml::from_str::<UpnpConfig>(config)
                     .expect("toml")
                     .compile()
                     .expect("settings"),
-            ),
+            ))
+            .subscribe(),
             host: Arc::new(FakeHost {
                 listening,
                 macs: vec![(Ipv4Addr::new(10, 0, 0, 77), [2, 0, 0, 0, 0, 7])],

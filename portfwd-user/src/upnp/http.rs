@@ -216,6 +216,10 @@ async fn control(
             };
             let fault = Fault::new(code, err.to_string());
             tracing::info!("UPnP request from {client} refused: {fault}");
+            server
+                .control
+                .metrics
+                .request("upnp", "unknown", &fault.code.to_string());
             return fault_response(&fault);
         }
     };
@@ -229,7 +233,15 @@ async fn control(
         tracing::info!("UPnP request from {client} refused: {fault}");
         return fault_response(&fault);
     }
-    match server.control.handle(endpoint, client, &parsed).await {
+    let result = server.control.handle(endpoint, client, &parsed).await;
+    server.control.metrics.request(
+        "upnp",
+        known_action(&parsed.action),
+        &result
+            .as_ref()
+            .map_or_else(|fault| fault.code.to_string(), |_| "ok".to_owned()),
+    );
+    match result {
         Ok(outputs) => {
             if !parsed.action.starts_with("Get") {
                 tracing::info!("UPnP {} from {client}: done", describe(&parsed));
@@ -244,6 +256,16 @@ async fn control(
             fault_response(&fault)
         }
     }
+}
+
+/// The action's name if the services have it, else `unknown`: a metric label must not take
+/// whatever a client sends.
+fn known_action(action: &str) -> &'static str {
+    [Service::IpConnection, Service::CommonInterface]
+        .into_iter()
+        .flat_map(|service| description::actions(service, super::IgdVersion::V2))
+        .find(|known| *known == action)
+        .unwrap_or("unknown")
 }
 
 /// An action and the arguments that say what it is about, for the log.

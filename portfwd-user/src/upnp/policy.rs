@@ -7,9 +7,11 @@
 //! own shares), then the port rules, first match wins. What is left (static shares, other
 //! clients' shares, ports the box itself listens on, quotas) is the share table's to judge.
 
-use std::{fmt, net::Ipv4Addr, ops::RangeInclusive, str::FromStr, time::Duration};
+use std::{
+    collections::BTreeMap, fmt, net::Ipv4Addr, ops::RangeInclusive, str::FromStr, time::Duration,
+};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::table::Limits;
 
@@ -243,6 +245,11 @@ pub struct Settings {
     pub limits: Limits,
     /// `None`: every LAN host.
     pub devices: Option<Vec<Device>>,
+    /// The owner's per-device permissions (API), ahead of `new_devices` and `devices`.
+    pub permissions: BTreeMap<Ipv4Addr, bool>,
+    /// The owner's answer for devices without a permission of their own (API); `None`: the
+    /// config's `devices` list decides.
+    pub new_devices: Option<bool>,
     pub rules: Vec<Rule>,
     pub notify_interval: Duration,
     pub port: u16,
@@ -302,6 +309,8 @@ impl UpnpConfig {
                 total: self.quota_total,
             },
             devices,
+            permissions: BTreeMap::new(),
+            new_devices: None,
             rules,
             notify_interval: Duration::from_secs(self.notify_interval),
             port: self.port,
@@ -314,6 +323,73 @@ impl Default for Settings {
         UpnpConfig::default()
             .compile()
             .unwrap_or_else(|err| unreachable!("the default UPnP settings are valid: {err}"))
+    }
+}
+
+/// Settings the owner changed through the API, laid over the config file's (and kept in the
+/// state directory). `None` leaves the config's value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Overlay {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upnp_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure_mode: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_per_client: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_total: Option<usize>,
+    /// Whether devices without a permission of their own may share ports independently.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_devices: Option<bool>,
+    /// Per-device permission to share ports independently.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub devices: BTreeMap<Ipv4Addr, bool>,
+}
+
+/// Why a device may or may not share ports independently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PermissionFrom {
+    /// The owner set it for this device.
+    Device,
+    /// The owner's answer for devices without their own permission.
+    Default,
+    /// The config file's `devices` list (or its absence: every LAN host).
+    Config,
+}
+
+impl Settings {
+    /// These settings with the owner's changes laid over them.
+    #[must_use]
+    pub fn overlaid(&self, overlay: &Overlay) -> Self {
+        let mut settings = self.clone();
+        settings.enabled = overlay.upnp_enabled.unwrap_or(self.enabled);
+        settings.secure_mode = overlay.secure_mode.unwrap_or(self.secure_mode);
+        settings.limits.per_client = overlay.quota_per_client.unwrap_or(self.limits.per_client);
+        settings.limits.total = overlay.quota_total.unwrap_or(self.limits.total);
+        settings.new_devices = overlay.new_devices.or(self.new_devices);
+        settings.permissions.extend(&overlay.devices);
+        settings
+    }
+
+    /// Whether `client` (with `mac`, if the neighbour table knows it) may share ports
+    /// independently, and which setting says so. The global switch is not part of it.
+    #[must_use]
+    pub fn permission(&self, client: Ipv4Addr, mac: Option<[u8; 6]>) -> (bool, PermissionFrom) {
+        if let Some(&allowed) = self.permissions.get(&client) {
+            return (allowed, PermissionFrom::Device);
+        }
+        if let Some(allowed) = self.new_devices {
+            return (allowed, PermissionFrom::Default);
+        }
+        let listed = self.devices.as_ref().is_none_or(|devices| {
+            devices.iter().any(|d| match d {
+                Device::Addr(cidr) => cidr.contains(client),
+                Device::Mac(m) => mac == Some(*m),
+            })
+        });
+        (listed, PermissionFrom::Config)
     }
 }
 
@@ -343,17 +419,10 @@ impl Settings {
         if !self.enabled {
             return Err(Refusal::Disabled);
         }
-        match &self.devices {
-            None => Ok(()),
-            Some(devices)
-                if devices.iter().any(|d| match d {
-                    Device::Addr(cidr) => cidr.contains(client),
-                    Device::Mac(m) => mac == Some(*m),
-                }) =>
-            {
-                Ok(())
-            }
-            Some(_) => Err(Refusal::Device(client)),
+        if self.permission(client, mac).0 {
+            Ok(())
+        } else {
+            Err(Refusal::Device(client))
         }
     }
 
@@ -474,6 +543,39 @@ mod tests {
         );
         assert_eq!(s.check_client(stranger, Some([2, 0, 0, 0, 0, 1])), Ok(()));
         let off = settings("enabled = false");
+        assert_eq!(off.check_client(ME, None), Err(Refusal::Disabled));
+    }
+
+    #[test]
+    fn the_owners_overlay_comes_before_the_config() {
+        let base = settings(r#"devices = ["10.0.0.10"]"#);
+        let stranger = Ipv4Addr::new(10, 0, 0, 99);
+        let s = base.overlaid(&Overlay {
+            secure_mode: Some(false),
+            quota_total: Some(3),
+            devices: [(stranger, true), (ME, false)].into(),
+            ..Overlay::default()
+        });
+        assert!(!s.secure_mode);
+        assert_eq!(s.limits.total, 3);
+        assert_eq!(s.limits.per_client, base.limits.per_client);
+        assert_eq!(s.permission(stranger, None), (true, PermissionFrom::Device));
+        assert_eq!(s.check_client(ME, None), Err(Refusal::Device(ME)));
+        // "Revoke for every device without a permission of its own".
+        let other = Ipv4Addr::new(10, 0, 0, 7);
+        let closed = s.overlaid(&Overlay {
+            new_devices: Some(false),
+            ..Overlay::default()
+        });
+        assert_eq!(
+            closed.permission(other, None),
+            (false, PermissionFrom::Default)
+        );
+        assert_eq!(closed.check_client(stranger, None), Ok(()));
+        let off = base.overlaid(&Overlay {
+            upnp_enabled: Some(false),
+            ..Overlay::default()
+        });
         assert_eq!(off.check_client(ME, None), Err(Refusal::Disabled));
     }
 

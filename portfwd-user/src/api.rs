@@ -1,0 +1,1043 @@
+//! The owner's REST API and the Prometheus endpoint, on `--api ADDR` (default
+//! `127.0.0.1:9780`).
+//!
+//! Endpoints (JSON; the OpenAPI 3 document, `openapi.json`, is served at
+//! `/api/v1/openapi.json` and a test checks it against [`ROUTES`]):
+//!
+//! | method | path | |
+//! |---|---|---|
+//! | GET | `/metrics` | Prometheus text format; the token only if `[api] metrics_auth` |
+//! | GET | `/api/v1/openapi.json` | this API |
+//! | GET, POST | `/api/v1/shares` | list; create (the owner's share) |
+//! | GET, PATCH, DELETE | `/api/v1/shares/{id}` | one share (`tcp:8080`, `udp:53@198.51.100.7`) |
+//! | POST | `/api/v1/shares/{id}/enable`, `.../disable` | switch it on or off |
+//! | GET | `/api/v1/devices` | LAN devices, their permission and shares |
+//! | PUT | `/api/v1/devices/{addr}` | `{"allowed": true \| false \| null}` |
+//! | POST | `/api/v1/devices/revoke-unused` | revoke for every device without shares |
+//! | GET, PATCH | `/api/v1/settings` | UPnP switch, secure mode, quotas |
+//! | GET | `/api/v1/events?after=ID&limit=N&wait=S` | the event log, paged; `wait` long-polls |
+//! | GET | `/api/v1/status` | WAN link and address, XDP modes, program ids, uptime |
+//!
+//! Every `/api/v1` route needs `Authorization: Bearer TOKEN` (the token is made on first start
+//! in `STATE_DIR/api-token`, mode 0600); a wrong or missing token is 401. Bad input is 400
+//! naming the field, a collision 409 naming the share it collides with, an unknown share 404.
+//! A change is answered once the share table has applied it to the kernel and written it to the
+//! state directory.
+//!
+//! Bounds: bodies up to [`MAX_BODY`], headers [`MAX_HEADER_BYTES`] within
+//! [`HEADER_TIMEOUT`], [`MAX_CONNECTIONS`] connections, each done within
+//! [`CONNECTION_TIMEOUT`] (a long poll waits at most [`MAX_WAIT`]).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    convert::Infallible,
+    future::Future,
+    net::{Ipv4Addr, SocketAddrV4},
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::Incoming,
+    header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue},
+    service::service_fn,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Map, Value, json};
+use tokio::{net::TcpListener, sync::Semaphore};
+
+use crate::{
+    metrics::{self, Metrics, Snapshot},
+    share::{LanSubnet, Proto, ShareError, ShareId, ShareSpec},
+    state::Civil,
+    table::{
+        SettingsPatch, SettingsView, ShareEntry, SharePatch, ShareView, TableError, TableHandle,
+    },
+    upnp::control::Host,
+};
+
+pub const MAX_BODY: usize = 16 * 1024;
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+pub const MAX_CONNECTIONS: usize = 32;
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const MAX_WAIT: Duration = Duration::from_mins(1);
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(90);
+/// Longest share name.
+pub const MAX_NAME: usize = 64;
+/// Most events one page holds.
+pub const MAX_PAGE: usize = 1000;
+
+/// The OpenAPI 3 document of the routes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The routes, as the OpenAPI document names them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/shares"),
+    ("POST", "/api/v1/shares"),
+    ("GET", "/api/v1/shares/{id}"),
+    ("PATCH", "/api/v1/shares/{id}"),
+    ("DELETE", "/api/v1/shares/{id}"),
+    ("POST", "/api/v1/shares/{id}/enable"),
+    ("POST", "/api/v1/shares/{id}/disable"),
+    ("GET", "/api/v1/devices"),
+    ("PUT", "/api/v1/devices/{addr}"),
+    ("POST", "/api/v1/devices/revoke-unused"),
+    ("GET", "/api/v1/settings"),
+    ("PATCH", "/api/v1/settings"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/status"),
+];
+
+/// What `/api/v1/status` reports beside the table: fixed at start.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    pub wan: String,
+    pub lan: String,
+    pub lan_address: Ipv4Addr,
+    pub wan_mode: &'static str,
+    pub lan_mode: &'static str,
+    pub wan_program: Option<u32>,
+    pub lan_program: Option<u32>,
+    pub upnp_url: String,
+    pub started: Instant,
+}
+
+/// The API server's state.
+pub struct Api {
+    pub table: TableHandle,
+    pub token: String,
+    pub metrics: Arc<Metrics>,
+    pub metrics_auth: bool,
+    pub facts: Facts,
+    pub lan: Vec<LanSubnet>,
+    pub host: Arc<dyn Host>,
+}
+
+/// Serves `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!("API accept: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!("API connection from {peer} refused: too many connections");
+            continue;
+        };
+        let api = Arc::clone(&api);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let api = Arc::clone(&api);
+                async move { Ok::<_, Infallible>(respond(&api, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!("API connection from {peer}: {err}"),
+                Err(_) => tracing::debug!("API connection from {peer}: timed out"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// A refused request.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// The request field at fault.
+    pub field: Option<&'static str>,
+    /// The share the request collides with.
+    pub conflict: Option<ShareId>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            field: None,
+            conflict: None,
+        }
+    }
+
+    fn field(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field),
+            ..Self::new(StatusCode::BAD_REQUEST, message)
+        }
+    }
+
+    fn conflict(existing: ShareId, message: impl Into<String>) -> Self {
+        Self {
+            conflict: Some(existing),
+            ..Self::new(StatusCode::CONFLICT, message)
+        }
+    }
+
+    fn response(&self) -> Response<Full<Bytes>> {
+        let mut body = json!({ "error": self.message });
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        if let Some(conflict) = self.conflict {
+            body["conflict"] = json!(conflict.to_string());
+        }
+        json_response(self.status, &body)
+    }
+}
+
+/// The HTTP answer to a refused table change: the API's side of the one mapping from domain
+/// errors to what each protocol says (UPnP's is `upnp::control::table_fault`).
+#[must_use]
+pub fn table_error(err: &TableError) -> ApiError {
+    let message = crate::error_chain(err);
+    match err {
+        TableError::Share { source, .. } => match source {
+            ShareError::Duplicate(id) => ApiError::conflict(*id, message),
+            ShareError::InternalInUse { existing, .. } => ApiError::conflict(*existing, message),
+            ShareError::NotOnLan { .. } => ApiError::field("internal", message),
+            ShareError::Full { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message),
+        },
+        TableError::Conflict { existing, .. } => ApiError::conflict(*existing, message),
+        TableError::Static(id) => ApiError::conflict(*id, message),
+        TableError::Quota { .. } => ApiError::new(StatusCode::CONFLICT, message),
+        TableError::NotOwner(..) => ApiError::new(StatusCode::FORBIDDEN, message),
+        TableError::NoSuchShare(_) => ApiError::new(StatusCode::NOT_FOUND, message),
+        TableError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),
+        TableError::Dataplane(_) | TableError::State(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut bytes = serde_json::to_vec_pretty(body).unwrap_or_default();
+    bytes.push(b'\n');
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+type Reply = Result<(StatusCode, Value), ApiError>;
+
+async fn respond(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let Some((route, params)) = route(method.as_str(), &path) else {
+        let known_path = ROUTES.iter().any(|(_, p)| matches(p, &path).is_some());
+        return if known_path {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {path}"),
+            )
+        } else {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no route {path}"))
+        }
+        .response();
+    };
+    let needs_token = route != "/metrics" || api.metrics_auth;
+    if needs_token && !authorized(&api.token, request.headers().get(AUTHORIZATION)) {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (it is in STATE_DIR/api-token)",
+        )
+        .response();
+        response
+            .headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    if route == "/metrics" {
+        return match scrape(api).await {
+            Ok(text) => {
+                let mut response = Response::new(Full::new(Bytes::from(text)));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(metrics::CONTENT_TYPE),
+                );
+                response
+            }
+            Err(err) => table_error(&err).response(),
+        };
+    }
+    if route == "/api/v1/openapi.json" {
+        let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return response;
+    }
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let body = if matches!(method, Method::POST | Method::PATCH | Method::PUT) {
+        match read_body(request).await {
+            Ok(body) => body,
+            Err(err) => return err.response(),
+        }
+    } else {
+        Map::new()
+    };
+    let reply = handle(api, method.as_str(), route, &params, &query, body).await;
+    match reply {
+        Ok((status, value)) => json_response(status, &value),
+        Err(err) => {
+            if method != Method::GET {
+                tracing::info!("API {method} {path} refused: {}", err.message);
+            }
+            err.response()
+        }
+    }
+}
+
+/// Compares the token in constant time.
+fn authorized(token: &str, header: Option<&HeaderValue>) -> bool {
+    let Some(given) = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
+        return false;
+    };
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// The route `path` takes for `method`, with its `{param}` values.
+fn route(method: &str, path: &str) -> Option<(&'static str, Vec<String>)> {
+    ROUTES
+        .iter()
+        .filter(|(m, _)| *m == method)
+        .find_map(|(_, pattern)| matches(pattern, path).map(|params| (*pattern, params)))
+}
+
+fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut parts = path.split('/');
+    for want in pattern.split('/') {
+        let got = parts.next()?;
+        if want.starts_with('{') {
+            if got.is_empty() {
+                return None;
+            }
+            params.push(percent_decode(got)?);
+        } else if want != got {
+            return None;
+        }
+    }
+    parts.next().is_none().then_some(params)
+}
+
+/// Decodes `%XX` escapes (clients may escape the `:` and `@` of share ids).
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn read_body(request: Request<Incoming>) -> Result<Map<String, Value>, ApiError> {
+    let bytes = Limited::new(request.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body too large (at most {MAX_BODY} bytes) or broken"),
+            )
+        })?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        )),
+        Err(err) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {err}"),
+        )),
+    }
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "the route table in one match; each arm is a few lines"
+)]
+async fn handle(
+    api: &Api,
+    method: &str,
+    route: &str,
+    params: &[String],
+    query: &str,
+    body: Map<String, Value>,
+) -> Reply {
+    let param = || params.first().map_or("", String::as_str);
+    match (method, route) {
+        ("GET", "/api/v1/shares") => {
+            let shares = api.table.list().await.map_err(|e| table_error(&e))?;
+            let list: Vec<Value> = shares.iter().map(share_json).collect();
+            Ok((StatusCode::OK, json!({ "shares": list })))
+        }
+        ("POST", "/api/v1/shares") => create(api, body).await,
+        ("GET", "/api/v1/shares/{id}") => {
+            let id = share_id(param())?;
+            let shares = api.table.list().await.map_err(|e| table_error(&e))?;
+            shares
+                .iter()
+                .find(|s| s.entry.spec.id == id)
+                .map(|s| (StatusCode::OK, share_json(s)))
+                .ok_or_else(|| table_error(&TableError::NoSuchShare(id)))
+        }
+        ("PATCH", "/api/v1/shares/{id}") => {
+            let id = share_id(param())?;
+            let patch = share_patch(body)?;
+            edit(api, id, patch).await
+        }
+        ("POST", "/api/v1/shares/{id}/enable" | "/api/v1/shares/{id}/disable") => {
+            let id = share_id(param())?;
+            no_fields(&body)?;
+            let enabled = route.ends_with("/enable");
+            edit(
+                api,
+                id,
+                SharePatch {
+                    enabled: Some(enabled),
+                    ..SharePatch::default()
+                },
+            )
+            .await
+        }
+        ("DELETE", "/api/v1/shares/{id}") => {
+            let id = share_id(param())?;
+            let share = api
+                .table
+                .remove(id, crate::table::By::Operator)
+                .await
+                .map_err(|e| table_error(&e))?;
+            Ok((
+                StatusCode::OK,
+                json!({ "deleted": share.spec.id.to_string(), "internal": share.spec.internal.to_string() }),
+            ))
+        }
+        ("GET", "/api/v1/devices") => devices(api).await,
+        ("PUT", "/api/v1/devices/{addr}") => {
+            let addr: Ipv4Addr = param().parse().map_err(|_| {
+                ApiError::field("addr", format!("`{}` is not an IPv4 address", param()))
+            })?;
+            if !api.lan.iter().any(|s| s.has_host(addr)) {
+                return Err(ApiError::field(
+                    "addr",
+                    format!("{addr} is not a host of the LAN subnets"),
+                ));
+            }
+            let mut body = Fields::new(body);
+            let allowed = match body.take("allowed") {
+                None => return Err(ApiError::field("allowed", "missing: true, false or null")),
+                Some(Value::Null) => None,
+                Some(Value::Bool(b)) => Some(b),
+                Some(_) => return Err(ApiError::field("allowed", "expected true, false or null")),
+            };
+            body.done()?;
+            let removed = api
+                .table
+                .set_device(addr, allowed)
+                .await
+                .map_err(|e| table_error(&e))?;
+            let removed: Vec<String> = removed.iter().map(|s| s.spec.id.to_string()).collect();
+            Ok((
+                StatusCode::OK,
+                json!({ "address": addr.to_string(), "allowed": allowed, "removed": removed }),
+            ))
+        }
+        ("POST", "/api/v1/devices/revoke-unused") => {
+            no_fields(&body)?;
+            let kept = api
+                .table
+                .revoke_unused()
+                .await
+                .map_err(|e| table_error(&e))?;
+            let kept: Vec<String> = kept.iter().map(ToString::to_string).collect();
+            Ok((StatusCode::OK, json!({ "kept": kept })))
+        }
+        ("GET", "/api/v1/settings") => {
+            let view = api.table.settings().await.map_err(|e| table_error(&e))?;
+            Ok((StatusCode::OK, settings_json(&view)))
+        }
+        ("PATCH", "/api/v1/settings") => {
+            let patch = settings_patch(body)?;
+            let view = api
+                .table
+                .set_settings(patch)
+                .await
+                .map_err(|e| table_error(&e))?;
+            Ok((StatusCode::OK, settings_json(&view)))
+        }
+        ("GET", "/api/v1/events") => events(api, query).await,
+        ("GET", "/api/v1/status") => status(api).await,
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no such route")),
+    }
+}
+
+fn share_id(text: &str) -> Result<ShareId, ApiError> {
+    text.parse()
+        .map_err(|err: crate::share::SpecError| ApiError::field("id", err.to_string()))
+}
+
+/// A JSON object's fields, taken one by one; what is left over is an unknown field.
+struct Fields(Map<String, Value>);
+
+impl Fields {
+    fn new(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.0.remove(name)
+    }
+
+    fn bool(&mut self, name: &'static str) -> Result<Option<bool>, ApiError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(ApiError::field(name, "expected true or false")),
+        }
+    }
+
+    fn string(&mut self, name: &'static str) -> Result<Option<String>, ApiError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::field(name, "expected a string")),
+        }
+    }
+
+    fn parsed<T: FromStr>(
+        &mut self,
+        name: &'static str,
+        what: &str,
+    ) -> Result<Option<T>, ApiError> {
+        self.string(name)?
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| ApiError::field(name, format!("`{s}` is not {what}")))
+            })
+            .transpose()
+    }
+
+    fn number(
+        &mut self,
+        name: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ApiError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(n) if range.contains(&n) => Ok(Some(n)),
+                _ => Err(ApiError::field(
+                    name,
+                    format!("{n} is out of range ({}-{})", range.start(), range.end()),
+                )),
+            },
+            Some(_) => Err(ApiError::field(name, "expected a number")),
+        }
+    }
+
+    fn port(&mut self, name: &'static str) -> Result<Option<u16>, ApiError> {
+        Ok(self
+            .number(name, 1..=u64::from(u16::MAX))?
+            .and_then(|n| u16::try_from(n).ok()))
+    }
+
+    fn done(self) -> Result<(), ApiError> {
+        match self.0.keys().next() {
+            Some(extra) => Err(ApiError::field("body", format!("unknown field `{extra}`"))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn no_fields(body: &Map<String, Value>) -> Result<(), ApiError> {
+    Fields::new(body.clone()).done()
+}
+
+/// A share name: printable, at most [`MAX_NAME`] characters.
+fn name(text: String) -> Result<String, ApiError> {
+    if text.chars().count() > MAX_NAME {
+        return Err(ApiError::field(
+            "name",
+            format!("longer than {MAX_NAME} characters"),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ApiError::field("name", "has control characters"));
+    }
+    Ok(text)
+}
+
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::field(field, "missing"))
+}
+
+async fn create(api: &Api, body: Map<String, Value>) -> Reply {
+    let mut body = Fields::new(body);
+    let proto: Proto = required(body.parsed("proto", "tcp or udp")?, "proto")?;
+    let ext_port = required(body.port("external_port")?, "external_port")?;
+    let internal: SocketAddrV4 = required(
+        body.parsed("internal", "an IPv4 address and port (10.0.0.10:80)")?,
+        "internal",
+    )?;
+    if internal.port() == 0 {
+        return Err(ApiError::field("internal", "port 0 is not a port"));
+    }
+    let remote: Option<Ipv4Addr> = body.parsed("remote", "an IPv4 address")?;
+    let name = body.string("name")?.map(name).transpose()?;
+    let enabled = body.bool("enabled")?.unwrap_or(true);
+    body.done()?;
+    let spec = ShareSpec {
+        id: ShareId {
+            proto,
+            ext_port,
+            remote,
+        },
+        internal,
+        name,
+        enabled,
+    };
+    check_box_port(api, spec.id).await?;
+    let entry = api.table.create(spec).await.map_err(|e| table_error(&e))?;
+    Ok((
+        StatusCode::CREATED,
+        entry_json(&entry, None, entry.spec.enabled),
+    ))
+}
+
+fn share_patch(body: Map<String, Value>) -> Result<SharePatch, ApiError> {
+    let mut body = Fields::new(body);
+    let name = match body.take("name") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => Some(Some(name(s)?)),
+        Some(_) => return Err(ApiError::field("name", "expected a string or null")),
+    };
+    let internal: Option<SocketAddrV4> =
+        body.parsed("internal", "an IPv4 address and port (10.0.0.10:80)")?;
+    if internal.is_some_and(|i| i.port() == 0) {
+        return Err(ApiError::field("internal", "port 0 is not a port"));
+    }
+    let patch = SharePatch {
+        name,
+        internal,
+        external_port: body.port("external_port")?,
+        enabled: body.bool("enabled")?,
+    };
+    body.done()?;
+    Ok(patch)
+}
+
+async fn edit(api: &Api, id: ShareId, patch: SharePatch) -> Reply {
+    if let Some(port) = patch.external_port {
+        check_box_port(
+            api,
+            ShareId {
+                ext_port: port,
+                ..id
+            },
+        )
+        .await?;
+    }
+    let entry = api
+        .table
+        .edit(id, patch)
+        .await
+        .map_err(|e| table_error(&e))?;
+    Ok((StatusCode::OK, entry_json(&entry, None, entry.spec.enabled)))
+}
+
+/// A share on a port the box itself listens on (on the external address or every address)
+/// would take the box's own service off the WAN: refused, as for UPnP clients.
+async fn check_box_port(api: &Api, id: ShareId) -> Result<(), ApiError> {
+    let external = api.table.external().await.map_err(|e| table_error(&e))?;
+    let taken = api
+        .host
+        .listening(id.proto)
+        .iter()
+        .any(|(addr, port)| *port == id.ext_port && addr.is_none_or(|a| Some(a) == external));
+    if taken {
+        return Err(ApiError {
+            field: Some("external_port"),
+            ..ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "the box itself listens on {} port {}: sharing it would hide that service",
+                    id.proto, id.ext_port
+                ),
+            )
+        });
+    }
+    Ok(())
+}
+
+fn share_json(view: &ShareView) -> Value {
+    let mut value = entry_json(&view.entry, Some(view), view.active);
+    value["counters"] = json!({
+        "packets_in": view.stats.packets_in,
+        "bytes_in": view.stats.bytes_in,
+        "packets_out": view.stats.packets_out,
+        "bytes_out": view.stats.bytes_out,
+    });
+    value
+}
+
+fn entry_json(entry: &ShareEntry, _view: Option<&ShareView>, active: bool) -> Value {
+    let spec = &entry.spec;
+    json!({
+        "id": spec.id.to_string(),
+        "proto": spec.id.proto,
+        "external_port": spec.id.ext_port,
+        "remote": spec.id.remote.map(|r| r.to_string()),
+        "internal": spec.internal.to_string(),
+        "device": spec.internal.ip().to_string(),
+        "name": spec.name,
+        "enabled": spec.enabled,
+        "active": active,
+        "source": entry.origin.source(),
+        "from_config": entry.origin == crate::share::Origin::Static,
+        "client": entry.origin.client().map(|c| c.to_string()),
+        "lease_remaining": entry.expires_in.map(|d| d.as_secs()),
+    })
+}
+
+fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
+    let mut body = Fields::new(body);
+    let quota = |n: Option<u64>| n.and_then(|n| usize::try_from(n).ok());
+    let patch = SettingsPatch {
+        upnp_enabled: body.bool("upnp_enabled")?,
+        secure_mode: body.bool("secure_mode")?,
+        quota_per_client: quota(body.number(
+            "quota_per_client",
+            0..=u64::from(portfwd_common::MAX_SHARES),
+        )?),
+        quota_total: quota(body.number("quota_total", 0..=u64::from(portfwd_common::MAX_SHARES))?),
+    };
+    body.done()?;
+    Ok(patch)
+}
+
+fn settings_json(view: &SettingsView) -> Value {
+    let s = &view.effective;
+    let overlay = serde_json::to_value(&view.overlay).unwrap_or(Value::Null);
+    json!({
+        "upnp_enabled": s.enabled,
+        "secure_mode": s.secure_mode,
+        "quota_per_client": s.limits.per_client,
+        "quota_total": s.limits.total,
+        "igd_version": s.igd_version.number(),
+        "max_lease": s.max_lease.map(|d| d.as_secs()),
+        "new_devices": s.new_devices,
+        "changed_by_api": overlay,
+    })
+}
+
+async fn devices(api: &Api) -> Reply {
+    let view = api.table.settings().await.map_err(|e| table_error(&e))?;
+    let entries = api.table.entries().await.map_err(|e| table_error(&e))?;
+    let neighbours: BTreeMap<Ipv4Addr, [u8; 6]> = api
+        .host
+        .neighbours()
+        .into_iter()
+        .filter(|(addr, _)| api.lan.iter().any(|s| s.has_host(*addr)))
+        .collect();
+    let mut addrs: BTreeSet<Ipv4Addr> = neighbours.keys().copied().collect();
+    addrs.extend(view.effective.permissions.keys());
+    for entry in &entries {
+        addrs.insert(*entry.spec.internal.ip());
+        addrs.extend(entry.origin.client());
+    }
+    let list: Vec<Value> = addrs
+        .iter()
+        .map(|addr| {
+            let mac = neighbours.get(addr).copied();
+            let (allowed, from) = view.effective.permission(*addr, mac);
+            let shares: Vec<String> = entries
+                .iter()
+                .filter(|e| e.spec.internal.ip() == addr)
+                .map(|e| e.spec.id.to_string())
+                .collect();
+            let opened = entries
+                .iter()
+                .filter(|e| e.origin.client() == Some(*addr))
+                .count();
+            json!({
+                "address": addr.to_string(),
+                "mac": mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+                "allowed": allowed,
+                "permission": from,
+                "shares": shares,
+                "opened": opened,
+            })
+        })
+        .collect();
+    Ok((StatusCode::OK, json!({ "devices": list })))
+}
+
+async fn events(api: &Api, query: &str) -> Reply {
+    let mut after = None;
+    let mut limit = 100;
+    let mut wait = Duration::ZERO;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let number = |field: &'static str| {
+            value
+                .parse::<u64>()
+                .map_err(|_| ApiError::field(field, format!("`{value}` is not a number")))
+        };
+        match key {
+            "after" => after = Some(number("after")?),
+            "limit" => {
+                limit = usize::try_from(number("limit")?)
+                    .unwrap_or(MAX_PAGE)
+                    .clamp(1, MAX_PAGE);
+            }
+            "wait" => wait = Duration::from_secs(number("wait")?).min(MAX_WAIT),
+            other => {
+                return Err(ApiError::field(
+                    "query",
+                    format!("unknown parameter `{other}` (after, limit, wait)"),
+                ));
+            }
+        }
+    }
+    let mut page = api
+        .table
+        .events(after, limit)
+        .await
+        .map_err(|e| table_error(&e))?;
+    if page.is_empty() && !wait.is_zero() {
+        let mut newest = api.table.subscribe().await.map_err(|e| table_error(&e))?;
+        let since = after.unwrap_or(0);
+        let _ = tokio::time::timeout(wait, newest.wait_for(|id| *id > since)).await;
+        page = api
+            .table
+            .events(after, limit)
+            .await
+            .map_err(|e| table_error(&e))?;
+    }
+    let last_id = page.last().map(|e| e.id).or(after);
+    let list: Vec<Value> = page
+        .iter()
+        .map(|e| {
+            let mut value = serde_json::to_value(e).unwrap_or(Value::Null);
+            value["at"] = json!(Civil::from_unix(e.time).rfc3339());
+            value
+        })
+        .collect();
+    Ok((
+        StatusCode::OK,
+        json!({ "events": list, "last_id": last_id }),
+    ))
+}
+
+async fn status(api: &Api) -> Reply {
+    let status = api.table.status().await.map_err(|e| table_error(&e))?;
+    let settings = api.table.settings().await.map_err(|e| table_error(&e))?;
+    let f = &api.facts;
+    let total: usize = status.by_source.values().sum();
+    Ok((
+        StatusCode::OK,
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": f.started.elapsed().as_secs(),
+            "wan": {
+                "interface": f.wan,
+                "link": if status.wan_up { "up" } else { "down" },
+                "down_since": status.wan_down_since.map(|t| Civil::from_unix(t).rfc3339()),
+                "external_address": status.external.map(|a| a.to_string()),
+                "xdp_mode": f.wan_mode,
+                "program_id": f.wan_program,
+            },
+            "lan": {
+                "interface": f.lan,
+                "address": f.lan_address.to_string(),
+                "xdp_mode": f.lan_mode,
+                "program_id": f.lan_program,
+            },
+            "shares": {
+                "total": total,
+                "active": status.active,
+                "by_source": status.by_source,
+            },
+            "upnp": {
+                "enabled": settings.effective.enabled,
+                "url": f.upnp_url,
+            },
+            "last_event": status.last_event,
+        }),
+    ))
+}
+
+async fn scrape(api: &Api) -> Result<String, TableError> {
+    let shares = api.table.list().await?;
+    let status = api.table.status().await?;
+    let verdicts = api.table.verdicts().await?;
+    Ok(metrics::render(
+        &api.metrics,
+        &Snapshot {
+            shares: &shares,
+            status: &status,
+            verdicts: &verdicts,
+            interfaces: [&api.facts.wan, &api.facts.lan],
+            uptime_secs: api.facts.started.elapsed().as_secs(),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_names_exactly_the_routes() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                if method == "parameters" {
+                    continue;
+                }
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(documented, served);
+        // Every documented path with parameters routes when they are filled in.
+        for (method, path) in &served {
+            let filled = path
+                .replace("{id}", "tcp:8080")
+                .replace("{addr}", "10.0.0.5");
+            assert_eq!(
+                route(method, &filled).map(|(r, _)| r),
+                Some(path.as_str()),
+                "{method} {filled}"
+            );
+        }
+    }
+
+    #[test]
+    fn routes_take_escaped_ids_and_refuse_extra_segments() {
+        let (route_, params) =
+            route("GET", "/api/v1/shares/udp%3A53%40198.51.100.7").expect("route");
+        assert_eq!(route_, "/api/v1/shares/{id}");
+        assert_eq!(params, ["udp:53@198.51.100.7"]);
+        assert!(route("GET", "/api/v1/shares/tcp:1/x").is_none());
+        assert!(route("GET", "/api/v1/shares/").is_none());
+        assert!(route("PUT", "/api/v1/shares").is_none());
+        assert!(route("GET", "/api/v1/shares/%zz").is_none());
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        let header = |v: &'static str| HeaderValue::from_static(v);
+        assert!(authorized("abc", Some(&header("Bearer abc"))));
+        assert!(!authorized("abc", Some(&header("Bearer abd"))));
+        assert!(!authorized("abc", Some(&header("Bearer ab"))));
+        assert!(!authorized("abc", Some(&header("abc"))));
+        assert!(!authorized("abc", None));
+    }
+
+    #[test]
+    fn bodies_name_the_field_at_fault() {
+        let body = |text: &str| match serde_json::from_str::<Value>(text).expect("json") {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        };
+        let field = |r: Result<SharePatch, ApiError>| r.expect_err("refused").field;
+        assert_eq!(
+            field(share_patch(body(r#"{"internal": "10.0.0.10"}"#))),
+            Some("internal")
+        );
+        assert_eq!(
+            field(share_patch(body(r#"{"external_port": 0}"#))),
+            Some("external_port")
+        );
+        assert_eq!(
+            field(share_patch(body(r#"{"enabled": "yes"}"#))),
+            Some("enabled")
+        );
+        assert_eq!(
+            field(share_patch(body(r#"{"name": "a\u0007"}"#))),
+            Some("name")
+        );
+        assert_eq!(field(share_patch(body(r#"{"colour": 1}"#))), Some("body"));
+        let patch = share_patch(body(r#"{"name": null, "enabled": false}"#)).expect("ok");
+        assert_eq!(patch.name, Some(None));
+        assert_eq!(patch.enabled, Some(false));
+        let err = settings_patch(body(r#"{"quota_total": -1}"#)).expect_err("negative");
+        assert_eq!(err.field, Some("quota_total"));
+    }
+
+    #[test]
+    fn table_errors_map_to_statuses() {
+        let id: ShareId = "tcp:80".parse().expect("id");
+        let status = |e: TableError| table_error(&e).status;
+        assert_eq!(status(TableError::NoSuchShare(id)), StatusCode::NOT_FOUND);
+        assert_eq!(status(TableError::Static(id)), StatusCode::CONFLICT);
+        let conflict = table_error(&TableError::Conflict {
+            id,
+            existing: id,
+            origin: crate::share::Origin::Upnp {
+                client: Ipv4Addr::new(10, 0, 0, 9),
+            },
+        });
+        assert_eq!(conflict.status, StatusCode::CONFLICT);
+        assert_eq!(conflict.conflict, Some(id));
+        assert!(
+            conflict.message.contains("10.0.0.9"),
+            "{}",
+            conflict.message
+        );
+    }
+}

@@ -1,0 +1,684 @@
+//! The owner's commands (`portfwd share|device|events|status|settings`): each is one or more
+//! calls of the REST API ([`crate::client`]), printed as a table for people or, with
+//! `--json`, as the API's JSON for scripts.
+
+use std::{fmt::Write as _, path::PathBuf, time::Duration};
+
+use hyper::Method;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    client::{Client, ClientError},
+    config::{DEFAULT_API, DEFAULT_STATE_DIR},
+    share::{ShareId, ShareSpec},
+};
+
+/// How to reach the daemon.
+#[derive(Debug, clap::Args)]
+pub struct Connection {
+    /// Address of the daemon's API.
+    #[arg(long, value_name = "ADDR", env = "PORTFWD_API", default_value_t = DEFAULT_API.to_string(), global = true)]
+    pub api: String,
+    /// The daemon's state directory, where the API token is.
+    #[arg(long, value_name = "DIR", env = "PORTFWD_STATE_DIR", default_value = DEFAULT_STATE_DIR, global = true)]
+    pub state_dir: PathBuf,
+    /// The API token (instead of reading STATE_DIR/api-token).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "PORTFWD_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ShareCommand {
+    /// Share a port: PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80).
+    Add {
+        share: ShareSpec,
+        /// A name for the share.
+        #[arg(long)]
+        name: Option<String>,
+        /// Create it switched off.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List every share with its source, lease and counters.
+    #[command(alias = "ls")]
+    List,
+    /// Delete a share (e.g. tcp:8080).
+    #[command(alias = "delete")]
+    Rm { id: ShareId },
+    /// Switch shares on.
+    Enable {
+        #[arg(required = true)]
+        ids: Vec<ShareId>,
+    },
+    /// Switch shares off (kept, not forwarded).
+    Disable {
+        #[arg(required = true)]
+        ids: Vec<ShareId>,
+    },
+    /// Change a share's target, external port or name.
+    Edit {
+        id: ShareId,
+        /// New internal IP:PORT.
+        #[arg(long, value_name = "IP:PORT")]
+        internal: Option<std::net::SocketAddrV4>,
+        /// New external port.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        external_port: Option<u16>,
+        /// New name.
+        #[arg(long, conflicts_with = "no_name")]
+        name: Option<String>,
+        /// Remove the name.
+        #[arg(long)]
+        no_name: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DeviceCommand {
+    /// LAN devices with their permission to share ports independently and their shares.
+    #[command(alias = "ls")]
+    List,
+    /// Allow a device to share ports independently (UPnP).
+    Allow { address: std::net::Ipv4Addr },
+    /// Revoke it (the device's own shares are removed).
+    Deny { address: std::net::Ipv4Addr },
+    /// Back to the default for the device.
+    Reset { address: std::net::Ipv4Addr },
+    /// Revoke it for every device that has not requested a share yet.
+    RevokeUnused,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// Keep printing events as they happen.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// How many of the newest events to show first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub limit: u64,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SettingsCommand {
+    /// The UPnP settings in force.
+    Show,
+    /// Change UPnP settings.
+    Set {
+        /// Allow changes over UPnP.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        upnp: Option<bool>,
+        /// Clients may share only their own ports and delete only their own shares.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        secure_mode: Option<bool>,
+        /// Leased shares one device may hold.
+        #[arg(long, value_name = "N")]
+        quota_per_client: Option<u32>,
+        /// Leased shares all devices together may hold.
+        #[arg(long, value_name = "N")]
+        quota_total: Option<u32>,
+    },
+}
+
+fn on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("`{text}` is not on or off")),
+    }
+}
+
+/// The owner's commands.
+#[derive(Debug)]
+pub enum Command {
+    Share(ShareCommand),
+    Device(DeviceCommand),
+    Events(EventsArgs),
+    Status,
+    Settings(SettingsCommand),
+}
+
+/// Runs `command` against the daemon and prints what it answered.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per command, each a request and its printing"
+)]
+pub async fn run(command: Command, connection: &Connection) -> Result<(), ClientError> {
+    let client = Client::new(
+        connection.api.clone(),
+        connection.token.clone(),
+        &connection.state_dir,
+    )?;
+    let json = connection.json;
+    let call = |method, path: String, body: Option<Value>| {
+        let client = client.clone();
+        async move {
+            client
+                .call(method, &path, body.as_ref(), Duration::ZERO)
+                .await
+        }
+    };
+    let out = match command {
+        Command::Share(ShareCommand::Add {
+            share,
+            name,
+            disabled,
+        }) => {
+            let mut body = json!({
+                "proto": share.id.proto,
+                "external_port": share.id.ext_port,
+                "internal": share.internal.to_string(),
+                "enabled": !disabled,
+            });
+            if let Some(remote) = share.id.remote {
+                body["remote"] = json!(remote.to_string());
+            }
+            if let Some(name) = name {
+                body["name"] = json!(name);
+            }
+            let made = call(Method::POST, "/api/v1/shares".into(), Some(body)).await?;
+            if json {
+                pretty(&made)
+            } else {
+                format!("added {}\n", share_line(&made))
+            }
+        }
+        Command::Share(ShareCommand::List) => {
+            let list = call(Method::GET, "/api/v1/shares".into(), None).await?;
+            if json {
+                pretty(&list)
+            } else {
+                shares_table(&list)
+            }
+        }
+        Command::Share(ShareCommand::Rm { id }) => {
+            let done = call(Method::DELETE, format!("/api/v1/shares/{id}"), None).await?;
+            if json {
+                pretty(&done)
+            } else {
+                format!("deleted {id}\n")
+            }
+        }
+        Command::Share(ShareCommand::Enable { ids }) => {
+            return switch(&client, ids, json, "enable").await;
+        }
+        Command::Share(ShareCommand::Disable { ids }) => {
+            return switch(&client, ids, json, "disable").await;
+        }
+        Command::Share(ShareCommand::Edit {
+            id,
+            internal,
+            external_port,
+            name,
+            no_name,
+        }) => {
+            let mut body = Map::new();
+            if let Some(internal) = internal {
+                body.insert("internal".into(), json!(internal.to_string()));
+            }
+            if let Some(port) = external_port {
+                body.insert("external_port".into(), json!(port));
+            }
+            if let Some(name) = name {
+                body.insert("name".into(), json!(name));
+            }
+            if no_name {
+                body.insert("name".into(), Value::Null);
+            }
+            if body.is_empty() {
+                return Err(ClientError::Usage(
+                    "nothing to change: give --internal, --external-port, --name or --no-name"
+                        .into(),
+                ));
+            }
+            let done = call(
+                Method::PATCH,
+                format!("/api/v1/shares/{id}"),
+                Some(Value::Object(body)),
+            )
+            .await?;
+            if json {
+                pretty(&done)
+            } else {
+                format!("changed {}\n", share_line(&done))
+            }
+        }
+        Command::Device(DeviceCommand::List) => {
+            let list = call(Method::GET, "/api/v1/devices".into(), None).await?;
+            if json {
+                pretty(&list)
+            } else {
+                devices_table(&list)
+            }
+        }
+        Command::Device(DeviceCommand::Allow { address }) => {
+            return device(&client, address, Some(true), json).await;
+        }
+        Command::Device(DeviceCommand::Deny { address }) => {
+            return device(&client, address, Some(false), json).await;
+        }
+        Command::Device(DeviceCommand::Reset { address }) => {
+            return device(&client, address, None, json).await;
+        }
+        Command::Device(DeviceCommand::RevokeUnused) => {
+            let done = call(Method::POST, "/api/v1/devices/revoke-unused".into(), None).await?;
+            if json {
+                pretty(&done)
+            } else {
+                let kept: Vec<&str> = done["kept"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if kept.is_empty() {
+                    "independent port sharing revoked for every device\n".to_owned()
+                } else {
+                    format!(
+                        "independent port sharing revoked; kept by {}\n",
+                        kept.join(", ")
+                    )
+                }
+            }
+        }
+        Command::Events(args) => return events(&client, &args, json).await,
+        Command::Status => {
+            let status = call(Method::GET, "/api/v1/status".into(), None).await?;
+            if json {
+                pretty(&status)
+            } else {
+                status_text(&status)
+            }
+        }
+        Command::Settings(SettingsCommand::Show) => {
+            let settings = call(Method::GET, "/api/v1/settings".into(), None).await?;
+            if json {
+                pretty(&settings)
+            } else {
+                settings_text(&settings)
+            }
+        }
+        Command::Settings(SettingsCommand::Set {
+            upnp,
+            secure_mode,
+            quota_per_client,
+            quota_total,
+        }) => {
+            let mut body = Map::new();
+            if let Some(v) = upnp {
+                body.insert("upnp_enabled".into(), json!(v));
+            }
+            if let Some(v) = secure_mode {
+                body.insert("secure_mode".into(), json!(v));
+            }
+            if let Some(v) = quota_per_client {
+                body.insert("quota_per_client".into(), json!(v));
+            }
+            if let Some(v) = quota_total {
+                body.insert("quota_total".into(), json!(v));
+            }
+            if body.is_empty() {
+                return Err(ClientError::Usage(
+                    "nothing to change: give --upnp, --secure-mode, --quota-per-client or --quota-total".into(),
+                ));
+            }
+            let settings = call(
+                Method::PATCH,
+                "/api/v1/settings".into(),
+                Some(Value::Object(body)),
+            )
+            .await?;
+            if json {
+                pretty(&settings)
+            } else {
+                settings_text(&settings)
+            }
+        }
+    };
+    print!("{out}");
+    Ok(())
+}
+
+async fn switch(
+    client: &Client,
+    ids: Vec<ShareId>,
+    json: bool,
+    verb: &str,
+) -> Result<(), ClientError> {
+    for id in ids {
+        let done = client
+            .call(
+                Method::POST,
+                &format!("/api/v1/shares/{id}/{verb}"),
+                None,
+                Duration::ZERO,
+            )
+            .await?;
+        if json {
+            print!("{}", pretty(&done));
+        } else {
+            println!("{verb}d {}", share_line(&done));
+        }
+    }
+    Ok(())
+}
+
+async fn device(
+    client: &Client,
+    address: std::net::Ipv4Addr,
+    allowed: Option<bool>,
+    json: bool,
+) -> Result<(), ClientError> {
+    let done = client
+        .call(
+            Method::PUT,
+            &format!("/api/v1/devices/{address}"),
+            Some(&json!({ "allowed": allowed })),
+            Duration::ZERO,
+        )
+        .await?;
+    if json {
+        print!("{}", pretty(&done));
+        return Ok(());
+    }
+    match allowed {
+        Some(true) => println!("{address} may share ports independently"),
+        Some(false) => println!("{address} may no longer share ports independently"),
+        None => println!("{address} follows the default again"),
+    }
+    if let Some(removed) = done["removed"].as_array().filter(|r| !r.is_empty()) {
+        let removed: Vec<&str> = removed.iter().filter_map(Value::as_str).collect();
+        println!("removed its shares: {}", removed.join(", "));
+    }
+    Ok(())
+}
+
+async fn events(client: &Client, args: &EventsArgs, json: bool) -> Result<(), ClientError> {
+    let page = client
+        .call(
+            Method::GET,
+            &format!("/api/v1/events?limit={}", args.limit),
+            None,
+            Duration::ZERO,
+        )
+        .await?;
+    let mut last = print_events(&page, json, None);
+    if !args.follow {
+        if !json && page["events"].as_array().is_none_or(Vec::is_empty) {
+            println!("no events");
+        }
+        return Ok(());
+    }
+    loop {
+        let after = last.unwrap_or(0);
+        let page = client
+            .call(
+                Method::GET,
+                &format!("/api/v1/events?after={after}&limit=1000&wait=30"),
+                None,
+                Duration::from_secs(30),
+            )
+            .await?;
+        last = print_events(&page, json, last);
+    }
+}
+
+/// Prints a page of events (JSON: one object per line); the last id seen.
+fn print_events(page: &Value, json: bool, last: Option<u64>) -> Option<u64> {
+    let mut last = last;
+    let mut out = String::new();
+    for event in page["events"].as_array().into_iter().flatten() {
+        if json {
+            let _ = writeln!(out, "{event}");
+        } else {
+            let share = event["share"].as_str().unwrap_or("-");
+            let _ = writeln!(
+                out,
+                "{}  {:<18} {:<18} {:<16} {}",
+                event["at"].as_str().unwrap_or("?"),
+                event["kind"].as_str().unwrap_or("?"),
+                share,
+                event["source"].as_str().unwrap_or("?"),
+                event["detail"].as_str().unwrap_or("")
+            );
+        }
+        last = event["id"].as_u64().or(last);
+    }
+    print!("{out}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    last
+}
+
+fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// `tcp:8080 -> 10.0.0.10:80 "web"`.
+fn share_line(share: &Value) -> String {
+    let mut line = format!(
+        "{} -> {}",
+        share["id"].as_str().unwrap_or("?"),
+        share["internal"].as_str().unwrap_or("?")
+    );
+    if let Some(name) = share["name"].as_str() {
+        let _ = write!(line, " \"{name}\"");
+    }
+    if share["enabled"] == json!(false) {
+        line.push_str(" (disabled)");
+    }
+    line
+}
+
+/// Rows as aligned columns, the first row the header.
+fn table(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn shares_table(list: &Value) -> String {
+    let shares = list["shares"].as_array().cloned().unwrap_or_default();
+    if shares.is_empty() {
+        return "no shares\n".to_owned();
+    }
+    let mut rows = vec![
+        [
+            "SHARE", "TARGET", "NAME", "SOURCE", "STATE", "LEASE", "IN", "OUT",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for s in &shares {
+        let state = match (s["enabled"].as_bool(), s["active"].as_bool()) {
+            (Some(false), _) => "disabled",
+            (_, Some(false)) => "inactive",
+            _ => "active",
+        };
+        let source = match (s["source"].as_str(), s["client"].as_str()) {
+            (Some(source), Some(client)) => format!("{source} {client}"),
+            (Some("static"), None) if s["from_config"] == json!(true) => "config".to_owned(),
+            (Some(source), None) => source.to_owned(),
+            _ => "?".to_owned(),
+        };
+        let lease = s["lease_remaining"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |secs| format!("{secs}s"));
+        let c = &s["counters"];
+        rows.push(vec![
+            text(&s["id"]),
+            text(&s["internal"]),
+            text(&s["name"]),
+            source,
+            state.to_owned(),
+            lease,
+            format!("{}p/{}B", text(&c["packets_in"]), text(&c["bytes_in"])),
+            format!("{}p/{}B", text(&c["packets_out"]), text(&c["bytes_out"])),
+        ]);
+    }
+    table(&rows)
+}
+
+fn devices_table(list: &Value) -> String {
+    let devices = list["devices"].as_array().cloned().unwrap_or_default();
+    if devices.is_empty() {
+        return "no devices known\n".to_owned();
+    }
+    let mut rows = vec![
+        ["DEVICE", "MAC", "MAY SHARE", "BY", "SHARES", "OPENED"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for d in &devices {
+        let shares: Vec<&str> = d["shares"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        rows.push(vec![
+            text(&d["address"]),
+            text(&d["mac"]),
+            if d["allowed"] == json!(true) {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
+            text(&d["permission"]),
+            if shares.is_empty() {
+                "-".to_owned()
+            } else {
+                shares.join(",")
+            },
+            text(&d["opened"]),
+        ]);
+    }
+    table(&rows)
+}
+
+fn status_text(s: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "portfwd {}, up {} s",
+        text(&s["version"]),
+        text(&s["uptime_secs"])
+    );
+    let wan = &s["wan"];
+    let _ = write!(
+        out,
+        "wan  {} link {}, external address {}, XDP {} (program {})",
+        text(&wan["interface"]),
+        text(&wan["link"]),
+        text(&wan["external_address"]),
+        text(&wan["xdp_mode"]),
+        text(&wan["program_id"])
+    );
+    if let Some(since) = wan["down_since"].as_str() {
+        let _ = write!(out, ", down since {since}");
+    }
+    out.push('\n');
+    let lan = &s["lan"];
+    let _ = writeln!(
+        out,
+        "lan  {} {}, XDP {} (program {})",
+        text(&lan["interface"]),
+        text(&lan["address"]),
+        text(&lan["xdp_mode"]),
+        text(&lan["program_id"])
+    );
+    let shares = &s["shares"];
+    let _ = writeln!(
+        out,
+        "shares {} ({} active), by source {}",
+        text(&shares["total"]),
+        text(&shares["active"]),
+        text(&shares["by_source"])
+    );
+    let upnp = &s["upnp"];
+    let _ = writeln!(
+        out,
+        "upnp {} at {}",
+        if upnp["enabled"] == json!(true) {
+            "on"
+        } else {
+            "off"
+        },
+        text(&upnp["url"])
+    );
+    out
+}
+
+fn settings_text(s: &Value) -> String {
+    let mut out = String::new();
+    for key in [
+        "upnp_enabled",
+        "secure_mode",
+        "quota_per_client",
+        "quota_total",
+        "igd_version",
+        "max_lease",
+        "new_devices",
+    ] {
+        let _ = writeln!(out, "{key:<17} {}", text(&s[key]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_name_the_source() {
+        let list = json!({"shares": [
+            {"id": "tcp:8080", "internal": "10.0.0.10:80", "name": "web", "enabled": true,
+             "active": true, "source": "static", "from_config": false, "client": null,
+             "lease_remaining": null,
+             "counters": {"packets_in": 3, "bytes_in": 180, "packets_out": 2, "bytes_out": 120}},
+            {"id": "udp:3074", "internal": "10.0.0.11:3074", "name": null, "enabled": false,
+             "active": false, "source": "upnp", "from_config": false, "client": "10.0.0.11",
+             "lease_remaining": 3599,
+             "counters": {"packets_in": 0, "bytes_in": 0, "packets_out": 0, "bytes_out": 0}}
+        ]});
+        let text = shares_table(&list);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("SHARE     TARGET"), "{text}");
+        assert!(
+            lines[1].contains("static") && lines[1].contains("3p/180B"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("upnp 10.0.0.11")
+                && lines[2].contains("disabled")
+                && lines[2].contains("3599s"),
+            "{text}"
+        );
+        assert_eq!(shares_table(&json!({"shares": []})), "no shares\n");
+    }
+}

@@ -1,0 +1,413 @@
+//! The event log: every change to the shares, the device permissions and the settings, and
+//! what happened to the WAN link and address, each with its time, who caused it and the share.
+//!
+//! The share table's task records events as its changes commit, so the log never shows a
+//! change that was refused or rolled back. Each event goes to the daemon's log (tracing), to
+//! the in-memory window the API serves, and to `events.jsonl` in the state directory: one JSON
+//! object per line, appended and `fdatasync`ed. The file is bounded: when it holds twice the
+//! window, it is rewritten (atomically) with the last window's worth. A damaged line (say, the
+//! last one after a power cut) is skipped when the file is read back, not fatal.
+//!
+//! Followers (`portfwd events --follow`, the API's long poll) watch the id of the newest event.
+
+use std::{
+    collections::VecDeque, fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::PathBuf,
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    metrics::Metrics,
+    share::ShareId,
+    state::{StateDir, StateError, unix_now},
+};
+
+const EVENTS: &str = "events.jsonl";
+/// Events kept in memory and, at least, on disk.
+pub const DEFAULT_CAPACITY: usize = 1000;
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    ShareCreated,
+    ShareEdited,
+    ShareEnabled,
+    ShareDisabled,
+    ShareDeleted,
+    ShareExpired,
+    DevicePermission,
+    SettingsChanged,
+    WanDown,
+    WanUp,
+    /// The link went down and came back within the flap window: one event for both.
+    WanFlap,
+    ExternalAddress,
+}
+
+impl EventKind {
+    /// All kinds, for metrics.
+    pub const ALL: [Self; 12] = [
+        Self::ShareCreated,
+        Self::ShareEdited,
+        Self::ShareEnabled,
+        Self::ShareDisabled,
+        Self::ShareDeleted,
+        Self::ShareExpired,
+        Self::DevicePermission,
+        Self::SettingsChanged,
+        Self::WanDown,
+        Self::WanUp,
+        Self::WanFlap,
+        Self::ExternalAddress,
+    ];
+
+    /// The name in JSON, the CLI and metrics labels.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::ShareCreated => "share_created",
+            Self::ShareEdited => "share_edited",
+            Self::ShareEnabled => "share_enabled",
+            Self::ShareDisabled => "share_disabled",
+            Self::ShareDeleted => "share_deleted",
+            Self::ShareExpired => "share_expired",
+            Self::DevicePermission => "device_permission",
+            Self::SettingsChanged => "settings_changed",
+            Self::WanDown => "wan_down",
+            Self::WanUp => "wan_up",
+            Self::WanFlap => "wan_flap",
+            Self::ExternalAddress => "external_address",
+        }
+    }
+}
+
+/// One entry of the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Increases by one per event, across restarts.
+    pub id: u64,
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+    pub kind: EventKind,
+    /// Who caused it: `api`, `config`, `upnp 10.0.0.5`, `lease`, `wan`.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<ShareId>,
+    /// A sentence for people: the share's target, the old and new value.
+    pub detail: String,
+}
+
+/// An event before it is recorded.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub source: String,
+    pub share: Option<ShareId>,
+    pub detail: String,
+    /// Whether the webhook hears of it (a share was switched on).
+    pub notify: bool,
+}
+
+impl NewEvent {
+    #[must_use]
+    pub fn new(kind: EventKind, source: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            source: source.into(),
+            share: None,
+            detail: detail.into(),
+            notify: false,
+        }
+    }
+
+    #[must_use]
+    pub fn share(mut self, id: ShareId) -> Self {
+        self.share = Some(id);
+        self
+    }
+
+    /// Marks the event as one the webhook is called for.
+    #[must_use]
+    pub fn notify(mut self) -> Self {
+        self.notify = true;
+        self
+    }
+}
+
+/// The log.
+pub struct EventLog {
+    events: VecDeque<Event>,
+    capacity: usize,
+    next_id: u64,
+    disk: Option<Disk>,
+    newest: watch::Sender<u64>,
+    webhook: Option<mpsc::Sender<Event>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+struct Disk {
+    state: StateDir,
+    file: fs::File,
+    path: PathBuf,
+    lines: usize,
+}
+
+impl EventLog {
+    /// A log kept in memory only (tests, and a daemon whose state directory failed).
+    #[must_use]
+    pub fn memory(capacity: usize) -> Self {
+        Self {
+            events: VecDeque::new(),
+            capacity: capacity.max(1),
+            next_id: 1,
+            disk: None,
+            newest: watch::Sender::new(0),
+            webhook: None,
+            metrics: None,
+        }
+    }
+
+    /// The log in `state`, with the events already there.
+    pub fn open(state: &StateDir, capacity: usize) -> Result<Self, StateError> {
+        let path = state.path().join(EVENTS);
+        let mut log = Self::memory(capacity);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        let mut damaged = 0;
+        let mut lines = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            lines += 1;
+            match serde_json::from_str::<Event>(line) {
+                Ok(event) => log.keep(event),
+                Err(_) => damaged += 1,
+            }
+        }
+        if damaged > 0 {
+            tracing::warn!(
+                "{}: skipped {damaged} damaged line(s) of the event log",
+                path.display()
+            );
+        }
+        log.next_id = log.events.back().map_or(1, |e| e.id + 1);
+        log.newest.send_replace(log.next_id - 1);
+        let file = append(&path).map_err(|source| StateError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        log.disk = Some(Disk {
+            state: state.clone(),
+            file,
+            path,
+            lines,
+        });
+        Ok(log)
+    }
+
+    /// Sends the events marked `notify` to `webhook` from now on (never waiting for it).
+    pub fn set_webhook(&mut self, webhook: mpsc::Sender<Event>) {
+        self.webhook = Some(webhook);
+    }
+
+    /// Counts the events recorded from now on.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
+    }
+
+    fn keep(&mut self, event: Event) {
+        if self.events.len() == self.capacity {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    /// Records `event`: memory, disk, the daemon's log, followers and the webhook.
+    pub fn record(&mut self, event: NewEvent) -> &Event {
+        let NewEvent {
+            kind,
+            source,
+            share,
+            detail,
+            notify,
+        } = event;
+        let event = Event {
+            id: self.next_id,
+            time: unix_now(),
+            kind,
+            source,
+            share,
+            detail,
+        };
+        self.next_id += 1;
+        if let Some(metrics) = &self.metrics {
+            metrics.event(kind);
+        }
+        let share = event
+            .share
+            .map_or_else(String::new, |share| format!("{share} "));
+        tracing::info!(
+            "event {}: {share}{} ({})",
+            kind.name(),
+            event.detail,
+            event.source
+        );
+        if let Err(err) = self.write(&event) {
+            tracing::error!(
+                "event log not written: {}; the event is kept in memory only",
+                crate::error_chain(&err)
+            );
+        }
+        if notify
+            && let Some(webhook) = &self.webhook
+            && webhook.try_send(event.clone()).is_err()
+        {
+            tracing::warn!("webhook queue full: event {} not sent", event.id);
+        }
+        self.newest.send_replace(event.id);
+        self.keep(event);
+        self.events
+            .back()
+            .unwrap_or_else(|| unreachable!("just kept"))
+    }
+
+    fn write(&mut self, event: &Event) -> Result<(), StateError> {
+        let Some(disk) = &mut self.disk else {
+            return Ok(());
+        };
+        // Serialising plain data cannot fail.
+        let mut line = serde_json::to_vec(event).unwrap_or_default();
+        line.push(b'\n');
+        let written = disk
+            .file
+            .write_all(&line)
+            .and_then(|()| disk.file.sync_data());
+        written.map_err(|source| StateError::Write {
+            path: disk.path.clone(),
+            source,
+        })?;
+        disk.lines += 1;
+        if disk.lines >= 2 * self.capacity {
+            // Compact: the window (which now ends with `event`) replaces the file.
+            let mut text = Vec::new();
+            for kept in self.events.iter().skip(1).chain([event]) {
+                text.extend(serde_json::to_vec(kept).unwrap_or_default());
+                text.push(b'\n');
+            }
+            disk.state.write_atomic(EVENTS, &text, 0o600)?;
+            disk.file = append(&disk.path).map_err(|source| StateError::Write {
+                path: disk.path.clone(),
+                source,
+            })?;
+            disk.lines = self.capacity;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` events after id `after`, oldest first; without `after`, the newest
+    /// `limit`.
+    #[must_use]
+    pub fn page(&self, after: Option<u64>, limit: usize) -> Vec<Event> {
+        match after {
+            Some(after) => self
+                .events
+                .iter()
+                .filter(|e| e.id > after)
+                .take(limit)
+                .cloned()
+                .collect(),
+            None => self
+                .events
+                .iter()
+                .skip(self.events.len().saturating_sub(limit))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The id of the newest event, updated as events are recorded.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.newest.subscribe()
+    }
+}
+
+fn append(path: &std::path::Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("portfwd-events-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn made(n: u16) -> NewEvent {
+        NewEvent::new(EventKind::ShareCreated, "api", format!("share {n}"))
+            .share(format!("tcp:{n}").parse().expect("id"))
+    }
+
+    #[test]
+    fn events_are_paged_and_followed() {
+        let mut log = EventLog::memory(3);
+        let follow = log.subscribe();
+        for n in 1..=5 {
+            log.record(made(n));
+        }
+        assert_eq!(*follow.borrow(), 5);
+        let ids = |events: Vec<Event>| events.iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(ids(log.page(None, 10)), [3, 4, 5], "the window");
+        assert_eq!(ids(log.page(None, 2)), [4, 5]);
+        assert_eq!(ids(log.page(Some(3), 10)), [4, 5]);
+        assert_eq!(ids(log.page(Some(0), 1)), [3]);
+        assert_eq!(ids(log.page(Some(5), 10)), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn the_file_is_bounded_and_read_back_past_a_damaged_line() {
+        let dir = temp_dir("disk");
+        let state = StateDir::open(&dir).expect("open");
+        {
+            let mut log = EventLog::open(&state, 4).expect("log");
+            for n in 1..=9 {
+                log.record(made(n));
+            }
+        }
+        let text = fs::read_to_string(dir.join(EVENTS)).expect("file");
+        assert!(text.lines().count() < 8, "compacted: {text}");
+        // A torn last line, as a power cut leaves it.
+        let mut file = append(&dir.join(EVENTS)).expect("append");
+        file.write_all(b"{\"id\":10,\"ti").expect("write");
+        drop(file);
+        let mut log = EventLog::open(&state, 4).expect("reopen");
+        let ids: Vec<u64> = log.page(None, 10).iter().map(|e| e.id).collect();
+        assert_eq!(ids, [6, 7, 8, 9]);
+        assert_eq!(log.record(made(10)).id, 10, "ids continue");
+        assert_eq!(*log.subscribe().borrow(), 10);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn the_webhook_hears_only_of_shares_switched_on_and_never_blocks() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut log = EventLog::memory(10);
+        log.set_webhook(tx);
+        log.record(made(1));
+        log.record(made(2).notify());
+        log.record(made(3).notify()); // The queue holds one: dropped, not waited for.
+        assert_eq!(rx.try_recv().expect("sent").id, 2);
+        assert!(rx.try_recv().is_err());
+    }
+}

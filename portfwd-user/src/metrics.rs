@@ -1,0 +1,323 @@
+//! Prometheus metrics, in the text exposition format (prometheus-client).
+//!
+//! Two kinds: counters the control plane bumps as things happen ([`Metrics`], shared with the
+//! servers), and values read at scrape time from the share table and the kernel ([`Snapshot`]):
+//! the per-share counters (per-CPU map, summed), the programs' verdict counters, shares by
+//! source, the WAN link. Every label set is bounded: one per share (the table holds at most
+//! `MAX_SHARES`), per verdict and interface, per known action and result code.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `portfwd_build_info` | info | `version` |
+//! | `portfwd_share_packets_total`, `portfwd_share_bytes_total` | counter | `share`, `internal`, `source`, `direction` (`in`: WAN to LAN host, `out`: its replies) |
+//! | `portfwd_share_active` | gauge | `share`, `internal`, `source` |
+//! | `portfwd_shares` | gauge | `source` |
+//! | `portfwd_xdp_packets_total` | counter | `interface`, `verdict` |
+//! | `portfwd_control_requests_total` | counter | `protocol`, `action`, `result` (`ok` or the error code) |
+//! | `portfwd_lease_expirations_total` | counter | |
+//! | `portfwd_external_address_changes_total` | counter | |
+//! | `portfwd_wan_link_changes_total` | counter | |
+//! | `portfwd_wan_link_up` | gauge | |
+//! | `portfwd_events_total` | counter | `kind` |
+//! | `portfwd_uptime_seconds` | gauge | |
+
+use portfwd_common::Verdict;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
+    registry::Registry,
+};
+
+use crate::{
+    events::EventKind,
+    table::{ShareView, TableStatus, Verdicts},
+};
+
+/// The content type of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    protocol: &'static str,
+    action: &'static str,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    kind: &'static str,
+}
+
+/// Counters bumped as requests are answered and events recorded.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    events: Family<EventLabels, Counter>,
+}
+
+impl Metrics {
+    /// Counts a control-plane request: `action` is one of the protocol's known actions (or
+    /// `unknown`), `result` is `ok` or the error code.
+    pub fn request(&self, protocol: &'static str, action: &'static str, result: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                protocol,
+                action,
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an event.
+    pub fn event(&self, kind: EventKind) {
+        self.events
+            .get_or_create(&EventLabels { kind: kind.name() })
+            .inc();
+    }
+}
+
+/// What a scrape reads from the table and the kernel.
+pub struct Snapshot<'a> {
+    pub shares: &'a [ShareView],
+    pub status: &'a TableStatus,
+    pub verdicts: &'a Verdicts,
+    /// The interfaces of the WAN and LAN programs, in [`Verdicts`] order.
+    pub interfaces: [&'a str; 2],
+    pub uptime_secs: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShareLabels {
+    share: String,
+    internal: String,
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShareDirLabels {
+    share: String,
+    internal: String,
+    source: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    interface: String,
+    verdict: &'static str,
+}
+
+fn counter(value: u64) -> Counter {
+    let counter = Counter::default();
+    counter.inc_by(value);
+    counter
+}
+
+fn gauge(value: u64) -> Gauge {
+    let gauge = Gauge::default();
+    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+    gauge
+}
+
+/// The exposition text for one scrape.
+#[must_use]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one registration after another, in the order the table above lists them"
+)]
+pub fn render(metrics: &Metrics, snapshot: &Snapshot<'_>) -> String {
+    let mut registry = Registry::with_prefix("portfwd");
+    registry.register(
+        "build",
+        "The portfwd build",
+        Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+    );
+    registry.register(
+        "uptime_seconds",
+        "Seconds since the daemon started",
+        gauge(snapshot.uptime_secs),
+    );
+
+    let packets = Family::<ShareDirLabels, Counter>::default();
+    let bytes = Family::<ShareDirLabels, Counter>::default();
+    let active = Family::<ShareLabels, Gauge>::default();
+    for view in snapshot.shares {
+        let spec = &view.entry.spec;
+        let labels = ShareLabels {
+            share: spec.id.to_string(),
+            internal: spec.internal.to_string(),
+            source: view.entry.origin.source(),
+        };
+        let with = |direction| ShareDirLabels {
+            share: labels.share.clone(),
+            internal: labels.internal.clone(),
+            source: labels.source,
+            direction,
+        };
+        let stats = view.stats;
+        packets.get_or_create(&with("in")).inc_by(stats.packets_in);
+        packets
+            .get_or_create(&with("out"))
+            .inc_by(stats.packets_out);
+        bytes.get_or_create(&with("in")).inc_by(stats.bytes_in);
+        bytes.get_or_create(&with("out")).inc_by(stats.bytes_out);
+        active.get_or_create(&labels).set(i64::from(view.active));
+    }
+    registry.register(
+        "share_packets",
+        "Packets rewritten for a share, per direction (in: from the WAN to the LAN host)",
+        packets,
+    );
+    registry.register(
+        "share_bytes",
+        "IP bytes of the packets rewritten for a share, per direction",
+        bytes,
+    );
+    registry.register(
+        "share_active",
+        "1 if the share is in the data plane (enabled and the WAN link is up)",
+        active,
+    );
+
+    let by_source = Family::<SourceLabels, Gauge>::default();
+    for source in ["static", "upnp"] {
+        let count = snapshot.status.by_source.get(source).copied().unwrap_or(0);
+        by_source
+            .get_or_create(&SourceLabels { source })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    registry.register("shares", "Shares in the table, by source", by_source);
+
+    let verdicts = Family::<VerdictLabels, Counter>::default();
+    for (interface, counts) in snapshot.interfaces.iter().zip(snapshot.verdicts) {
+        for (verdict, count) in Verdict::ALL.iter().zip(counts) {
+            verdicts
+                .get_or_create(&VerdictLabels {
+                    interface: (*interface).to_owned(),
+                    verdict: verdict.name(),
+                })
+                .inc_by(*count);
+        }
+    }
+    registry.register(
+        "xdp_packets",
+        "Packets seen by the XDP program of an interface, by what it did with them",
+        verdicts,
+    );
+
+    registry.register(
+        "control_requests",
+        "Requests of LAN clients (UPnP, NAT-PMP, PCP) by action and result",
+        metrics.requests.clone(),
+    );
+    for kind in EventKind::ALL {
+        // Every kind shows, at 0 until it happens: rate() needs the series to exist.
+        drop(
+            metrics
+                .events
+                .get_or_create(&EventLabels { kind: kind.name() }),
+        );
+    }
+    registry.register(
+        "events",
+        "Events recorded in the event log, by kind",
+        metrics.events.clone(),
+    );
+    let counters = snapshot.status.counters;
+    registry.register(
+        "lease_expirations",
+        "Leased shares removed because their lease ran out",
+        counter(counters.lease_expirations),
+    );
+    registry.register(
+        "external_address_changes",
+        "Changes of the WAN interface's external address",
+        counter(counters.external_changes),
+    );
+    registry.register(
+        "wan_link_changes",
+        "Times the WAN link went up or down",
+        counter(counters.wan_link_changes),
+    );
+    registry.register(
+        "wan_link_up",
+        "1 while the WAN link is up",
+        gauge(u64::from(snapshot.status.wan_up)),
+    );
+
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut text, &registry);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{Counters, ShareEntry};
+    use portfwd_common::ShareStats;
+
+    #[test]
+    fn renders_every_family_with_bounded_labels() {
+        let metrics = Metrics::default();
+        metrics.request("upnp", "AddPortMapping", "ok");
+        metrics.request("upnp", "AddPortMapping", "718");
+        metrics.event(EventKind::ShareCreated);
+        let shares = vec![ShareView {
+            entry: ShareEntry {
+                spec: "tcp:8080=10.0.0.10:80".parse().expect("spec"),
+                origin: crate::share::Origin::Api,
+                expires_in: None,
+            },
+            stats: ShareStats {
+                packets_in: 3,
+                bytes_in: 180,
+                packets_out: 2,
+                bytes_out: 120,
+            },
+            active: true,
+        }];
+        let status = TableStatus {
+            external: None,
+            wan_up: true,
+            wan_down_since: None,
+            counters: Counters {
+                lease_expirations: 4,
+                ..Counters::default()
+            },
+            by_source: [("static", 1)].into(),
+            active: 1,
+            last_event: 1,
+        };
+        let text = render(
+            &metrics,
+            &Snapshot {
+                shares: &shares,
+                status: &status,
+                verdicts: &[[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]],
+                interfaces: ["wan0", "lan0"],
+                uptime_secs: 9,
+            },
+        );
+        for line in [
+            r#"portfwd_share_packets_total{share="tcp:8080",internal="10.0.0.10:80",source="static",direction="in"} 3"#,
+            r#"portfwd_share_bytes_total{share="tcp:8080",internal="10.0.0.10:80",source="static",direction="out"} 120"#,
+            r#"portfwd_shares{source="upnp"} 0"#,
+            r#"portfwd_xdp_packets_total{interface="lan0",verdict="not_matched"} 10"#,
+            r#"portfwd_control_requests_total{protocol="upnp",action="AddPortMapping",result="718"} 1"#,
+            r#"portfwd_events_total{kind="share_created"} 1"#,
+            r#"portfwd_events_total{kind="wan_flap"} 0"#,
+            "portfwd_lease_expirations_total 4",
+            "portfwd_wan_link_up 1",
+            r#"portfwd_build_info{version=""#,
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "missing {line} in:\n{text}");
+        }
+    }
+}
