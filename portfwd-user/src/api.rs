@@ -272,13 +272,23 @@ async fn respond(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>>
         return response;
     }
     if route == "/metrics" {
+        // Prometheus asks for OpenMetrics first; everything else gets the classic format.
+        let openmetrics = request
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/openmetrics-text"));
         return match scrape(api).await {
             Ok(text) => {
+                let (text, kind) = if openmetrics {
+                    (text, metrics::OPENMETRICS)
+                } else {
+                    (metrics::classic(&text), metrics::CLASSIC)
+                };
                 let mut response = Response::new(Full::new(Bytes::from(text)));
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static(metrics::CONTENT_TYPE),
-                );
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(kind));
                 response
             }
             Err(err) => table_error(&err).response(),

@@ -247,15 +247,8 @@ impl EventLog {
         if let Some(metrics) = &self.metrics {
             metrics.event(kind);
         }
-        let share = event
-            .share
-            .map_or_else(String::new, |share| format!("{share} "));
-        tracing::info!(
-            "event {}: {share}{} ({})",
-            kind.name(),
-            event.detail,
-            event.source
-        );
+        // The detail names the share where there is one.
+        tracing::info!("{}: {} ({})", kind.name(), event.detail, event.source);
         if let Err(err) = self.write(&event) {
             tracing::error!(
                 "event log not written: {}; the event is kept in memory only",

@@ -22,6 +22,8 @@
 //! | `portfwd_uptime_seconds` | gauge | |
 
 use portfwd_common::Verdict;
+use std::fmt::Write as _;
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
@@ -33,8 +35,55 @@ use crate::{
     table::{ShareView, TableStatus, Verdicts},
 };
 
-/// The content type of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of the OpenMetrics text [`render`] makes (what Prometheus asks for first).
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the classic text format [`classic`] makes (for everything else:
+/// `curl`, `promtool check metrics`, older scrapers).
+pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics text: counter families take
+/// their samples' `_total` name, info families become gauges named `_info`, and the `# EOF`
+/// and `# UNIT` lines go.
+#[must_use]
+pub fn classic(openmetrics: &str) -> String {
+    let mut renamed = std::collections::HashMap::new();
+    for line in openmetrics.lines() {
+        let mut words = line.split(' ');
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            match kind {
+                "counter" => renamed.insert(name, (format!("{name}_total"), "counter")),
+                "info" => renamed.insert(name, (format!("{name}_info"), "gauge")),
+                _ => None,
+            };
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let mut words = line.splitn(4, ' ');
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("#"), Some(keyword @ ("HELP" | "TYPE")), Some(name), rest) => {
+                if let Some((new_name, new_kind)) = renamed.get(name) {
+                    let rest = if keyword == "TYPE" {
+                        *new_kind
+                    } else {
+                        rest.unwrap_or("")
+                    };
+                    let _ = write!(out, "# {keyword} {new_name} {rest}");
+                } else {
+                    out.push_str(line);
+                }
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -319,5 +368,16 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in:\n{text}");
         }
+        let old = classic(&text);
+        for line in [
+            "# TYPE portfwd_share_packets_total counter",
+            "# HELP portfwd_share_packets_total Packets rewritten",
+            "# TYPE portfwd_build_info gauge",
+            r#"portfwd_build_info{version=""#,
+            "# TYPE portfwd_wan_link_up gauge",
+        ] {
+            assert!(old.contains(line), "missing {line} in:\n{old}");
+        }
+        assert!(!old.contains("# EOF") && !old.contains(" info\n"), "{old}");
     }
 }

@@ -430,6 +430,19 @@ impl Daemon {
         Err(format!("no ready line within 20 s: {}", daemon.stderr()))
     }
 
+    /// The state directory the harness made for this daemon (`None` if the test gave one).
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        self.own_state_dir.as_deref()
+    }
+
+    /// Kills the daemon with SIGKILL (nothing of its own runs after) and waits for it.
+    pub fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+        wait_timeout(&mut self.child, Duration::from_secs(10));
+        // Keep the state directory: the test restarts from it.
+        self.own_state_dir = None;
+    }
+
     /// What the daemon printed on stderr so far.
     pub fn stderr(&self) -> String {
         self.log.try_iter().collect::<Vec<_>>().join("\n")
@@ -557,6 +570,46 @@ pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<Strin
             .map(|(_, body)| body.to_owned())
             .ok_or_else(|| format!("not HTTP: {response:?}"))?;
         Ok(body)
+    })
+}
+
+/// An HTTP/1.0 request from inside `ns`: the status code and the body.
+pub fn http_request(
+    ns: &Netns,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String), String> {
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        request = request + name + ": " + value + "\r\n";
+    }
+    request = request + "Content-Length: " + &body.len().to_string() + "\r\n\r\n" + body;
+    ns.run(move || {
+        let timeout = Duration::from_secs(10);
+        let mut stream =
+            TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("write: {e}"))?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| format!("read: {e}"))?;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("not HTTP: {response:?}"))?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status: {head:?}"))?;
+        Ok((status, body.to_owned()))
     })
 }
 

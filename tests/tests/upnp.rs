@@ -360,7 +360,10 @@ fn a_lease_ends_on_time() {
     assert!(!tcp_reaches_lan(&lab, 8080), "the lease ended a second ago");
     assert!(!upnpc(&lab, &["-l"]).contains("8080->"));
     let (_, log) = daemon.stop();
-    assert!(log.contains("tcp:8080=10.77.0.10:80 expired"), "{log}");
+    assert!(
+        log.contains("share_expired: tcp:8080 -> 10.77.0.10:80"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -143,5 +143,8 @@ pub fn lab_tools() -> Result<()> {
 
 /// The real clients the end-to-end tests drive portfwd with.
 pub fn test_clients() -> Result<()> {
-    ensure_commands(&[("upnpc", "miniupnpc")], "the UPnP tests")
+    ensure_commands(
+        &[("upnpc", "miniupnpc"), ("promtool", "prometheus")],
+        "the UPnP and metrics tests (upnpc, promtool)",
+    )
 }
