@@ -120,13 +120,21 @@ fn demo() {
         ],
     );
     println!("{}", daemon.ready_line);
+    let cli = format!("ip netns exec {DEMO}-router {}", portfwd_bin().display());
+    let dir = daemon
+        .state_dir()
+        .map_or_else(String::new, |d| format!(" --state-dir {}", d.display()));
     println!(
         "\nThe demo lab is up:\n  \
          {DEMO}-remote 198.51.100.2  --  {DEMO}-router: portfwd, external address 198.51.100.1  --  {DEMO}-lan 10.77.0.10\n\
          Shares: tcp:8080 -> 10.77.0.10:80 (HTTP), udp:5300 -> 10.77.0.10:5353 (echo).\n\n\
          Try, from another terminal:\n  \
          ip netns exec {DEMO}-remote curl http://198.51.100.1:8080/\n  \
-         ip -n {DEMO}-router link show wan        # prog/xdp portfwd_wan is attached\n\n\
+         ip -n {DEMO}-router link show wan        # prog/xdp portfwd_wan is attached\n  \
+         {cli} share list{dir}\n  \
+         {cli} share add tcp:8081=10.77.0.10:80 --name web2{dir}\n  \
+         {cli} events --follow{dir}\n  \
+         ip netns exec {DEMO}-router curl -s http://127.0.0.1:9780/metrics | grep share_packets\n\n\
          Ctrl-C stops portfwd and takes the lab down."
     );
     wait_for_interrupt();
