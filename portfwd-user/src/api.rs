@@ -54,9 +54,7 @@ use crate::{
     metrics::{self, Metrics, Snapshot},
     share::{LanSubnet, Proto, ShareError, ShareId, ShareSpec},
     state::Civil,
-    table::{
-        SettingsPatch, SettingsView, ShareEntry, SharePatch, ShareView, TableError, TableHandle,
-    },
+    table::{SettingsPatch, SettingsView, SharePatch, ShareView, TableError, TableHandle},
     upnp::control::Host,
 };
 
@@ -409,10 +407,6 @@ async fn read_body(request: Request<Incoming>) -> Result<Map<String, Value>, Api
     }
 }
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "the route table in one match; each arm is a few lines"
-)]
 async fn handle(
     api: &Api,
     method: &str,
@@ -429,15 +423,7 @@ async fn handle(
             Ok((StatusCode::OK, json!({ "shares": list })))
         }
         ("POST", "/api/v1/shares") => create(api, body).await,
-        ("GET", "/api/v1/shares/{id}") => {
-            let id = share_id(param())?;
-            let shares = api.table.list().await.map_err(|e| table_error(&e))?;
-            shares
-                .iter()
-                .find(|s| s.entry.spec.id == id)
-                .map(|s| (StatusCode::OK, share_json(s)))
-                .ok_or_else(|| table_error(&TableError::NoSuchShare(id)))
-        }
+        ("GET", "/api/v1/shares/{id}") => share(api, share_id(param())?).await,
         ("PATCH", "/api/v1/shares/{id}") => {
             let id = share_id(param())?;
             let patch = share_patch(body)?;
@@ -655,10 +641,18 @@ async fn create(api: &Api, body: Map<String, Value>) -> Reply {
     };
     check_box_port(api, spec.id).await?;
     let entry = api.table.create(spec).await.map_err(|e| table_error(&e))?;
-    Ok((
-        StatusCode::CREATED,
-        entry_json(&entry, None, entry.spec.enabled),
-    ))
+    let (_, share) = share(api, entry.spec.id).await?;
+    Ok((StatusCode::CREATED, share))
+}
+
+/// One share as the list shows it (counters, and whether it is active now).
+async fn share(api: &Api, id: ShareId) -> Reply {
+    let shares = api.table.list().await.map_err(|e| table_error(&e))?;
+    shares
+        .iter()
+        .find(|s| s.entry.spec.id == id)
+        .map(|s| (StatusCode::OK, share_json(s)))
+        .ok_or_else(|| table_error(&TableError::NoSuchShare(id)))
 }
 
 fn share_patch(body: Map<String, Value>) -> Result<SharePatch, ApiError> {
@@ -700,7 +694,7 @@ async fn edit(api: &Api, id: ShareId, patch: SharePatch) -> Reply {
         .edit(id, patch)
         .await
         .map_err(|e| table_error(&e))?;
-    Ok((StatusCode::OK, entry_json(&entry, None, entry.spec.enabled)))
+    share(api, entry.spec.id).await
 }
 
 /// A share on a port the box itself listens on (on the external address or every address)
@@ -728,19 +722,9 @@ async fn check_box_port(api: &Api, id: ShareId) -> Result<(), ApiError> {
 }
 
 fn share_json(view: &ShareView) -> Value {
-    let mut value = entry_json(&view.entry, Some(view), view.active);
-    value["counters"] = json!({
-        "packets_in": view.stats.packets_in,
-        "bytes_in": view.stats.bytes_in,
-        "packets_out": view.stats.packets_out,
-        "bytes_out": view.stats.bytes_out,
-    });
-    value
-}
-
-fn entry_json(entry: &ShareEntry, _view: Option<&ShareView>, active: bool) -> Value {
+    let entry = &view.entry;
     let spec = &entry.spec;
-    json!({
+    let mut value = json!({
         "id": spec.id.to_string(),
         "proto": spec.id.proto,
         "external_port": spec.id.ext_port,
@@ -749,12 +733,19 @@ fn entry_json(entry: &ShareEntry, _view: Option<&ShareView>, active: bool) -> Va
         "device": spec.internal.ip().to_string(),
         "name": spec.name,
         "enabled": spec.enabled,
-        "active": active,
+        "active": view.active,
         "source": entry.origin.source(),
         "from_config": entry.origin == crate::share::Origin::Static,
         "client": entry.origin.client().map(|c| c.to_string()),
         "lease_remaining": entry.expires_in.map(|d| d.as_secs()),
-    })
+    });
+    value["counters"] = json!({
+        "packets_in": view.stats.packets_in,
+        "bytes_in": view.stats.bytes_in,
+        "packets_out": view.stats.packets_out,
+        "bytes_out": view.stats.bytes_out,
+    });
+    value
 }
 
 fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {

@@ -139,7 +139,10 @@ fn test() -> Result<()> {
     setup::test_clients()?;
     // The end-to-end tests run the real binary; build it first so they test this tree.
     cargo(&["build", "-p", "portfwd-user", "--bins"])?;
-    let bin = root().join("target/debug/portfwd");
+    // CARGO_TARGET_DIR moves the build; relative, it is relative to the workspace.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), |dir| root().join(dir));
+    let bin = target.join("debug/portfwd");
     // SAFETY (of the environment): set before any thread exists; the tests read it.
     unsafe { std::env::set_var("PORTFWD_BIN", &bin) };
     // The default members (portfwd-ebpf only builds for the BPF target; its programs are
