@@ -18,6 +18,9 @@
 //! | GET | `/api/v1/events?after=ID&limit=N&wait=S` | the event log, paged; `wait` long-polls |
 //! | GET | `/api/v1/status` | WAN link and address, XDP modes, program ids, uptime |
 //!
+//! Connections from anywhere but loopback and the LAN subnets are closed unanswered (the API
+//! listens on loopback unless the owner says otherwise, and never answers the WAN).
+//!
 //! Every `/api/v1` route needs `Authorization: Bearer TOKEN` (the token is made on first start
 //! in `STATE_DIR/api-token`, mode 0600); a wrong or missing token is 401. Bad input is 400
 //! naming the field, a collision 409 naming the share it collides with, an unknown share 404.
@@ -133,6 +136,20 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<O
                 }
             },
         };
+        // Listening beyond loopback is the owner's choice for the LAN, never the WAN.
+        let allowed = match peer.ip() {
+            std::net::IpAddr::V4(v4) => v4.is_loopback() || crate::upnp::http::on_lan(&api.lan, v4),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback()
+                    || v6.to_ipv4_mapped().is_some_and(|v4| {
+                        v4.is_loopback() || crate::upnp::http::on_lan(&api.lan, v4)
+                    })
+            }
+        };
+        if !allowed {
+            tracing::debug!("API connection from {peer} refused: not loopback or the LAN");
+            continue;
+        }
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::debug!("API connection from {peer} refused: too many connections");
             continue;

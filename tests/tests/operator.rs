@@ -571,3 +571,44 @@ fn the_webhook_hears_of_a_share_switched_on_and_a_dead_one_blocks_nothing() {
     drop(daemon);
     fs::remove_dir_all(dir).expect("cleanup");
 }
+
+#[test]
+fn an_api_beyond_loopback_answers_the_lan_and_never_the_wan() {
+    let lab = Lab::fresh("apiw");
+    let daemon = Daemon::start(
+        &lab.router,
+        &[
+            "--wan",
+            "wan",
+            "--lan",
+            "lan",
+            "--xdp-mode",
+            "skb",
+            "--api",
+            "0.0.0.0:9780",
+        ],
+    );
+    let on = |addr: std::net::Ipv4Addr| SocketAddr::V4(SocketAddrV4::new(addr, 9780));
+    // From the LAN host: answered (and still behind the token).
+    let (status, _) = http_request(
+        &lab.lan,
+        on(portfwd_tests::ROUTER_LAN),
+        "GET",
+        "/api/v1/status",
+        &[],
+        "",
+    )
+    .expect("the LAN reaches the API");
+    assert_eq!(status, 401);
+    // From the remote host, to the external address: nothing.
+    assert!(
+        http_request(&lab.remote, on(EXTERNAL), "GET", "/metrics", &[], "").is_err(),
+        "the WAN got an answer"
+    );
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("beyond this box"),
+        "the owner is warned: {log}"
+    );
+}
