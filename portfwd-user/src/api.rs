@@ -33,7 +33,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    convert::Infallible,
     future::Future,
     net::{Ipv4Addr, SocketAddrV4},
     str::FromStr,
@@ -47,11 +46,9 @@ use hyper::{
     Method, Request, Response, StatusCode,
     body::Incoming,
     header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue},
-    service::service_fn,
 };
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value, json};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 
 use crate::{
     metrics::{self, Metrics, Snapshot},
@@ -122,57 +119,33 @@ pub struct Api {
 
 /// Serves `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!("API accept: {err}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        // Listening beyond loopback is the owner's choice for the LAN, never the WAN.
+    let lan = api.lan.clone();
+    // Listening beyond loopback is the owner's choice for the LAN, never the WAN.
+    let admit = move |peer: std::net::SocketAddr| {
+        let ours = |v4: Ipv4Addr| v4.is_loopback() || crate::upnp::http::on_lan(&lan, v4);
         let allowed = match peer.ip() {
-            std::net::IpAddr::V4(v4) => v4.is_loopback() || crate::upnp::http::on_lan(&api.lan, v4),
-            std::net::IpAddr::V6(v6) => {
-                v6.is_loopback()
-                    || v6.to_ipv4_mapped().is_some_and(|v4| {
-                        v4.is_loopback() || crate::upnp::http::on_lan(&api.lan, v4)
-                    })
-            }
+            std::net::IpAddr::V4(v4) => ours(v4),
+            std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(ours),
         };
-        if !allowed {
-            tracing::debug!("API connection from {peer} refused: not loopback or the LAN");
-            continue;
-        }
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!("API connection from {peer} refused: too many connections");
-            continue;
-        };
-        let api = Arc::clone(&api);
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let api = Arc::clone(&api);
-                async move { Ok::<_, Infallible>(respond(&api, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEADER_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::debug!("API connection from {peer}: {err}"),
-                Err(_) => tracing::debug!("API connection from {peer}: timed out"),
-            }
-            drop(permit);
-        });
-    }
+        allowed.then_some(())
+    };
+    crate::server::serve(
+        "API",
+        listener,
+        crate::server::Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_timeout: HEADER_TIMEOUT,
+            max_header_bytes: MAX_HEADER_BYTES,
+            connection_timeout: CONNECTION_TIMEOUT,
+        },
+        shutdown,
+        admit,
+        move |(), request| {
+            let api = Arc::clone(&api);
+            async move { respond(&api, request).await }
+        },
+    )
+    .await;
 }
 
 /// A refused request.

@@ -553,16 +553,9 @@ impl<M: KernelMaps> Table<M> {
             if !by.may_remove(share.origin) {
                 return Err(TableError::NotOwner(id, by));
             }
-            let share = t.shares.remove(&id).ok_or(TableError::NoSuchShare(id))?;
-            t.clear_lease(id);
-            t.log(
-                NewEvent::new(
-                    EventKind::ShareDeleted,
-                    by.source(),
-                    describe_spec(&share.spec),
-                )
-                .share(id),
-            );
+            let share = t
+                .take(id, EventKind::ShareDeleted, &by.source(), None)
+                .ok_or(TableError::NoSuchShare(id))?;
             t.sync()?;
             Ok(share)
         })
@@ -586,18 +579,7 @@ impl<M: KernelMaps> Table<M> {
                 .collect();
             let mut removed = Vec::new();
             for id in ids {
-                if let Some(share) = t.shares.remove(&id) {
-                    t.log(
-                        NewEvent::new(
-                            EventKind::ShareDeleted,
-                            by.source(),
-                            describe_spec(&share.spec),
-                        )
-                        .share(id),
-                    );
-                    removed.push(share);
-                }
-                t.clear_lease(id);
+                removed.extend(t.take(id, EventKind::ShareDeleted, &by.source(), None));
             }
             if !removed.is_empty() {
                 t.sync()?;
@@ -860,21 +842,12 @@ impl<M: KernelMaps> Table<M> {
                     .map(|s| s.spec.id)
                     .collect();
                 for id in ids {
-                    if let Some(share) = t.shares.remove(&id) {
-                        t.log(
-                            NewEvent::new(
-                                EventKind::ShareDeleted,
-                                "api",
-                                format!(
-                                    "{}: the device's permission was revoked",
-                                    describe_spec(&share.spec)
-                                ),
-                            )
-                            .share(id),
-                        );
-                        removed.push(share);
-                    }
-                    t.clear_lease(id);
+                    removed.extend(t.take(
+                        id,
+                        EventKind::ShareDeleted,
+                        "api",
+                        Some("the device's permission was revoked"),
+                    ));
                 }
                 t.sync()?;
             }
@@ -966,6 +939,25 @@ impl<M: KernelMaps> Table<M> {
         result
     }
 
+    /// Takes share `id` out of the table with its lease and logs it as `kind` by `source`
+    /// (and `why`); the caller reconciles.
+    fn take(
+        &mut self,
+        id: ShareId,
+        kind: EventKind,
+        source: &str,
+        why: Option<&str>,
+    ) -> Option<Share> {
+        let share = self.shares.remove(&id)?;
+        self.clear_lease(id);
+        let mut detail = describe_spec(&share.spec);
+        if let Some(why) = why {
+            let _ = write!(detail, ": {why}");
+        }
+        self.log(NewEvent::new(kind, source, detail).share(id));
+        Some(share)
+    }
+
     fn clear_lease(&mut self, id: ShareId) {
         if let Some(deadline) = self.leases.remove(&id) {
             self.deadlines.remove(&(deadline, id));
@@ -1008,13 +1000,7 @@ impl<M: KernelMaps> Table<M> {
             }
             self.deadlines.pop_first();
             self.leases.remove(&id);
-            if let Some(share) = self.shares.remove(&id) {
-                self.log(
-                    NewEvent::new(EventKind::ShareExpired, "lease", describe_spec(&share.spec))
-                        .share(id),
-                );
-                expired.push(share);
-            }
+            expired.extend(self.take(id, EventKind::ShareExpired, "lease", None));
         }
         if self.armed {
             self.counters.lease_expirations += expired.len() as u64;

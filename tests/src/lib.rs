@@ -551,26 +551,13 @@ pub fn serve_udp_echo(ns: &Netns, port: u16) {
 
 /// An HTTP GET of `/` from inside `ns`; the body, or the error.
 pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<String, String> {
-    ns.run(move || {
-        let mut stream =
-            TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
-        stream
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        let request = format!("GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| format!("write: {e}"))?;
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .map_err(|e| format!("read: {e}"))?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .ok_or_else(|| format!("not HTTP: {response:?}"))?;
-        Ok(body)
-    })
+    http_exchange(
+        ns,
+        addr,
+        format!("GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n"),
+        timeout,
+    )
+    .map(|(_, body)| body)
 }
 
 /// An HTTP/1.0 request from inside `ns`: the status code and the body.
@@ -587,8 +574,17 @@ pub fn http_request(
         request = request + name + ": " + value + "\r\n";
     }
     request = request + "Content-Length: " + &body.len().to_string() + "\r\n\r\n" + body;
+    http_exchange(ns, addr, request, Duration::from_secs(10))
+}
+
+/// Sends `request` from inside `ns` and reads the response to its end: status and body.
+fn http_exchange(
+    ns: &Netns,
+    addr: SocketAddr,
+    request: String,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     ns.run(move || {
-        let timeout = Duration::from_secs(10);
         let mut stream =
             TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
         stream

@@ -6,7 +6,6 @@
 //! subnets is closed before a byte is read.
 
 use std::{
-    convert::Infallible,
     future::Future,
     net::{IpAddr, Ipv4Addr},
     sync::Arc,
@@ -19,10 +18,8 @@ use hyper::{
     Method, Request, Response, StatusCode,
     body::Incoming,
     header::{CONTENT_TYPE, HeaderValue, SERVER},
-    service::service_fn,
 };
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 
 use super::{Fault, Identity, Service, control::Control, description, soap};
 use crate::share::LanSubnet;
@@ -66,50 +63,27 @@ pub fn on_lan(lan: &[LanSubnet], addr: Ipv4Addr) -> bool {
 
 /// Serves `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!("UPnP HTTP accept: {err}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let client = match peer.ip() {
-            IpAddr::V4(v4) if on_lan(&server.lan, v4) => v4,
-            other => {
-                tracing::debug!("UPnP HTTP connection from {other} refused: not on the LAN");
-                continue;
-            }
-        };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!("UPnP HTTP connection from {client} refused: too many connections");
-            continue;
-        };
-        let server = Arc::clone(&server);
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let server = Arc::clone(&server);
-                async move { Ok::<_, Infallible>(respond(&server, client, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEADER_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::debug!("UPnP HTTP from {client}: {err}"),
-                Err(_) => tracing::debug!("UPnP HTTP from {client}: connection timed out"),
-            }
-            drop(permit);
-        });
-    }
+    let lan = server.lan.clone();
+    crate::server::serve(
+        "UPnP HTTP",
+        listener,
+        crate::server::Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_timeout: HEADER_TIMEOUT,
+            max_header_bytes: MAX_HEADER_BYTES,
+            connection_timeout: CONNECTION_TIMEOUT,
+        },
+        shutdown,
+        move |peer| match peer.ip() {
+            IpAddr::V4(v4) if on_lan(&lan, v4) => Some(v4),
+            _ => None,
+        },
+        move |client, request| {
+            let server = Arc::clone(&server);
+            async move { respond(&server, client, request).await }
+        },
+    )
+    .await;
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {

@@ -1,0 +1,79 @@
+//! The accept loop both HTTP servers (UPnP on the LAN address, the owner's API) share: peers
+//! the server does not admit are closed before a byte is read, at most
+//! [`Limits::max_connections`] connections are served at once (more are closed at once), each
+//! must send its headers within [`Limits::header_timeout`], fit them in
+//! [`Limits::max_header_bytes`] and be done within [`Limits::connection_timeout`].
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::Semaphore};
+
+/// Bounds on one server's connections.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub connection_timeout: Duration,
+}
+
+/// Serves `listener` until `shutdown` completes. `admit` says whether a peer is served, and
+/// what `handle` is told of it; `name` is what the log calls the server.
+pub async fn serve<P, H, F>(
+    name: &'static str,
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    admit: impl Fn(SocketAddr) -> Option<P>,
+    handle: H,
+) where
+    P: Copy + Send + 'static,
+    H: Fn(P, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!("{name} accept: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(client) = admit(peer) else {
+            tracing::debug!("{name} connection from {peer} refused: not served there");
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!("{name} connection from {peer} refused: too many connections");
+            continue;
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let response = handle(client, request);
+                async move { Ok::<_, Infallible>(response.await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_header_bytes)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(limits.connection_timeout, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!("{name} connection from {peer}: {err}"),
+                Err(_) => tracing::debug!("{name} connection from {peer}: timed out"),
+            }
+            drop(permit);
+        });
+    }
+}
