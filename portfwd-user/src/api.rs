@@ -27,9 +27,9 @@
 //! A change is answered once the share table has applied it to the kernel and written it to the
 //! state directory.
 //!
-//! Bounds: bodies up to [`MAX_BODY`], headers [`MAX_HEADER_BYTES`] within
-//! [`HEADER_TIMEOUT`], [`MAX_CONNECTIONS`] connections, each done within
-//! [`CONNECTION_TIMEOUT`] (a long poll waits at most [`MAX_WAIT`]).
+//! Bounds: bodies up to [`MAX_BODY`]; connections as [`LIMITS`] says (those of
+//! [`crate::server::Limits::CONTROL`], but 90 s per connection: a long poll waits at most
+//! [`MAX_WAIT`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -55,15 +55,16 @@ use crate::{
     share::{LanSubnet, Proto, ShareError, ShareId, ShareSpec},
     state::Civil,
     table::{SettingsPatch, SettingsView, SharePatch, ShareView, TableError, TableHandle},
-    upnp::control::Host,
+    upnp::control::{Host, listens},
 };
 
 pub const MAX_BODY: usize = 16 * 1024;
-pub const MAX_HEADER_BYTES: usize = 8 * 1024;
-pub const MAX_CONNECTIONS: usize = 32;
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_WAIT: Duration = Duration::from_mins(1);
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(90);
+/// The connection bounds.
+pub const LIMITS: crate::server::Limits = crate::server::Limits {
+    connection_timeout: Duration::from_secs(90),
+    ..crate::server::Limits::CONTROL
+};
 /// Longest share name.
 pub const MAX_NAME: usize = 64;
 /// Most events one page holds.
@@ -132,12 +133,7 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<O
     crate::server::serve(
         "API",
         listener,
-        crate::server::Limits {
-            max_connections: MAX_CONNECTIONS,
-            header_timeout: HEADER_TIMEOUT,
-            max_header_bytes: MAX_HEADER_BYTES,
-            connection_timeout: CONNECTION_TIMEOUT,
-        },
+        LIMITS,
         shutdown,
         admit,
         move |(), request| {
@@ -637,12 +633,8 @@ async fn create(api: &Api, body: Map<String, Value>) -> Reply {
 
 /// One share as the list shows it (counters, and whether it is active now).
 async fn share(api: &Api, id: ShareId) -> Reply {
-    let shares = api.table.list().await.map_err(|e| table_error(&e))?;
-    shares
-        .iter()
-        .find(|s| s.entry.spec.id == id)
-        .map(|s| (StatusCode::OK, share_json(s)))
-        .ok_or_else(|| table_error(&TableError::NoSuchShare(id)))
+    let view = api.table.view(id).await.map_err(|e| table_error(&e))?;
+    Ok((StatusCode::OK, share_json(&view)))
 }
 
 fn share_patch(body: Map<String, Value>) -> Result<SharePatch, ApiError> {
@@ -691,12 +683,7 @@ async fn edit(api: &Api, id: ShareId, patch: SharePatch) -> Reply {
 /// would take the box's own service off the WAN: refused, as for UPnP clients.
 async fn check_box_port(api: &Api, id: ShareId) -> Result<(), ApiError> {
     let external = api.table.external().await.map_err(|e| table_error(&e))?;
-    let taken = api
-        .host
-        .listening(id.proto)
-        .iter()
-        .any(|(addr, port)| *port == id.ext_port && addr.is_none_or(|a| Some(a) == external));
-    if taken {
+    if listens(&api.host.listening(id.proto), id.ext_port, external) {
         return Err(ApiError {
             field: Some("external_port"),
             ..ApiError::new(

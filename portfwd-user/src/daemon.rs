@@ -13,7 +13,7 @@
 use std::{
     fmt::Write as _,
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     sync::Arc,
     time::Duration,
 };
@@ -251,27 +251,33 @@ fn load_saved(state: &StateDir) -> Saved {
 /// Binds the API listener. Anything but loopback is the owner's explicit choice: say so.
 fn bind_api(config: &Config) -> Result<TcpListener, DaemonError> {
     let addr = config.api.listen;
-    let listen = || -> std::io::Result<TcpListener> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(64)?;
-        socket.set_nonblocking(true)?;
-        TcpListener::from_std(socket.into())
-    };
     if !addr.ip().is_loopback() {
         tracing::warn!(
             "the API listens on {addr}, beyond this box: every route but /metrics needs the token, but keep it off the WAN"
         );
     }
-    listen().map_err(|source| DaemonError::Listen {
+    tcp_listener(addr, None).map_err(|source| DaemonError::Listen {
         what: format!("the API on {addr}"),
         source,
     })
+}
+
+/// A TCP listener on `addr` (`SO_REUSEADDR`, so a restart need not wait out `TIME_WAIT`),
+/// bound to interface `device` if given.
+fn tcp_listener(addr: SocketAddr, device: Option<&str>) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if let Some(device) = device {
+        socket.bind_device(Some(device.as_bytes()))?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(64)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// The UPnP identity: the UUID made on first start, a boot id that grows with every start and
@@ -354,23 +360,11 @@ fn bind_upnp(
     lan_addr: Ipv4Addr,
 ) -> Result<(TcpListener, UdpSocket), DaemonError> {
     let addr = SocketAddrV4::new(lan_addr, config.upnp.port);
-    let listen = || -> std::io::Result<TcpListener> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        socket.set_reuse_address(true)?;
-        socket.bind_device(Some(config.lan.as_bytes()))?;
-        socket.bind(&addr.into())?;
-        socket.listen(64)?;
-        socket.set_nonblocking(true)?;
-        TcpListener::from_std(socket.into())
-    };
-    let http_listener = listen().map_err(|source| DaemonError::Listen {
-        what: format!("http://{addr}"),
-        source,
-    })?;
+    let http_listener =
+        tcp_listener(addr.into(), Some(&config.lan)).map_err(|source| DaemonError::Listen {
+            what: format!("http://{addr}"),
+            source,
+        })?;
     let ssdp_socket =
         ssdp::bind(&config.lan, lan_index, lan_addr).map_err(|source| DaemonError::Listen {
             what: format!(

@@ -129,10 +129,10 @@ impl NewEvent {
         self
     }
 
-    /// Marks the event as one the webhook is called for.
+    /// Marks the event as one the webhook is called for, if `on` (a share was switched on).
     #[must_use]
-    pub fn notify(mut self) -> Self {
-        self.notify = true;
+    pub fn notify_if(mut self, on: bool) -> Self {
+        self.notify = on;
         self
     }
 }
@@ -322,6 +322,12 @@ impl EventLog {
         }
     }
 
+    /// The id of the newest event (0: none yet).
+    #[must_use]
+    pub fn last_id(&self) -> u64 {
+        self.next_id - 1
+    }
+
     /// The id of the newest event, updated as events are recorded.
     #[must_use]
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -398,8 +404,8 @@ mod tests {
         let mut log = EventLog::memory(10);
         log.set_webhook(tx);
         log.record(made(1));
-        log.record(made(2).notify());
-        log.record(made(3).notify()); // The queue holds one: dropped, not waited for.
+        log.record(made(2).notify_if(true));
+        log.record(made(3).notify_if(true)); // The queue holds one: dropped, not waited for.
         assert_eq!(rx.try_recv().expect("sent").id, 2);
         assert!(rx.try_recv().is_err());
     }

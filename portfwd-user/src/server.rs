@@ -21,6 +21,17 @@ pub struct Limits {
     pub connection_timeout: Duration,
 }
 
+impl Limits {
+    /// What a control plane for one LAN needs: 32 connections, headers within 5 s and
+    /// 8 KiB, 30 s per connection.
+    pub const CONTROL: Self = Self {
+        max_connections: 32,
+        header_timeout: Duration::from_secs(5),
+        max_header_bytes: 8 * 1024,
+        connection_timeout: Duration::from_secs(30),
+    };
+}
+
 /// Serves `listener` until `shutdown` completes. `admit` says whether a peer is served, and
 /// what `handle` is told of it; `name` is what the log calls the server.
 pub async fn serve<P, H, F>(

@@ -355,12 +355,11 @@ impl<M: KernelMaps> Table<M> {
                 source,
             })?;
         self.reconciler.maps_mut().reset_stats(slot)?;
-        let event = NewEvent::new(EventKind::ShareCreated, "api", described(&self.shares, id));
-        self.log(if enabled {
-            event.share(id).notify()
-        } else {
-            event.share(id)
-        });
+        self.log(
+            NewEvent::new(EventKind::ShareCreated, "api", described(&self.shares, id))
+                .share(id)
+                .notify_if(enabled),
+        );
         self.sync()?;
         self.entry_of(id, now)
     }
@@ -437,28 +436,10 @@ impl<M: KernelMaps> Table<M> {
             }
         }
         if spec.id != before.id || spec.internal != before.internal || spec.name != before.name {
-            self.log(
-                NewEvent::new(
-                    EventKind::ShareEdited,
-                    "api",
-                    format!(
-                        "was {}, now {}",
-                        describe_spec(&before),
-                        describe_spec(&spec)
-                    ),
-                )
-                .share(spec.id),
-            );
+            self.log(edited(&before, &spec, "api"));
         }
         if spec.enabled != before.enabled {
-            let event = if spec.enabled {
-                NewEvent::new(EventKind::ShareEnabled, "api", describe_spec(&spec))
-                    .share(spec.id)
-                    .notify()
-            } else {
-                NewEvent::new(EventKind::ShareDisabled, "api", describe_spec(&spec)).share(spec.id)
-            };
-            self.log(event);
+            self.log(switched(&spec, "api"));
         }
         self.sync()?;
         self.entry_of(spec.id, now)
@@ -531,9 +512,11 @@ impl<M: KernelMaps> Table<M> {
             if let Some(lease) = lease {
                 let _ = write!(detail, ", lease {} s", lease.as_secs());
             }
-            let event =
-                NewEvent::new(EventKind::ShareCreated, format!("upnp {client}"), detail).share(id);
-            self.log(if enabled { event.notify() } else { event });
+            self.log(
+                NewEvent::new(EventKind::ShareCreated, format!("upnp {client}"), detail)
+                    .share(id)
+                    .notify_if(enabled),
+            );
         }
         if let Some(lease) = lease {
             let deadline = now + lease;
@@ -1084,16 +1067,21 @@ impl<M: KernelMaps> Table<M> {
 
     /// All shares with their leases as of `now` and their counters.
     pub fn list(&self, now: Instant) -> Result<Vec<ShareView>, TableError> {
-        self.shares
-            .iter()
-            .map(|s| {
-                Ok(ShareView {
-                    entry: self.entry(s, now),
-                    stats: self.maps().stats(s.slot)?,
-                    active: s.spec.enabled && self.link.up,
-                })
-            })
-            .collect()
+        self.shares.iter().map(|s| self.view_of(s, now)).collect()
+    }
+
+    /// Share `id` with its lease and counters (one share's counters read, not every share's).
+    pub fn view(&self, id: ShareId, now: Instant) -> Result<ShareView, TableError> {
+        let share = self.shares.get(&id).ok_or(TableError::NoSuchShare(id))?;
+        self.view_of(share, now)
+    }
+
+    fn view_of(&self, share: &Share, now: Instant) -> Result<ShareView, TableError> {
+        Ok(ShareView {
+            entry: self.entry(share, now),
+            stats: self.maps().stats(share.slot)?,
+            active: share.spec.enabled && self.link.up,
+        })
     }
 
     /// The status the API and the metrics report.
@@ -1114,7 +1102,7 @@ impl<M: KernelMaps> Table<M> {
             } else {
                 0
             },
-            last_event: *self.events.subscribe().borrow(),
+            last_event: self.events.last_id(),
         }
     }
 
@@ -1189,6 +1177,32 @@ fn described(shares: &ShareTable, id: ShareId) -> String {
         .map_or_else(|| id.to_string(), |s| describe_spec(&s.spec))
 }
 
+/// The event of a share's target or name changing from `before` to `after`.
+fn edited(before: &ShareSpec, after: &ShareSpec, source: &str) -> NewEvent {
+    NewEvent::new(
+        EventKind::ShareEdited,
+        source,
+        format!(
+            "was {}, now {}",
+            describe_spec(before),
+            describe_spec(after)
+        ),
+    )
+    .share(after.id)
+}
+
+/// The event of `spec` being switched to its `enabled`; the webhook hears of switching on.
+fn switched(spec: &ShareSpec, source: &str) -> NewEvent {
+    let kind = if spec.enabled {
+        EventKind::ShareEnabled
+    } else {
+        EventKind::ShareDisabled
+    };
+    NewEvent::new(kind, source, describe_spec(spec))
+        .share(spec.id)
+        .notify_if(spec.enabled)
+}
+
 /// The events of a config reload: static shares created, deleted, edited, switched.
 fn static_changes(old: &ShareTable, new: &ShareTable) -> Vec<NewEvent> {
     let statics = |t: &ShareTable| -> BTreeMap<ShareId, ShareSpec> {
@@ -1205,31 +1219,18 @@ fn static_changes(old: &ShareTable, new: &ShareTable) -> Vec<NewEvent> {
                 NewEvent::new(EventKind::ShareDeleted, "config", describe_spec(spec)).share(*id),
             ),
             Some(now) if now.internal != spec.internal || now.name != spec.name => {
-                events.push(
-                    NewEvent::new(
-                        EventKind::ShareEdited,
-                        "config",
-                        format!("was {}, now {}", describe_spec(spec), describe_spec(now)),
-                    )
-                    .share(*id),
-                );
+                events.push(edited(spec, now, "config"));
             }
-            Some(now) if now.enabled != spec.enabled => {
-                let kind = if now.enabled {
-                    EventKind::ShareEnabled
-                } else {
-                    EventKind::ShareDisabled
-                };
-                let event = NewEvent::new(kind, "config", describe_spec(now)).share(*id);
-                events.push(if now.enabled { event.notify() } else { event });
-            }
+            Some(now) if now.enabled != spec.enabled => events.push(switched(now, "config")),
             Some(_) => {}
         }
     }
     for (id, spec) in new.iter().filter(|(id, _)| !old.contains_key(id)) {
-        let event =
-            NewEvent::new(EventKind::ShareCreated, "config", describe_spec(spec)).share(*id);
-        events.push(if spec.enabled { event.notify() } else { event });
+        events.push(
+            NewEvent::new(EventKind::ShareCreated, "config", describe_spec(spec))
+                .share(*id)
+                .notify_if(spec.enabled),
+        );
     }
     events
 }
@@ -1286,6 +1287,7 @@ enum Command {
     SetExternal(Option<Ipv4Addr>, oneshot::Sender<Result<(), TableError>>),
     ForwardingChanged(oneshot::Sender<Result<(), TableError>>),
     List(oneshot::Sender<Result<Vec<ShareView>, TableError>>),
+    View(ShareId, oneshot::Sender<Result<ShareView, TableError>>),
     Entries(oneshot::Sender<Result<Vec<ShareEntry>, TableError>>),
     Create(ShareSpec, oneshot::Sender<Result<ShareEntry, TableError>>),
     Edit(
@@ -1371,6 +1373,10 @@ impl TableHandle {
 
     pub async fn list(&self) -> Result<Vec<ShareView>, TableError> {
         self.call(Command::List).await
+    }
+
+    pub async fn view(&self, id: ShareId) -> Result<ShareView, TableError> {
+        self.call(|r| Command::View(id, r)).await
     }
 
     pub async fn entries(&self) -> Result<Vec<ShareEntry>, TableError> {
@@ -1485,6 +1491,9 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
                 }
                 Command::List(reply) => {
                     let _ = reply.send(table.list(Instant::now()));
+                }
+                Command::View(id, reply) => {
+                    let _ = reply.send(table.view(id, Instant::now()));
                 }
                 Command::Entries(reply) => {
                     let _ = reply.send(Ok(table.entries(Instant::now())));

@@ -615,8 +615,14 @@ impl Control {
     }
 }
 
-/// Whether `port` is among `listening` on the external address or every address.
-fn listens(listening: &[(Option<Ipv4Addr>, u16)], port: u16, external: Option<Ipv4Addr>) -> bool {
+/// Whether `port` is among `listening` on the external address or every address: a share
+/// there would hide the box's own service (UPnP refuses it; so does the API).
+#[must_use]
+pub fn listens(
+    listening: &[(Option<Ipv4Addr>, u16)],
+    port: u16,
+    external: Option<Ipv4Addr>,
+) -> bool {
     listening
         .iter()
         .any(|&(addr, p)| p == port && (addr.is_none() || addr == external))

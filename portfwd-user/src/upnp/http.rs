@@ -1,15 +1,14 @@
 //! The UPnP HTTP server: descriptions and SOAP control, for LAN clients only.
 //!
-//! Bounds: a connection must send its headers within [`HEADER_TIMEOUT`] and be done within
-//! [`CONNECTION_TIMEOUT`]; headers fit in [`MAX_HEADER_BYTES`], bodies in [`MAX_BODY`]; at most
-//! [`MAX_CONNECTIONS`] are served at once (more are closed at once). A peer outside the LAN
+//! Bounds: [`crate::server::Limits::CONTROL`] (a connection must send its headers within 5 s
+//! and be done within 30 s; headers fit in 8 KiB; at most 32 are served at once, more are
+//! closed at once); bodies fit in [`MAX_BODY`]. A peer outside the LAN
 //! subnets is closed before a byte is read.
 
 use std::{
     future::Future,
     net::{IpAddr, Ipv4Addr},
     sync::Arc,
-    time::Duration,
 };
 
 use bytes::Bytes;
@@ -25,10 +24,6 @@ use super::{Fault, Identity, Service, control::Control, description, soap};
 use crate::share::LanSubnet;
 
 pub const MAX_BODY: usize = 16 * 1024;
-pub const MAX_HEADER_BYTES: usize = 8 * 1024;
-pub const MAX_CONNECTIONS: usize = 32;
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the server answers with.
 pub struct Server {
@@ -67,12 +62,7 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: impl Fu
     crate::server::serve(
         "UPnP HTTP",
         listener,
-        crate::server::Limits {
-            max_connections: MAX_CONNECTIONS,
-            header_timeout: HEADER_TIMEOUT,
-            max_header_bytes: MAX_HEADER_BYTES,
-            connection_timeout: CONNECTION_TIMEOUT,
-        },
+        crate::server::Limits::CONTROL,
         shutdown,
         move |peer| match peer.ip() {
             IpAddr::V4(v4) if on_lan(&lan, v4) => Some(v4),
