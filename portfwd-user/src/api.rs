@@ -205,7 +205,9 @@ pub fn table_error(err: &TableError) -> ApiError {
         },
         TableError::Conflict { existing, .. } => ApiError::conflict(*existing, message),
         TableError::Static(id) => ApiError::conflict(*id, message),
-        TableError::Quota { .. } => ApiError::new(StatusCode::CONFLICT, message),
+        TableError::Quota { .. } | TableError::NoFreePort(_) => {
+            ApiError::new(StatusCode::CONFLICT, message)
+        }
         TableError::NotOwner(..) => ApiError::new(StatusCode::FORBIDDEN, message),
         TableError::NoSuchShare(_) => ApiError::new(StatusCode::NOT_FOUND, message),
         TableError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),

@@ -17,6 +17,12 @@
 //! [upnp]                # see crate::upnp::policy for every setting and its default
 //! igd_version = 2
 //!
+//! [pcp]                 # NAT-PMP and PCP on UDP 5351 of the LAN address
+//! enabled = true
+//! third_party = false   # true: PCP THIRD_PARTY may map for other hosts (not in secure mode)
+//! min_lifetime = 120    # seconds; lifetimes asked for are clamped to this range
+//! max_lifetime = 86400
+//!
 //! [api]
 //! listen = "127.0.0.1:9780"  # REST API and /metrics (--api)
 //! metrics_auth = false       # true: /metrics needs the bearer token too
@@ -40,6 +46,7 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
+    pcp::PcpSettings,
     share::{Proto, ShareId, ShareSpec},
     upnp::{Settings, policy::UpnpConfig},
 };
@@ -67,6 +74,7 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     share: Vec<FileShare>,
     upnp: UpnpConfig,
+    pcp: PcpSettings,
     api: FileApi,
     #[serde(rename = "wan_link")]
     link: FileLink,
@@ -145,6 +153,7 @@ pub struct Config {
     pub file: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub upnp: Settings,
+    pub pcp: PcpSettings,
     pub api: ApiSettings,
     /// A WAN outage shorter than this is logged as one event.
     pub flap_window: Duration,
@@ -171,6 +180,8 @@ pub enum ConfigError {
     Duplicate(ShareId),
     #[error("{0}")]
     Upnp(String),
+    #[error("{0}")]
+    Pcp(String),
     #[error("api.webhook: {0}")]
     Webhook(String),
     #[error("wan_link.flap_window is {0}: expected 1 to 86400 seconds")]
@@ -203,6 +214,7 @@ impl Config {
             upnp.port = port;
         }
         let upnp = upnp.compile().map_err(ConfigError::Upnp)?;
+        file.pcp.check().map_err(ConfigError::Pcp)?;
         let webhook = file
             .api
             .webhook
@@ -223,6 +235,7 @@ impl Config {
                 .or(file.state_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             upnp,
+            pcp: file.pcp,
             api: ApiSettings {
                 listen: overrides.api.or(file.api.listen).unwrap_or(DEFAULT_API),
                 metrics_auth: file.api.metrics_auth,

@@ -11,7 +11,6 @@
 //! this process and go with it, even on `kill -9`); SIGHUP re-reads the config file's shares.
 
 use std::{
-    fmt::Write as _,
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     sync::Arc,
@@ -33,6 +32,7 @@ use crate::{
     metrics::Metrics,
     netinfo::{self, NetInfoError},
     netlink::Monitor,
+    pcp,
     share::ShareSpec,
     state::{Saved, StateDir, StateError},
     table::{self, Table, TableError, TableHandle},
@@ -61,7 +61,7 @@ pub enum DaemonError {
     State(#[from] StateError),
     #[error("the LAN interface {0} has no IPv4 address for UPnP to listen on")]
     NoLanAddress(String),
-    #[error("listening for UPnP on {what}")]
+    #[error("listening on {what}")]
     Listen {
         what: String,
         #[source]
@@ -93,11 +93,15 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         .ok_or_else(|| DaemonError::NoLanAddress(config.lan.clone()))?;
     let identity = identity(&state, &config, lan_addr)?;
     let token = state.read_or_create("api-token", 0o600, || {
-        let hex = hex(&random_bytes::<32>());
+        let hex = crate::state::hex(&random_bytes::<32>());
         format!("{hex}\n")
     })?;
     let token = token.trim().to_owned();
     let (http_listener, ssdp_socket) = bind_upnp(&config, lan_index, lan_addr)?;
+    let pcp_socket = pcp::bind(&config.lan, lan_addr).map_err(|source| DaemonError::Listen {
+        what: format!("NAT-PMP/PCP on {lan_addr}:{}", pcp::wire::SERVER_PORT),
+        source,
+    })?;
     let api_listener = bind_api(&config)?;
     let mut events = EventLog::open(&state, events::DEFAULT_CAPACITY).unwrap_or_else(|err| {
         tracing::error!(
@@ -159,7 +163,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         Control {
             table: handle.clone(),
             metrics: Arc::clone(&metrics),
-            settings,
+            settings: settings.clone(),
             host: Arc::clone(&host),
             started: std::time::Instant::now(),
         },
@@ -172,6 +176,19 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         identity.clone(),
         lan_subnets.clone(),
         config.upnp.notify_interval,
+        stopped(),
+    ));
+    let pcp_task = tokio::spawn(pcp::serve(
+        pcp_socket,
+        Arc::new(pcp::Responder {
+            table: handle.clone(),
+            metrics: Arc::clone(&metrics),
+            settings,
+            pcp: config.pcp.clone(),
+            host: Arc::clone(&host),
+            lan: lan_subnets.clone(),
+            started: std::time::Instant::now(),
+        }),
         stopped(),
     ));
     let api_addr = api_listener
@@ -221,6 +238,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = ssdp_task.await;
         let _ = http_task.await;
+        let _ = pcp_task.await;
         let _ = api_task.await;
     })
     .await;
@@ -329,19 +347,12 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    })
-}
-
 /// A random (version 4) UUID.
 fn random_uuid() -> String {
     let mut bytes = random_bytes::<16>();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex(&bytes);
+    let hex = crate::state::hex(&bytes);
     format!(
         "{}-{}-{}-{}-{}\n",
         &hex[..8],
@@ -406,13 +417,15 @@ fn announce_ready(
     // stop forwarding.
     let _ = writeln!(
         out,
-        "portfwd ready: wan {} ({}), lan {} ({}), external address {external}, {shares} share(s), UPnP IGD:{} at {}, API on {api}",
+        "portfwd ready: wan {} ({}), lan {} ({}), external address {external}, {shares} share(s), UPnP IGD:{} at {}, NAT-PMP/PCP on {}:{}, API on {api}",
         config.wan,
         wan_mode.name(),
         config.lan,
         lan_mode.name(),
         identity.version.number(),
         identity.location(),
+        identity.lan_addr,
+        pcp::wire::SERVER_PORT,
     );
     let _ = out.flush();
 }

@@ -13,6 +13,7 @@ pub mod events;
 pub mod metrics;
 pub mod netinfo;
 pub mod netlink;
+pub mod pcp;
 pub mod server;
 pub mod share;
 pub mod state;

@@ -256,7 +256,15 @@ pub enum Origin {
     Api,
     /// Requested over UPnP by this LAN client, which owns it.
     Upnp { client: Ipv4Addr },
+    /// Requested over NAT-PMP (RFC 6886) by this LAN client, which owns it.
+    Natpmp { client: Ipv4Addr },
+    /// Requested over PCP (RFC 6887) by this LAN client, which owns it; only requests carrying
+    /// the same nonce may renew or delete it.
+    Pcp { client: Ipv4Addr, nonce: Nonce },
 }
+
+/// A PCP mapping nonce (RFC 6887 section 11.1).
+pub type Nonce = [u8; 12];
 
 impl Origin {
     /// How the origin reads in a sentence: "a static", "10.0.0.10's".
@@ -265,7 +273,9 @@ impl Origin {
         match self {
             Self::Static => "the static".to_owned(),
             Self::Api => "the owner's".to_owned(),
-            Self::Upnp { client } => format!("{client}'s"),
+            Self::Upnp { client } | Self::Natpmp { client } | Self::Pcp { client, .. } => {
+                format!("{client}'s")
+            }
         }
     }
 
@@ -276,6 +286,8 @@ impl Origin {
         match self {
             Self::Static | Self::Api => "static",
             Self::Upnp { .. } => "upnp",
+            Self::Natpmp { .. } => "natpmp",
+            Self::Pcp { .. } => "pcp",
         }
     }
 
@@ -284,7 +296,18 @@ impl Origin {
     pub const fn client(self) -> Option<Ipv4Addr> {
         match self {
             Self::Static | Self::Api => None,
-            Self::Upnp { client } => Some(client),
+            Self::Upnp { client } | Self::Natpmp { client } | Self::Pcp { client, .. } => {
+                Some(client)
+            }
+        }
+    }
+
+    /// The event source of a change on behalf of this origin: `upnp 10.0.0.10`.
+    #[must_use]
+    pub fn actor(self) -> String {
+        match self.client() {
+            Some(client) => format!("{} {client}", self.source()),
+            None => "api".to_owned(),
         }
     }
 }

@@ -17,6 +17,7 @@
 
 use std::{
     collections::BTreeMap,
+    fmt::Write as _,
     fs,
     io::Write as _,
     net::{Ipv4Addr, SocketAddrV4},
@@ -79,6 +80,10 @@ pub enum SavedSource {
     Api,
     /// A LAN client over UPnP (the only kind `leases.json` had).
     Upnp,
+    /// A LAN client over NAT-PMP.
+    Natpmp,
+    /// A LAN client over PCP, with its nonce.
+    Pcp,
 }
 
 /// A share made at run time, as saved.
@@ -94,11 +99,37 @@ pub struct SavedShare {
     /// The LAN client that made it (clients' shares only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<Ipv4Addr>,
+    /// The PCP nonce the share answers to (PCP shares only), in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub enabled: bool,
     /// Seconds since the Unix epoch when the lease ends; `None`: until removed.
     pub expires_at: Option<u64>,
+}
+
+/// `bytes` in lowercase hex.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
+}
+
+/// `N` bytes from `text` in hex, if it is exactly that.
+#[must_use]
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let text = text.as_bytes();
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(bytes)
 }
 
 fn upnp() -> SavedSource {
@@ -375,6 +406,7 @@ mod tests {
             internal: "10.0.0.10:3074".parse().expect("addr"),
             source: SavedSource::Upnp,
             client: Some(Ipv4Addr::new(10, 0, 0, 10)),
+            nonce: None,
             name: Some("game".into()),
             enabled: true,
             expires_at: Some(wall_deadline(Duration::from_mins(1))),

@@ -82,6 +82,8 @@ pub enum TableError {
         "{0} is defined in the config file or on the command line: change it there (the API only switches it off and on)"
     )]
     Static(ShareId),
+    #[error("no free external port for {0}")]
+    NoFreePort(ShareId),
     #[error("saving the change")]
     State(#[from] StateError),
     #[error("the share table task has stopped")]
@@ -93,20 +95,20 @@ pub enum TableError {
 pub enum By {
     /// The box's owner: any share.
     Operator,
-    /// A LAN client: only the shares it made.
-    Client(Ipv4Addr),
+    /// A LAN client (the origin it would give a share it made): only the shares it made, by
+    /// whichever protocol.
+    Client(Origin),
     /// A LAN client where secure mode is off: any share made by a client, none of the owner's.
-    AnyClient(Ipv4Addr),
+    AnyClient(Origin),
 }
 
 impl By {
     /// Static shares are nobody's to remove: they go with the config.
     fn may_remove(self, origin: Origin) -> bool {
-        match (self, origin) {
-            (Self::Operator, Origin::Api | Origin::Upnp { .. })
-            | (Self::AnyClient(_), Origin::Upnp { .. }) => true,
-            (Self::Client(me), Origin::Upnp { client }) => me == client,
-            (_, Origin::Static) | (Self::Client(_) | Self::AnyClient(_), Origin::Api) => false,
+        match self {
+            Self::Operator => origin != Origin::Static,
+            Self::AnyClient(_) => origin.client().is_some(),
+            Self::Client(me) => me.client().is_some() && origin.client() == me.client(),
         }
     }
 
@@ -114,7 +116,7 @@ impl By {
     fn source(self) -> String {
         match self {
             Self::Operator => "api".to_owned(),
-            Self::Client(client) | Self::AnyClient(client) => format!("upnp {client}"),
+            Self::Client(me) | Self::AnyClient(me) => me.actor(),
         }
     }
 }
@@ -123,7 +125,10 @@ impl std::fmt::Display for By {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Operator => f.write_str("the owner"),
-            Self::Client(client) => write!(f, "{client}"),
+            Self::Client(me) => match me.client() {
+                Some(client) => write!(f, "{client}"),
+                None => f.write_str("the owner"),
+            },
             Self::AnyClient(_) => f.write_str("a LAN client"),
         }
     }
@@ -459,15 +464,45 @@ impl<M: KernelMaps> Table<M> {
         self.transact(|t| t.lease_in(request, now))
     }
 
+    /// Leases `request` on the first of `ports` that is free for it, in order: what NAT-PMP,
+    /// PCP and AddAnyPortMapping do when the port asked for is taken. Returns that port; if
+    /// every one collides, the last collision (or [`TableError::NoFreePort`] for no ports).
+    pub fn lease_any(
+        &mut self,
+        request: &LeaseRequest,
+        ports: &[u16],
+        now: Instant,
+    ) -> Result<u16, TableError> {
+        let mut last = TableError::NoFreePort(request.spec.id);
+        for &port in ports {
+            let mut request = request.clone();
+            request.spec.id.ext_port = port;
+            match self.lease(request, now) {
+                Ok(_) => return Ok(port),
+                Err(
+                    err @ (TableError::Conflict { .. }
+                    | TableError::Share {
+                        source: ShareError::Duplicate(_),
+                        ..
+                    }),
+                ) => last = err,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last)
+    }
+
     fn lease_in(&mut self, request: LeaseRequest, now: Instant) -> Result<Applied, TableError> {
         let LeaseRequest {
             spec,
-            client,
+            origin,
             lease,
             limits,
         } = request;
         let id = spec.id;
-        let origin = Origin::Upnp { client };
+        let Some(client) = origin.client() else {
+            return Err(TableError::NotOwner(id, By::Client(origin)));
+        };
         if let Some(other) = self
             .shares
             .on_port(id.proto, id.ext_port)
@@ -513,7 +548,7 @@ impl<M: KernelMaps> Table<M> {
                 let _ = write!(detail, ", lease {} s", lease.as_secs());
             }
             self.log(
-                NewEvent::new(EventKind::ShareCreated, format!("upnp {client}"), detail)
+                NewEvent::new(EventKind::ShareCreated, origin.actor(), detail)
                     .share(id)
                     .notify_if(enabled),
             );
@@ -628,10 +663,12 @@ impl<M: KernelMaps> Table<M> {
             .shares
             .iter()
             .filter_map(|s| {
-                let (source, client) = match s.origin {
+                let (source, nonce) = match s.origin {
                     Origin::Static => return None,
                     Origin::Api => (SavedSource::Api, None),
-                    Origin::Upnp { client } => (SavedSource::Upnp, Some(client)),
+                    Origin::Upnp { .. } => (SavedSource::Upnp, None),
+                    Origin::Natpmp { .. } => (SavedSource::Natpmp, None),
+                    Origin::Pcp { nonce, .. } => (SavedSource::Pcp, Some(state::hex(&nonce))),
                 };
                 Some(SavedShare {
                     proto: s.spec.id.proto,
@@ -639,7 +676,8 @@ impl<M: KernelMaps> Table<M> {
                     remote: s.spec.id.remote,
                     internal: s.spec.internal,
                     source,
-                    client,
+                    client: s.origin.client(),
+                    nonce,
                     name: s.spec.name.clone(),
                     enabled: s.spec.enabled,
                     expires_at: self.leases.get(&s.spec.id).map(|deadline| {
@@ -701,23 +739,35 @@ impl<M: KernelMaps> Table<M> {
                 enabled: share.enabled,
             };
             let text = spec.to_string();
-            let result = match (share.source, share.client) {
-                (SavedSource::Api, _) => self.transact(|t| t.create_in(spec, now)).map(drop),
-                (SavedSource::Upnp, Some(client)) => self
+            let origin = match (share.source, share.client) {
+                (SavedSource::Api, _) => None,
+                (SavedSource::Upnp, Some(client)) => Some(Origin::Upnp { client }),
+                (SavedSource::Natpmp, Some(client)) => Some(Origin::Natpmp { client }),
+                (SavedSource::Pcp, Some(client)) => {
+                    let Some(nonce) = share.nonce.as_deref().and_then(state::unhex::<12>) else {
+                        tracing::warn!("saved PCP share {text} has no nonce: not restored");
+                        continue;
+                    };
+                    Some(Origin::Pcp { client, nonce })
+                }
+                (_, None) => {
+                    tracing::warn!("saved share {text} has no client: not restored");
+                    continue;
+                }
+            };
+            let result = match origin {
+                None => self.transact(|t| t.create_in(spec, now)).map(drop),
+                Some(origin) => self
                     .lease(
                         LeaseRequest {
                             spec,
-                            client,
+                            origin,
                             lease: remaining,
                             limits: Limits::NONE,
                         },
                         now,
                     )
                     .map(drop),
-                (SavedSource::Upnp, None) => {
-                    tracing::warn!("saved share {text} has no client: not restored");
-                    continue;
-                }
             };
             match result {
                 Ok(()) => restored += 1,
@@ -1136,7 +1186,8 @@ impl<M: KernelMaps> Table<M> {
 #[derive(Clone, Debug)]
 pub struct LeaseRequest {
     pub spec: ShareSpec,
-    pub client: Ipv4Addr,
+    /// Who asks: a LAN client's origin ([`Origin::client`] is `Some`).
+    pub origin: Origin,
     /// `None`: until removed.
     pub lease: Option<Duration>,
     pub limits: Limits,
@@ -1276,6 +1327,11 @@ fn apply_static(shares: &mut ShareTable, specs: Vec<ShareSpec>) -> Result<Vec<u3
 enum Command {
     ReplaceStatic(Vec<ShareSpec>, oneshot::Sender<Result<Applied, TableError>>),
     Lease(LeaseRequest, oneshot::Sender<Result<Applied, TableError>>),
+    LeaseAny(
+        LeaseRequest,
+        Vec<u16>,
+        oneshot::Sender<Result<u16, TableError>>,
+    ),
     Remove(ShareId, By, oneshot::Sender<Result<Share, TableError>>),
     RemoveRange(
         Proto,
@@ -1342,6 +1398,14 @@ impl TableHandle {
 
     pub async fn lease(&self, request: LeaseRequest) -> Result<Applied, TableError> {
         self.call(|r| Command::Lease(request, r)).await
+    }
+
+    pub async fn lease_any(
+        &self,
+        request: LeaseRequest,
+        ports: Vec<u16>,
+    ) -> Result<u16, TableError> {
+        self.call(|r| Command::LeaseAny(request, ports, r)).await
     }
 
     pub async fn remove(&self, id: ShareId, by: By) -> Result<Share, TableError> {
@@ -1474,6 +1538,9 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
                 Command::Lease(request, reply) => {
                     let _ = reply.send(table.lease(request, Instant::now()));
                 }
+                Command::LeaseAny(request, ports, reply) => {
+                    let _ = reply.send(table.lease_any(&request, &ports, Instant::now()));
+                }
                 Command::Remove(id, by, reply) => {
                     let _ = reply.send(table.remove(id, by));
                 }
@@ -1595,7 +1662,7 @@ mod tests {
     fn request(s: &str, client: Ipv4Addr, secs: Option<u64>) -> LeaseRequest {
         LeaseRequest {
             spec: spec(s),
-            client,
+            origin: Origin::Upnp { client },
             lease: secs.map(Duration::from_secs),
             limits: Limits::NONE,
         }
@@ -1655,24 +1722,32 @@ mod tests {
         ));
         let id = spec("tcp:6000=10.0.0.10:6000").id;
         assert!(matches!(
-            t.remove(id, By::Client(other)),
+            t.remove(id, By::Client(Origin::Upnp { client: other })),
             Err(TableError::NotOwner(..))
         ));
         // Static shares are not the clients' either.
         t.replace_static(specs(&["tcp:1=10.0.0.10:1"]))
             .expect("static");
         assert!(matches!(
-            t.remove(spec("tcp:1=10.0.0.10:1").id, By::Client(CLIENT)),
+            t.remove(
+                spec("tcp:1=10.0.0.10:1").id,
+                By::Client(Origin::Upnp { client: CLIENT })
+            ),
             Err(TableError::NotOwner(..))
         ));
         assert!(matches!(
             t.remove(
                 spec("tcp:1=10.0.0.10:1").id,
-                By::AnyClient(Ipv4Addr::new(10, 0, 0, 99))
+                By::AnyClient(Origin::Upnp {
+                    client: Ipv4Addr::new(10, 0, 0, 99)
+                })
             ),
             Err(TableError::NotOwner(..))
         ));
-        assert!(t.remove(id, By::Client(CLIENT)).is_ok());
+        assert!(
+            t.remove(id, By::Client(Origin::Upnp { client: CLIENT }))
+                .is_ok()
+        );
         assert!(matches!(
             t.remove(id, By::Operator),
             Err(TableError::NoSuchShare(_))
@@ -1854,7 +1929,11 @@ mod tests {
             t.lease(request(s, c, None), now).expect("lease");
         }
         let removed = t
-            .remove_range(Proto::Tcp, 2000..=2999, By::Client(CLIENT))
+            .remove_range(
+                Proto::Tcp,
+                2000..=2999,
+                By::Client(Origin::Upnp { client: CLIENT }),
+            )
             .expect("range");
         let ports: Vec<u16> = removed.iter().map(|s| s.spec.id.ext_port).collect();
         assert_eq!(ports, [2000, 2002]);
@@ -1881,8 +1960,11 @@ mod tests {
             .expect("permanent");
         t.lease(request("tcp:4001=10.0.0.10:4001", CLIENT, Some(60)), now)
             .expect("short");
-        t.remove(spec("tcp:4001=10.0.0.10:4001").id, By::Client(CLIENT))
-            .expect("removed before the restart");
+        t.remove(
+            spec("tcp:4001=10.0.0.10:4001").id,
+            By::Client(Origin::Upnp { client: CLIENT }),
+        )
+        .expect("removed before the restart");
         t.create(spec("tcp:6000=10.0.0.30:80"))
             .expect("the owner's");
         t.replace_static(specs(&["tcp:7000=10.0.0.40:80"]))

@@ -92,7 +92,8 @@ pub fn table_fault(err: &TableError, version: u8) -> Fault {
             source: ShareError::Full { .. },
             ..
         }
-        | TableError::Quota { .. } => Fault::NO_PORT_MAPS_AVAILABLE,
+        | TableError::Quota { .. }
+        | TableError::NoFreePort(_) => Fault::NO_PORT_MAPS_AVAILABLE,
         TableError::NotOwner(..) | TableError::Static(_) => Fault::NOT_AUTHORIZED,
         TableError::NoSuchShare(_) => Fault::NO_SUCH_ENTRY,
         TableError::Dataplane(_) | TableError::State(_) | TableError::Stopped => {
@@ -393,21 +394,24 @@ impl Control {
         Ok(())
     }
 
-    async fn lease(&self, client: Ipv4Addr, version: u8, m: &Mapping) -> Result<(), Fault> {
+    fn request(&self, client: Ipv4Addr, version: u8, m: &Mapping) -> LeaseRequest {
         let spec = ShareSpec {
             id: m.id,
             internal: m.internal,
             name: (!m.description.is_empty()).then(|| m.description.clone()),
             enabled: m.enabled,
         };
-        let request = LeaseRequest {
+        LeaseRequest {
             spec,
-            client,
+            origin: Origin::Upnp { client },
             lease: self.settings().lease(m.lease, version >= 2),
             limits: self.settings().limits,
-        };
+        }
+    }
+
+    async fn lease(&self, client: Ipv4Addr, version: u8, m: &Mapping) -> Result<(), Fault> {
         self.table
-            .lease(request)
+            .lease(self.request(client, version, m))
             .await
             .map(drop)
             .map_err(|e| table_fault(&e, version))
@@ -461,43 +465,41 @@ impl Control {
         }
         let listening = self.host.listening(m.id.proto);
         let external = self.external().await?;
-        let candidates = nearest(wanted).filter(|&p| {
-            !taken(p)
-                && self.settings().check_mapping(client, p, ip, port).is_ok()
-                && !listens(&listening, p, external)
-        });
-        let mut last = None;
-        // A port the snapshot showed free can be taken meanwhile: a few tries, then give up.
-        for candidate in candidates.take(8) {
-            m.id.ext_port = candidate;
-            match self.lease(client, version, &m).await {
-                Ok(()) => return Ok(vec![("NewReservedPort", candidate.to_string())]),
-                Err(f)
-                    if [
-                        Fault::CONFLICT_IN_MAPPING,
-                        Fault::CONFLICT_WITH_OTHER_MECHANISMS,
-                    ]
-                    .contains(&f.code) =>
+        // A port the snapshot showed free can be taken meanwhile: a few, tried in order.
+        let candidates: Vec<u16> = nearest(wanted)
+            .filter(|&p| {
+                !taken(p)
+                    && self.settings().check_mapping(client, p, ip, port).is_ok()
+                    && !listens(&listening, p, external)
+            })
+            .take(8)
+            .collect();
+        let reserved = self
+            .table
+            .lease_any(self.request(client, version, &m), candidates)
+            .await
+            .map_err(|err| match table_fault(&err, version) {
+                f if [
+                    Fault::CONFLICT_IN_MAPPING,
+                    Fault::CONFLICT_WITH_OTHER_MECHANISMS,
+                ]
+                .contains(&f.code) =>
                 {
-                    last = Some(f);
+                    Fault::new(
+                        Fault::NO_PORT_MAPS_AVAILABLE,
+                        format!("no free port near {wanted} ({f})"),
+                    )
                 }
-                Err(f) => return Err(f),
-            }
-        }
-        Err(Fault::new(
-            Fault::NO_PORT_MAPS_AVAILABLE,
-            last.map_or_else(
-                || format!("no free port the rules allow near {wanted}"),
-                |f| format!("no free port near {wanted} ({f})"),
-            ),
-        ))
+                f => f,
+            })?;
+        Ok(vec![("NewReservedPort", reserved.to_string())])
     }
 
     fn by(&self, client: Ipv4Addr, manage: bool) -> By {
         if self.settings().secure_mode || !manage {
-            By::Client(client)
+            By::Client(Origin::Upnp { client })
         } else {
-            By::AnyClient(client)
+            By::AnyClient(Origin::Upnp { client })
         }
     }
 
@@ -629,7 +631,7 @@ pub fn listens(
 }
 
 /// The ports nearest `port`: itself, then one above, one below, two above, and so on.
-fn nearest(port: u16) -> impl Iterator<Item = u16> {
+pub(crate) fn nearest(port: u16) -> impl Iterator<Item = u16> {
     let port = i32::from(port);
     (0..=i32::from(u16::MAX))
         .flat_map(move |d| {

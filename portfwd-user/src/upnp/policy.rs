@@ -419,6 +419,12 @@ impl Settings {
         if !self.enabled {
             return Err(Refusal::Disabled);
         }
+        self.check_device(client, mac)
+    }
+
+    /// May `client` share ports independently? The device permission alone, without UPnP's
+    /// own switch: NAT-PMP and PCP have theirs (`[pcp] enabled`).
+    pub fn check_device(&self, client: Ipv4Addr, mac: Option<[u8; 6]>) -> Result<(), Refusal> {
         if self.permission(client, mac).0 {
             Ok(())
         } else {
