@@ -18,7 +18,7 @@
 use std::{
     fs,
     io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd as _,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -443,6 +443,11 @@ impl Daemon {
         self.own_state_dir = None;
     }
 
+    /// Whether the daemon is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// What the daemon printed on stderr so far.
     pub fn stderr(&self) -> String {
         self.log.try_iter().collect::<Vec<_>>().join("\n")
@@ -607,6 +612,31 @@ fn http_exchange(
             .ok_or_else(|| format!("no status: {head:?}"))?;
         Ok((status, body.to_owned()))
     })
+}
+
+/// How long tests wait for one exchange through the lab.
+pub const WAIT: Duration = Duration::from_secs(3);
+
+/// The router's external address, port `port`: where the remote host reaches shares.
+#[must_use]
+pub fn external(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(EXTERNAL, port))
+}
+
+/// Whether HTTP from the remote host to external port `port` reaches the LAN host's server
+/// (started by [`serve_http`] with a body beginning "hello from the LAN host").
+#[must_use]
+pub fn tcp_reaches_lan(lab: &Lab, port: u16) -> bool {
+    http_get(&lab.remote, external(port), WAIT)
+        .is_ok_and(|body| body.starts_with("hello from the LAN host"))
+}
+
+/// Whether UDP from the remote host to external port `port` is echoed by the LAN host's
+/// [`serve_udp_echo`], from that same external address and port.
+#[must_use]
+pub fn udp_reaches_lan(lab: &Lab, port: u16) -> bool {
+    udp_exchange(&lab.remote, external(port), b"ping", WAIT)
+        .is_ok_and(|(reply, from)| reply == b"echo: ping" && from == external(port))
 }
 
 /// Sends `payload` over UDP from inside `ns` and waits for one reply.

@@ -4,26 +4,22 @@
 use std::{
     fs,
     io::Write as _,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
     thread,
     time::Duration,
 };
 
 use portfwd_tests::{
-    Daemon, EXTERNAL, Lab, REMOTE, ROUTER_LAN, http_get, serve_http, serve_udp_echo, udp_exchange,
+    Daemon, Lab, REMOTE, ROUTER_LAN, WAIT, external, http_get, serve_http, serve_udp_echo,
+    udp_exchange,
 };
 
-const WAIT: Duration = Duration::from_secs(3);
 const SHARES: [&str; 4] = [
     "--share",
     "tcp:8080=10.77.0.10:80",
     "--share",
     "udp:5300=10.77.0.10:5353",
 ];
-
-fn external(port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(EXTERNAL, port))
-}
 
 fn start(lab: &Lab, mode: &str, extra: &[&str]) -> Daemon {
     let mut args = vec!["--wan", "wan", "--lan", "lan", "--xdp-mode", mode];

@@ -14,20 +14,16 @@ use std::{
 };
 
 use portfwd_tests::{
-    Daemon, EXTERNAL, LAN_HOST, Lab, Netns, http_get, http_request, serve_http, temp_dir,
+    Daemon, EXTERNAL, LAN_HOST, Lab, Netns, WAIT, external, http_get, http_request, serve_http,
+    temp_dir,
 };
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(3);
 /// The API address inside the router namespace (each namespace has its own loopback).
 const API: &str = "127.0.0.1:9780";
 
 fn api_addr() -> SocketAddr {
     API.parse().expect("addr")
-}
-
-fn external(port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(EXTERNAL, port))
 }
 
 fn start(lab: &Lab, extra: &[&str]) -> Daemon {

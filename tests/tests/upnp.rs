@@ -13,18 +13,13 @@ use std::{
 };
 
 use portfwd_tests::{
-    Daemon, EXTERNAL, LAN_HOST, Lab, ROUTER_LAN, http_get, serve_http, serve_udp_echo, temp_dir,
-    udp_exchange,
+    Daemon, EXTERNAL, LAN_HOST, Lab, ROUTER_LAN, WAIT, serve_http, serve_udp_echo, tcp_reaches_lan,
+    temp_dir, udp_reaches_lan,
 };
 
-const WAIT: Duration = Duration::from_secs(3);
 const ROOT_DESC: &str = "http://10.77.0.1:5000/rootDesc.xml";
 const IP_CONN_1: &str = "urn:schemas-upnp-org:service:WANIPConnection:1";
 const IP_CONN_2: &str = "urn:schemas-upnp-org:service:WANIPConnection:2";
-
-fn external(port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(EXTERNAL, port))
-}
 
 /// A lab with the LAN host serving HTTP on 80 and UDP echo on 5353, kernel forwarding
 /// blocked, and portfwd running with `extra` arguments.
@@ -54,16 +49,6 @@ fn run(command: &mut std::process::Command) -> Output {
     command
         .output()
         .expect("run (is miniupnpc installed? cargo xtask test installs it)")
-}
-
-fn tcp_reaches_lan(lab: &Lab, port: u16) -> bool {
-    http_get(&lab.remote, external(port), WAIT)
-        .is_ok_and(|body| body.starts_with("hello from the LAN host"))
-}
-
-fn udp_reaches_lan(lab: &Lab, port: u16) -> bool {
-    udp_exchange(&lab.remote, external(port), b"ping", WAIT)
-        .is_ok_and(|(reply, from)| reply == b"echo: ping" && from == external(port))
 }
 
 /// A SOAP call from `from` (in the LAN host's namespace) to the control URL; the HTTP status

@@ -144,7 +144,11 @@ pub fn lab_tools() -> Result<()> {
 /// The real clients the end-to-end tests drive portfwd with.
 pub fn test_clients() -> Result<()> {
     ensure_commands(
-        &[("upnpc", "miniupnpc"), ("promtool", "prometheus")],
-        "the UPnP and metrics tests (upnpc, promtool)",
+        &[
+            ("upnpc", "miniupnpc"),
+            ("natpmpc", "natpmpc"),
+            ("promtool", "prometheus"),
+        ],
+        "the UPnP, NAT-PMP and metrics tests (upnpc, natpmpc, promtool)",
     )
 }

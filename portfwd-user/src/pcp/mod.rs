@@ -971,10 +971,7 @@ mod tests {
         let r = responder("devices = [\"10.0.0.10\"]", PcpSettings::default());
         let denied = pmp_answer(&ask(&r, OTHER, &pmp_map(1, 5000, 5000, 60)).await);
         assert_eq!(denied.0, pmp::NOT_AUTHORIZED);
-        assert_eq!(
-            ask(&r, ME, &[0, 7]).await,
-            [0, 135, 0, 5, 0, 0, 0, 0]
-        );
+        assert_eq!(ask(&r, ME, &[0, 7]).await, [0, 135, 0, 5, 0, 0, 0, 0]);
         assert!(r.answer(ME, &[0]).await.is_none(), "too short: dropped");
         assert!(r.answer(ME, &pmp_map(1, 1, 1, 1)[..9]).await.is_none());
         assert!(
