@@ -225,6 +225,45 @@ pub struct ShareStats {
 }
 const _: () = assert!(size_of::<ShareStats>() == 32);
 
+/// Map of IPv6 pinholes: [`PinholeKey`] → [`PinholeTarget`].
+pub const MAP_PINHOLES: &str = "PINHOLES";
+/// Per-CPU counters of pinholes, by [`PinholeTarget::slot`] ([`ShareStats`]).
+pub const MAP_PINHOLE_STATS: &str = "PINHOLE_STATS";
+/// Most pinholes the kernel map holds.
+pub const MAX_PINHOLES: u32 = 16_384;
+
+/// [`Config::flags`]: inbound IPv6 TCP connection attempts to LAN hosts without a pinhole
+/// are dropped (otherwise they go to the kernel).
+pub const CONFIG_F_IPV6_DENY: u32 = 2;
+
+/// An IPv6 pinhole: a LAN host's own address, port and protocol, reachable from the WAN as it
+/// is (nothing translated).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PinholeKey {
+    /// The LAN host's IPv6 address, as in the packet.
+    pub addr: [u8; 16],
+    /// Its port, network byte order.
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<PinholeKey>() == 20);
+
+/// Who may use a pinhole, and where it is counted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PinholeTarget {
+    /// The one remote address allowed in; all zeros: any.
+    pub remote: [u8; 16],
+    /// The one remote port allowed in, network byte order; 0: any.
+    pub remote_port: u16,
+    pub _pad: u16,
+    /// Index of this pinhole's counters in [`MAP_PINHOLE_STATS`].
+    pub slot: u32,
+}
+const _: () = assert!(size_of::<PinholeTarget>() == 24);
+
 /// Direction index for [`verdict_index`]: the WAN program.
 pub const DIR_WAN: u32 = 0;
 /// Direction index for [`verdict_index`]: the LAN program.
@@ -285,8 +324,8 @@ pub const fn verdict_index(dir: u32, verdict: Verdict) -> u32 {
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        Config, NextHop, NextHopEntry, NextHopKey, ReverseKey, ReverseTarget, ShareKey, ShareStats,
-        ShareTarget,
+        Config, NextHop, NextHopEntry, NextHopKey, PinholeKey, PinholeTarget, ReverseKey,
+        ReverseTarget, ShareKey, ShareStats, ShareTarget,
     };
 
     // SAFETY: all of these are #[repr(C)], Copy, made only of integers and byte arrays, and
@@ -301,4 +340,6 @@ mod pod {
     unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for NextHopEntry {}
     unsafe impl aya::Pod for ShareStats {}
+    unsafe impl aya::Pod for PinholeKey {}
+    unsafe impl aya::Pod for PinholeTarget {}
 }

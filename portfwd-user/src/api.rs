@@ -52,6 +52,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     metrics::{self, Metrics, Snapshot},
+    pinhole::PinholeError,
     share::{LanSubnet, Proto, ShareError, ShareId, ShareSpec},
     state::Civil,
     table::{SettingsPatch, SettingsView, SharePatch, ShareView, TableError, TableHandle},
@@ -209,7 +210,14 @@ pub fn table_error(err: &TableError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, message)
         }
         TableError::NotOwner(..) => ApiError::new(StatusCode::FORBIDDEN, message),
-        TableError::NoSuchShare(_) => ApiError::new(StatusCode::NOT_FOUND, message),
+        TableError::NoSuchShare(_) | TableError::NoSuchPinhole(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, message)
+        }
+        TableError::Pinhole { source, .. } => match source {
+            PinholeError::Duplicate(_) => ApiError::new(StatusCode::CONFLICT, message),
+            PinholeError::NotOnLan { .. } => ApiError::field("internal", message),
+            PinholeError::Full { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message),
+        },
         TableError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),
         TableError::Dataplane(_) | TableError::State(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)

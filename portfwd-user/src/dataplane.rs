@@ -16,9 +16,10 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode},
 };
 use portfwd_common::{
-    Config, EGRESS_LAN, EGRESS_WAN, MAP_CONFIG, MAP_EGRESS, MAP_FIB_GEN, MAP_REVERSE,
-    MAP_SHARE_STATS, MAP_SHARES, MAP_VERDICTS, PROG_LAN, PROG_WAN, ReverseKey, ReverseTarget,
-    ShareKey, ShareStats, ShareTarget, VERDICT_COUNT, Verdict, verdict_index,
+    Config, EGRESS_LAN, EGRESS_WAN, MAP_CONFIG, MAP_EGRESS, MAP_FIB_GEN, MAP_PINHOLE_STATS,
+    MAP_PINHOLES, MAP_REVERSE, MAP_SHARE_STATS, MAP_SHARES, MAP_VERDICTS, PROG_LAN, PROG_WAN,
+    PinholeKey, PinholeTarget, ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget,
+    VERDICT_COUNT, Verdict, verdict_index,
 };
 
 use crate::{config::XdpMode, share::Desired};
@@ -117,6 +118,13 @@ pub trait KernelMaps {
     /// The verdict counters of one direction ([`portfwd_common::DIR_WAN`] or `DIR_LAN`),
     /// summed over CPUs, in [`Verdict::ALL`] order.
     fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError>;
+    fn put_pinhole(&mut self, key: PinholeKey, target: PinholeTarget)
+    -> Result<(), DataplaneError>;
+    fn del_pinhole(&mut self, key: &PinholeKey) -> Result<(), DataplaneError>;
+    /// Zeroes a pinhole counter slot before a new pinhole uses it.
+    fn reset_pinhole_stats(&mut self, slot: u32) -> Result<(), DataplaneError>;
+    /// The counters of a pinhole slot, summed over CPUs.
+    fn pinhole_stats(&self, slot: u32) -> Result<ShareStats, DataplaneError>;
 }
 
 /// Operations one reconciliation applied.
@@ -177,6 +185,22 @@ impl<M: KernelMaps> Reconciler<M> {
             self.applied.shares.remove(&key);
             done.deletes += 1;
         }
+        for (key, target) in &desired.pinholes {
+            if self.applied.pinholes.get(key) != Some(target) {
+                self.maps.put_pinhole(*key, *target)?;
+                self.applied.pinholes.insert(*key, *target);
+                done.upserts += 1;
+            }
+        }
+        let stale: Vec<PinholeKey> = (self.applied.pinholes.keys())
+            .filter(|k| !desired.pinholes.contains_key(k))
+            .copied()
+            .collect();
+        for key in stale {
+            self.maps.del_pinhole(&key)?;
+            self.applied.pinholes.remove(&key);
+            done.deletes += 1;
+        }
         let stale: Vec<ReverseKey> = (self.applied.reverse.keys())
             .filter(|k| !desired.reverse.contains_key(k))
             .copied()
@@ -196,6 +220,8 @@ pub struct MemoryMaps {
     pub shares: BTreeMap<ShareKey, ShareTarget>,
     pub reverse: BTreeMap<ReverseKey, ReverseTarget>,
     pub stats: BTreeMap<u32, ShareStats>,
+    pub pinholes: BTreeMap<PinholeKey, PinholeTarget>,
+    pub pinhole_stats: BTreeMap<u32, ShareStats>,
     pub config: Config,
     pub fib_generation: u32,
     /// Verdict counters by direction.
@@ -247,6 +273,27 @@ impl KernelMaps for MemoryMaps {
     fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
         Ok(self.verdicts[dir as usize % 2])
     }
+    fn put_pinhole(
+        &mut self,
+        key: PinholeKey,
+        target: PinholeTarget,
+    ) -> Result<(), DataplaneError> {
+        self.log.push("put pinhole");
+        self.pinholes.insert(key, target);
+        Ok(())
+    }
+    fn del_pinhole(&mut self, key: &PinholeKey) -> Result<(), DataplaneError> {
+        self.log.push("del pinhole");
+        self.pinholes.remove(key);
+        Ok(())
+    }
+    fn reset_pinhole_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
+        self.pinhole_stats.remove(&slot);
+        Ok(())
+    }
+    fn pinhole_stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
+        Ok(self.pinhole_stats.get(&slot).copied().unwrap_or_default())
+    }
 }
 
 /// The mode an interface's program ended up attached in.
@@ -277,6 +324,8 @@ pub struct Dataplane {
     egress_ifindexes: (u32, u32),
     stats: PerCpuArray<MapData, ShareStats>,
     verdicts: PerCpuArray<MapData, u64>,
+    pinholes: HashMap<MapData, PinholeKey, PinholeTarget>,
+    pinhole_stats: PerCpuArray<MapData, ShareStats>,
     generation: u32,
     // Last: the maps above are plain fds and may go in any order; the programs and their
     // links live in here.
@@ -330,6 +379,8 @@ impl Dataplane {
             egress_ifindexes: (0, 0),
             stats: take(&mut ebpf, MAP_SHARE_STATS)?,
             verdicts: take(&mut ebpf, MAP_VERDICTS)?,
+            pinholes: take(&mut ebpf, MAP_PINHOLES)?,
+            pinhole_stats: take(&mut ebpf, MAP_PINHOLE_STATS)?,
             generation: 0,
             ebpf,
         })
@@ -387,6 +438,39 @@ impl Dataplane {
     }
 }
 
+/// Zeroes `slot` of a per-CPU counter map on every CPU.
+fn zero_stats(
+    map: &mut PerCpuArray<MapData, ShareStats>,
+    name: &'static str,
+    slot: u32,
+) -> Result<(), DataplaneError> {
+    let err = |source| DataplaneError::Map { name, source };
+    let cpus =
+        aya::util::nr_cpus().map_err(|(_, io_error)| err(aya::maps::MapError::from(io_error)))?;
+    let zero = PerCpuValues::try_from(vec![ShareStats::default(); cpus])
+        .map_err(|e| err(aya::maps::MapError::from(e)))?;
+    map.set(slot, zero, 0).map_err(err)
+}
+
+/// `slot` of a per-CPU counter map, summed over CPUs.
+fn sum_stats(
+    map: &PerCpuArray<MapData, ShareStats>,
+    name: &'static str,
+    slot: u32,
+) -> Result<ShareStats, DataplaneError> {
+    let values = map
+        .get(&slot, 0)
+        .map_err(|source| DataplaneError::Map { name, source })?;
+    Ok(values
+        .iter()
+        .fold(ShareStats::default(), |a, s| ShareStats {
+            packets_in: a.packets_in + s.packets_in,
+            bytes_in: a.bytes_in + s.bytes_in,
+            packets_out: a.packets_out + s.packets_out,
+            bytes_out: a.bytes_out + s.bytes_out,
+        }))
+}
+
 impl KernelMaps for Dataplane {
     fn put_share(&mut self, key: ShareKey, target: ShareTarget) -> Result<(), DataplaneError> {
         self.shares
@@ -425,32 +509,36 @@ impl KernelMaps for Dataplane {
             })
     }
     fn reset_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
-        let err = |source| DataplaneError::Map {
-            name: MAP_SHARE_STATS,
-            source,
-        };
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(_, io_error)| err(aya::maps::MapError::from(io_error)))?;
-        let zero = PerCpuValues::try_from(vec![ShareStats::default(); cpus])
-            .map_err(|e| err(aya::maps::MapError::from(e)))?;
-        self.stats.set(slot, zero, 0).map_err(err)
+        zero_stats(&mut self.stats, MAP_SHARE_STATS, slot)
     }
     fn stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
-        let values = self
-            .stats
-            .get(&slot, 0)
+        sum_stats(&self.stats, MAP_SHARE_STATS, slot)
+    }
+    fn put_pinhole(
+        &mut self,
+        key: PinholeKey,
+        target: PinholeTarget,
+    ) -> Result<(), DataplaneError> {
+        self.pinholes
+            .insert(key, target, 0)
             .map_err(|source| DataplaneError::Map {
-                name: MAP_SHARE_STATS,
+                name: MAP_PINHOLES,
                 source,
-            })?;
-        Ok(values
-            .iter()
-            .fold(ShareStats::default(), |a, s| ShareStats {
-                packets_in: a.packets_in + s.packets_in,
-                bytes_in: a.bytes_in + s.bytes_in,
-                packets_out: a.packets_out + s.packets_out,
-                bytes_out: a.bytes_out + s.bytes_out,
-            }))
+            })
+    }
+    fn del_pinhole(&mut self, key: &PinholeKey) -> Result<(), DataplaneError> {
+        self.pinholes
+            .remove(key)
+            .map_err(|source| DataplaneError::Map {
+                name: MAP_PINHOLES,
+                source,
+            })
+    }
+    fn reset_pinhole_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
+        zero_stats(&mut self.pinhole_stats, MAP_PINHOLE_STATS, slot)
+    }
+    fn pinhole_stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
+        sum_stats(&self.pinhole_stats, MAP_PINHOLE_STATS, slot)
     }
     fn set_config(&mut self, config: Config) -> Result<(), DataplaneError> {
         // The device map first: the programs redirect through it as soon as the config names
@@ -600,6 +688,20 @@ mod tests {
         }
         fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
             self.inner.verdicts(dir)
+        }
+        fn put_pinhole(&mut self, k: PinholeKey, v: PinholeTarget) -> Result<(), DataplaneError> {
+            self.step()?;
+            self.inner.put_pinhole(k, v)
+        }
+        fn del_pinhole(&mut self, k: &PinholeKey) -> Result<(), DataplaneError> {
+            self.step()?;
+            self.inner.del_pinhole(k)
+        }
+        fn reset_pinhole_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
+            self.inner.reset_pinhole_stats(slot)
+        }
+        fn pinhole_stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
+            self.inner.pinhole_stats(slot)
         }
     }
 

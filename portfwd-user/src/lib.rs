@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod netinfo;
 pub mod netlink;
 pub mod pcp;
+pub mod pinhole;
 pub mod server;
 pub mod share;
 pub mod state;

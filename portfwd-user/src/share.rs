@@ -17,8 +17,8 @@ use std::{
 };
 
 use portfwd_common::{
-    IPPROTO_TCP, IPPROTO_UDP, MAX_SHARES, NO_SLOT, REVERSE_F_REMOTE_SPECIFIC, ReverseKey,
-    ReverseTarget, ShareKey, ShareTarget,
+    IPPROTO_TCP, IPPROTO_UDP, MAX_SHARES, NO_SLOT, PinholeKey, PinholeTarget,
+    REVERSE_F_REMOTE_SPECIFIC, ReverseKey, ReverseTarget, ShareKey, ShareTarget,
 };
 use serde::{Deserialize, Serialize};
 
@@ -145,6 +145,10 @@ pub enum SpecError {
     Port(String),
     #[error("`{0}` is not an IPv4 address")]
     Addr(String),
+    #[error("`{0}` is not an IPv6 address")]
+    Addr6(String),
+    #[error("pinhole `{0}` is not of the form PROTO:[IPV6]:PORT (e.g. tcp:[2001:db8::10]:443)")]
+    Pinhole(String),
 }
 
 fn parse_port(s: &str) -> Result<u16, SpecError> {
@@ -326,6 +330,7 @@ pub struct Share {
 pub struct Desired {
     pub shares: BTreeMap<ShareKey, ShareTarget>,
     pub reverse: BTreeMap<ReverseKey, ReverseTarget>,
+    pub pinholes: BTreeMap<PinholeKey, PinholeTarget>,
 }
 
 /// All shares, keyed by identity. Owned by the daemon's table task.

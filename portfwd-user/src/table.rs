@@ -31,7 +31,7 @@ use std::{
     time::Duration,
 };
 
-use portfwd_common::{CONFIG_F_REMOTE_SPECIFIC, ShareStats, VERDICT_COUNT};
+use portfwd_common::{CONFIG_F_IPV6_DENY, CONFIG_F_REMOTE_SPECIFIC, ShareStats, VERDICT_COUNT};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     time::Instant,
@@ -40,6 +40,7 @@ use tokio::{
 use crate::{
     dataplane::{Applied, DataplaneError, KernelMaps, Reconciler},
     events::{Event, EventKind, EventLog, NewEvent},
+    pinhole::{Pinhole, PinholeError, PinholeId, PinholeSpec, Pinholes, Prefix6},
     share::{LanSubnet, Origin, Proto, Share, ShareError, ShareId, ShareSpec, ShareTable},
     state::{self, Civil, Saved, SavedShare, SavedSource, StateDir, StateError},
     upnp::{Settings, policy::Overlay},
@@ -84,6 +85,14 @@ pub enum TableError {
     Static(ShareId),
     #[error("no free external port for {0}")]
     NoFreePort(ShareId),
+    #[error("pinhole {id}")]
+    Pinhole {
+        id: String,
+        #[source]
+        source: PinholeError,
+    },
+    #[error("no pinhole {0}")]
+    NoSuchPinhole(PinholeId),
     #[error("saving the change")]
     State(#[from] StateError),
     #[error("the share table task has stopped")]
@@ -235,6 +244,7 @@ pub struct Table<M> {
     armed: bool,
     link: Link,
     counters: Counters,
+    pinholes: Pinholes,
 }
 
 impl<M: KernelMaps> Table<M> {
@@ -267,7 +277,119 @@ impl<M: KernelMaps> Table<M> {
                 flap_window: FLAP_WINDOW,
             },
             counters: Counters::default(),
+            pinholes: Pinholes::default(),
         }
+    }
+
+    /// Takes the LAN interface's global IPv6 prefixes: where pinholes may open.
+    pub fn set_lan6(&mut self, prefixes: Vec<Prefix6>) {
+        self.pinholes = Pinholes::new(prefixes);
+    }
+
+    /// Whether inbound IPv6 TCP connection attempts to LAN hosts without a pinhole are dropped
+    /// in XDP (`true`) or handed to the kernel.
+    pub fn set_ipv6_deny(&mut self, deny: bool) -> Result<(), TableError> {
+        let flags = if deny {
+            self.kernel_config.flags | CONFIG_F_IPV6_DENY
+        } else {
+            self.kernel_config.flags & !CONFIG_F_IPV6_DENY
+        };
+        self.set_flags(flags)
+    }
+
+    /// Opens pinhole `spec` for the owner.
+    pub fn open_pinhole(&mut self, spec: PinholeSpec) -> Result<PinholeView, TableError> {
+        self.transact(|t| {
+            let id = spec.id;
+            let detail = format!("IPv6 pinhole {id}{}", pinhole_suffix(&spec));
+            let enabled = spec.enabled;
+            let slot = t
+                .pinholes
+                .add(spec, Origin::Api)
+                .map_err(|source| TableError::Pinhole {
+                    id: id.to_string(),
+                    source,
+                })?;
+            t.reconciler.maps_mut().reset_pinhole_stats(slot)?;
+            t.log(NewEvent::new(EventKind::ShareCreated, "api", detail).notify_if(enabled));
+            t.sync()?;
+            t.pinhole_view(id)
+        })
+    }
+
+    /// Closes pinhole `id` on behalf of `by`.
+    pub fn close_pinhole(&mut self, id: PinholeId, by: By) -> Result<Pinhole, TableError> {
+        self.transact(|t| {
+            let pinhole = t.pinholes.get(&id).ok_or(TableError::NoSuchPinhole(id))?;
+            if !by.may_remove(pinhole.origin) {
+                return Err(TableError::NotOwner(
+                    ShareId {
+                        proto: id.proto,
+                        ext_port: id.port,
+                        remote: None,
+                    },
+                    by,
+                ));
+            }
+            let pinhole = t
+                .pinholes
+                .remove(&id)
+                .ok_or(TableError::NoSuchPinhole(id))?;
+            t.log(NewEvent::new(
+                EventKind::ShareDeleted,
+                by.source(),
+                format!("IPv6 pinhole {id}{}", pinhole_suffix(&pinhole.spec)),
+            ));
+            t.sync()?;
+            Ok(pinhole)
+        })
+    }
+
+    /// Switches pinhole `id` on or off (the owner's).
+    pub fn switch_pinhole(
+        &mut self,
+        id: PinholeId,
+        enabled: bool,
+    ) -> Result<PinholeView, TableError> {
+        self.transact(|t| {
+            let before = t
+                .pinholes
+                .get(&id)
+                .ok_or(TableError::NoSuchPinhole(id))?
+                .spec
+                .enabled;
+            t.pinholes.set_enabled(&id, enabled);
+            if before != enabled {
+                let kind = if enabled {
+                    EventKind::ShareEnabled
+                } else {
+                    EventKind::ShareDisabled
+                };
+                t.log(NewEvent::new(kind, "api", format!("IPv6 pinhole {id}")).notify_if(enabled));
+            }
+            t.sync()?;
+            t.pinhole_view(id)
+        })
+    }
+
+    fn pinhole_view(&self, id: PinholeId) -> Result<PinholeView, TableError> {
+        let pinhole = self
+            .pinholes
+            .get(&id)
+            .ok_or(TableError::NoSuchPinhole(id))?;
+        Ok(PinholeView {
+            pinhole: pinhole.clone(),
+            active: self.link.up && pinhole.spec.enabled,
+            stats: self.reconciler.maps().pinhole_stats(pinhole.slot)?,
+        })
+    }
+
+    /// The pinholes with their counters.
+    pub fn pinholes(&self) -> Result<Vec<PinholeView>, TableError> {
+        self.pinholes
+            .iter()
+            .map(|p| self.pinhole_view(p.spec.id))
+            .collect()
     }
 
     /// Takes `base` as the config's UPnP settings; the owner's changes are laid over them.
@@ -618,6 +740,7 @@ impl<M: KernelMaps> Table<M> {
             self.leases.clone(),
             self.static_enabled.clone(),
             self.overlay.clone(),
+            self.pinholes.clone(),
         );
         self.pending.clear();
         let result = change(self).and_then(|value| {
@@ -632,6 +755,7 @@ impl<M: KernelMaps> Table<M> {
                 self.leases,
                 self.static_enabled,
                 self.overlay,
+                self.pinholes,
             ) = before;
             if let Err(err) = self.sync() {
                 tracing::error!(
@@ -1053,7 +1177,9 @@ impl<M: KernelMaps> Table<M> {
     /// is inserted and off after the last one is gone.
     fn sync(&mut self) -> Result<Applied, TableError> {
         let desired = if self.link.up {
-            self.shares.desired()
+            let mut desired = self.shares.desired();
+            desired.pinholes = self.pinholes.desired();
+            desired
         } else {
             crate::share::Desired::default()
         };
@@ -1208,6 +1334,26 @@ impl Limits {
         per_client: usize::MAX,
         total: usize::MAX,
     };
+}
+
+/// A pinhole as it is viewed: with its counters and whether it is in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinholeView {
+    pub pinhole: Pinhole,
+    pub active: bool,
+    pub stats: ShareStats,
+}
+
+/// What events add after a pinhole's id: its remote restriction and name.
+fn pinhole_suffix(spec: &PinholeSpec) -> String {
+    let mut text = String::new();
+    if let Some(remote) = spec.remote {
+        let _ = write!(text, " from {remote}");
+    }
+    if let Some(name) = &spec.name {
+        let _ = write!(text, " \"{name}\"");
+    }
+    text
 }
 
 /// A share as events describe it: `tcp:8080 -> 10.0.0.10:80 "web"`.

@@ -18,7 +18,7 @@
 use std::{
     fs,
     io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd as _,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -41,6 +41,15 @@ pub const EXTERNAL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 pub const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// The router's LAN address.
 pub const ROUTER_LAN: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+/// The router's IPv6 address on the WAN side.
+pub const EXTERNAL6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 1);
+/// The remote host's IPv6 address.
+pub const REMOTE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 2);
+/// The router's IPv6 address on the LAN side.
+pub const ROUTER_LAN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x77, 0, 0, 0, 0, 1);
+/// The LAN host's IPv6 address.
+pub const LAN_HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x77, 0, 0, 0, 0, 0x10);
+
 /// The LAN host's address.
 pub const LAN_HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 
@@ -213,6 +222,28 @@ impl Lab {
         }
         lab.lan.ip(&["route", "add", "default", "via", "10.77.0.1"]);
         lab.router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // IPv6: global addresses on both sides (no duplicate address detection, so they are
+        // usable at once), routed by the router.
+        lab.router
+            .exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+        for (ns, addr, dev) in [
+            (&lab.router, "2001:db8:ff::1/64", "wan"),
+            (&lab.router, "2001:db8:77::1/64", "lan"),
+            (&lab.remote, "2001:db8:ff::2/64", "eth0"),
+            (&lab.lan, "2001:db8:77::10/64", "eth0"),
+        ] {
+            ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"]);
+        }
+        lab.lan
+            .ip(&["-6", "route", "add", "default", "via", "2001:db8:77::1"]);
+        lab.remote.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:77::/64",
+            "via",
+            "2001:db8:ff::1",
+        ]);
         // Locally generated packets on veth carry partial checksums (CHECKSUM_PARTIAL) that
         // only the kernel completes; XDP sees them unfinished. Real NICs' peers send complete
         // ones, so the traffic sources send complete checksums too.
@@ -284,11 +315,13 @@ impl Lab {
     /// Tells the router the LAN host's MAC address, so no ARP is needed.
     pub fn learn_lan_neighbour(&self) {
         self.learn_neighbour(&self.lan, "10.77.0.10", "lan");
+        self.learn_neighbour(&self.lan, "2001:db8:77::10", "lan");
     }
 
     /// Tells the router the remote host's MAC address.
     pub fn learn_remote_neighbour(&self) {
         self.learn_neighbour(&self.remote, "198.51.100.2", "wan");
+        self.learn_neighbour(&self.remote, "2001:db8:ff::2", "wan");
     }
 
     fn learn_neighbour(&self, host: &Netns, addr: &str, dev: &str) {

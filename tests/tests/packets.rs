@@ -3,17 +3,20 @@
 //! interfaces, routes and neighbours. Checksums of the output are recomputed from scratch here,
 //! never with the program's incremental arithmetic. Needs root.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use portfwd::dataplane::KernelMaps as _;
 use portfwd::{
     dataplane::Dataplane,
+    pinhole::{PinholeSpec, Prefix6},
     share::{LanSubnet, ShareSpec},
-    table::Table,
+    table::{By, Table},
 };
 use portfwd_common::{DIR_LAN, DIR_WAN, PROG_LAN, PROG_WAN, Verdict};
-use portfwd_tests::{EXTERNAL, LAN_HOST, Lab, REMOTE, ROUTER_LAN, checksum};
+use portfwd_tests::{
+    EXTERNAL, LAN_HOST, LAN_HOST6, Lab, REMOTE, REMOTE6, ROUTER_LAN, ROUTER_LAN6, checksum,
+};
 
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
@@ -268,6 +271,11 @@ fn with_shares(shares: &[&str], test: impl FnOnce(&mut Fixture) + Send + 'static
     };
     let specs: Vec<ShareSpec> = shares.iter().map(|s| s.parse().expect("spec")).collect();
     lab.router.run(move || {
+        // Kept for the IPv6 tests; no pinhole is open until one asks.
+        let lan6 = vec![Prefix6 {
+            addr: ROUTER_LAN6,
+            prefix_len: 64,
+        }];
         let subnets = vec![LanSubnet {
             addr: ROUTER_LAN,
             prefix_len: 24,
@@ -281,6 +289,7 @@ fn with_shares(shares: &[&str], test: impl FnOnce(&mut Fixture) + Send + 'static
         table.forwarding_changed().expect("generation");
         table.set_external(Some(EXTERNAL)).expect("external");
         table.replace_static(specs).expect("shares");
+        table.set_lan6(lan6);
         test(&mut Fixture { table, facts });
     });
 }
@@ -556,5 +565,243 @@ fn a_removed_share_stops_matching_at_once() {
         assert_eq!(f.wan(&tcp), (XDP_PASS, tcp.clone()), "tcp:8080 is gone");
         let udp = Packet::new(UDP, REMOTE, 40_011, EXTERNAL, 5300).bytes();
         assert_eq!(f.wan(&udp).0, XDP_REDIRECT, "udp:5300 stays");
+    });
+}
+
+/// A crafted Ethernet/IPv6 frame: `next` is the next header (TCP, UDP, an extension header
+/// or ICMPv6), then a TCP or UDP header with a correct checksum.
+struct Packet6 {
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next: u8,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    hop_limit: u8,
+    /// TCP flags byte.
+    flags: u8,
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+impl Packet6 {
+    fn new(proto: u8, src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16) -> Self {
+        Self {
+            src,
+            dst,
+            next: proto,
+            proto,
+            sport,
+            dport,
+            hop_limit: 64,
+            flags: SYN,
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let payload = b"portfwd ipv6 test";
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&self.sport.to_be_bytes());
+        l4.extend_from_slice(&self.dport.to_be_bytes());
+        if self.proto == TCP {
+            l4.extend_from_slice(&[
+                0, 0, 0, 1, 0, 0, 0, 0, 0x50, self.flags, 0xff, 0xff, 0, 0, 0, 0,
+            ]);
+        } else {
+            let len = u16::try_from(8 + payload.len()).expect("small");
+            l4.extend_from_slice(&len.to_be_bytes());
+            l4.extend_from_slice(&[0, 0]);
+        }
+        l4.extend_from_slice(payload);
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&self.src.octets());
+        pseudo.extend_from_slice(&self.dst.octets());
+        pseudo.extend_from_slice(&u32::try_from(l4.len()).expect("small").to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, self.proto]);
+        pseudo.extend_from_slice(&l4);
+        let at = if self.proto == TCP { 16 } else { 6 };
+        l4[at..at + 2].copy_from_slice(&checksum(&pseudo).to_be_bytes());
+        let mut body = Vec::new();
+        if self.next != self.proto {
+            // One 8-byte extension header (or what an ICMPv6 parser would read) in front.
+            body.extend_from_slice(&[self.proto, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        body.extend_from_slice(&l4);
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd];
+        frame.extend_from_slice(&[0x60, 0, 0, 0]);
+        frame.extend_from_slice(&u16::try_from(body.len()).expect("small").to_be_bytes());
+        frame.extend_from_slice(&[self.next, self.hop_limit]);
+        frame.extend_from_slice(&self.src.octets());
+        frame.extend_from_slice(&self.dst.octets());
+        frame.extend_from_slice(&body);
+        frame
+    }
+}
+
+fn open(f: &mut Fixture, id: &str, remote: Option<Ipv6Addr>) {
+    f.table
+        .open_pinhole(PinholeSpec {
+            id: id.parse().expect("pinhole id"),
+            remote,
+            name: None,
+            enabled: true,
+        })
+        .expect("open pinhole");
+}
+
+#[test]
+fn ipv6_to_a_pinhole_is_forwarded_unchanged_but_for_the_hop_limit() {
+    with_shares(&[], |f| {
+        let input = Packet6::new(TCP, REMOTE6, 40_000, LAN_HOST6, 443).bytes();
+        assert_eq!(f.wan(&input), (XDP_PASS, input.clone()), "no pinhole yet");
+        open(f, "tcp:[2001:db8:77::10]:443", None);
+        let (action, out) = f.wan(&input);
+        assert_eq!(action, XDP_REDIRECT);
+        assert_eq!(&out[..6], &f.facts.lan_host_mac);
+        assert_eq!(&out[6..12], &f.facts.lan_mac);
+        assert_eq!(out[21], 63, "hop limit decremented");
+        let mut expected = input.clone();
+        expected[..12].copy_from_slice(&out[..12]);
+        expected[21] = 63;
+        assert_eq!(
+            out, expected,
+            "nothing else changed (the checksum covers no hop limit)"
+        );
+        let views = f.table.pinholes().expect("pinholes");
+        assert_eq!(views[0].stats.packets_in, 1);
+        assert_eq!(
+            views[0].stats.bytes_in,
+            u64::try_from(input.len() - 14).expect("len")
+        );
+
+        // The LAN host's packets back go out of the WAN the same way, counted.
+        let reply = Packet6 {
+            flags: SYN | ACK,
+            ..Packet6::new(TCP, LAN_HOST6, 443, REMOTE6, 40_000)
+        }
+        .bytes();
+        let (action, out) = f.lan(&reply);
+        assert_eq!(action, XDP_REDIRECT);
+        assert_eq!(&out[..6], &f.facts.remote_mac);
+        assert_eq!(&out[6..12], &f.facts.wan_mac);
+        assert_eq!(out[21], 63);
+        assert_eq!(
+            f.table.pinholes().expect("pinholes")[0].stats.packets_out,
+            1
+        );
+
+        // UDP to the same port is another pinhole.
+        let udp = Packet6::new(UDP, REMOTE6, 40_000, LAN_HOST6, 443).bytes();
+        assert_eq!(f.wan(&udp), (XDP_PASS, udp.clone()));
+
+        // Closed: the next packet goes to the kernel untouched.
+        f.table
+            .close_pinhole(
+                "tcp:[2001:db8:77::10]:443".parse().expect("id"),
+                By::Operator,
+            )
+            .expect("close");
+        assert_eq!(f.wan(&input), (XDP_PASS, input.clone()));
+    });
+}
+
+#[test]
+fn ipv6_extension_headers_icmp_short_and_expiring_packets_go_to_the_kernel() {
+    with_shares(&[], |f| {
+        open(f, "udp:[2001:db8:77::10]:5353", None);
+        f.table.set_ipv6_deny(true).expect("deny");
+        let packet = || Packet6::new(UDP, REMOTE6, 40_000, LAN_HOST6, 5353);
+        let cases = [
+            (
+                "hop-by-hop options",
+                Packet6 {
+                    next: 0,
+                    ..packet()
+                }
+                .bytes(),
+            ),
+            (
+                "fragment header",
+                Packet6 {
+                    next: 44,
+                    ..packet()
+                }
+                .bytes(),
+            ),
+            (
+                "ICMPv6",
+                Packet6 {
+                    next: 58,
+                    ..packet()
+                }
+                .bytes(),
+            ),
+            (
+                "hop limit 1",
+                Packet6 {
+                    hop_limit: 1,
+                    ..packet()
+                }
+                .bytes(),
+            ),
+        ];
+        for (name, frame) in &cases {
+            assert_eq!(f.wan(frame), (XDP_PASS, frame.clone()), "{name}");
+        }
+        let mut truncated = packet().bytes();
+        truncated.truncate(truncated.len() - 4);
+        assert_eq!(
+            f.wan(&truncated),
+            (XDP_PASS, truncated.clone()),
+            "truncated"
+        );
+        assert_eq!(
+            f.wan(&packet().bytes()).0,
+            XDP_REDIRECT,
+            "the pinhole itself works"
+        );
+    });
+}
+
+#[test]
+fn ipv6_default_deny_drops_connection_attempts_without_a_pinhole() {
+    with_shares(&[], |f| {
+        let syn = Packet6::new(TCP, REMOTE6, 40_000, LAN_HOST6, 22).bytes();
+        let ack = Packet6 {
+            flags: ACK,
+            ..Packet6::new(TCP, REMOTE6, 40_000, LAN_HOST6, 22)
+        }
+        .bytes();
+        let udp = Packet6::new(UDP, REMOTE6, 40_000, LAN_HOST6, 22).bytes();
+        let to_router = Packet6::new(TCP, REMOTE6, 40_000, ROUTER_LAN6, 22).bytes();
+        assert_eq!(f.wan(&syn), (XDP_PASS, syn.clone()), "pass by default");
+        f.table.set_ipv6_deny(true).expect("deny");
+        assert_eq!(f.wan(&syn).0, 1, "XDP_DROP: a new connection to the LAN");
+        assert_eq!(
+            f.wan(&ack),
+            (XDP_PASS, ack.clone()),
+            "replies are the kernel's"
+        );
+        assert_eq!(f.wan(&udp), (XDP_PASS, udp.clone()), "UDP is the kernel's");
+        assert_eq!(
+            f.wan(&to_router),
+            (XDP_PASS, to_router.clone()),
+            "the box's own"
+        );
+        assert_eq!(f.verdict(DIR_WAN, Verdict::Dropped), 1);
+
+        // A pinhole for one remote address: others are still refused.
+        open(f, "tcp:[2001:db8:77::10]:22", Some(REMOTE6));
+        assert_eq!(f.wan(&syn).0, XDP_REDIRECT, "from the remote allowed");
+        let stranger = Packet6::new(
+            TCP,
+            "2001:db8:ff::9".parse().expect("addr"),
+            1,
+            LAN_HOST6,
+            22,
+        )
+        .bytes();
+        assert_eq!(f.wan(&stranger).0, 1, "from another remote: dropped");
     });
 }

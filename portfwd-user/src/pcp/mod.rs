@@ -120,6 +120,7 @@ fn table_code(err: &TableError) -> u8 {
     match err {
         TableError::Conflict { .. }
         | TableError::NoFreePort(_)
+        | TableError::Pinhole { .. }
         | TableError::Share {
             source: ShareError::Duplicate(_) | ShareError::InternalInUse { .. },
             ..
@@ -136,7 +137,7 @@ fn table_code(err: &TableError) -> u8 {
         | TableError::NotOwner(..)
         | TableError::Static(_) => code::NOT_AUTHORIZED,
         // Deleting what is not there is no error; callers do not get here with it.
-        TableError::NoSuchShare(_) => code::SUCCESS,
+        TableError::NoSuchShare(_) | TableError::NoSuchPinhole(_) => code::SUCCESS,
         TableError::Dataplane(_) | TableError::State(_) | TableError::Stopped => {
             code::NETWORK_FAILURE
         }

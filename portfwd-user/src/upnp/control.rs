@@ -80,6 +80,7 @@ pub fn table_fault(err: &TableError, version: u8) -> Fault {
             ..
         } => other_mechanism(version),
         TableError::Conflict { .. }
+        | TableError::Pinhole { .. }
         | TableError::Share {
             source: ShareError::Duplicate(_) | ShareError::InternalInUse { .. },
             ..
@@ -95,7 +96,7 @@ pub fn table_fault(err: &TableError, version: u8) -> Fault {
         | TableError::Quota { .. }
         | TableError::NoFreePort(_) => Fault::NO_PORT_MAPS_AVAILABLE,
         TableError::NotOwner(..) | TableError::Static(_) => Fault::NOT_AUTHORIZED,
-        TableError::NoSuchShare(_) => Fault::NO_SUCH_ENTRY,
+        TableError::NoSuchShare(_) | TableError::NoSuchPinhole(_) => Fault::NO_SUCH_ENTRY,
         TableError::Dataplane(_) | TableError::State(_) | TableError::Stopped => {
             Fault::ACTION_FAILED
         }
