@@ -11,6 +11,9 @@
 //! | GET, POST | `/api/v1/shares` | list; create (the owner's share) |
 //! | GET, PATCH, DELETE | `/api/v1/shares/{id}` | one share (`tcp:8080`, `udp:53@198.51.100.7`) |
 //! | POST | `/api/v1/shares/{id}/enable`, `.../disable` | switch it on or off |
+//! | GET, POST | `/api/v1/pinholes` | IPv6 pinholes: list; open (the owner's) |
+//! | DELETE | `/api/v1/pinholes/{id}` | close one (`tcp:[2001:db8::10]:443`) |
+//! | POST | `/api/v1/pinholes/{id}/enable`, `.../disable` | switch it on or off |
 //! | GET | `/api/v1/devices` | LAN devices, their permission and shares |
 //! | PUT | `/api/v1/devices/{addr}` | `{"allowed": true \| false \| null}` |
 //! | POST | `/api/v1/devices/revoke-unused` | revoke for every device without shares |
@@ -34,7 +37,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     future::Future,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6},
     str::FromStr,
     sync::Arc,
     time::{Duration, Instant},
@@ -52,10 +55,12 @@ use tokio::net::TcpListener;
 
 use crate::{
     metrics::{self, Metrics, Snapshot},
-    pinhole::PinholeError,
+    pinhole::{PinholeError, PinholeId, PinholeSpec},
     share::{LanSubnet, Proto, ShareError, ShareId, ShareSpec},
     state::Civil,
-    table::{SettingsPatch, SettingsView, SharePatch, ShareView, TableError, TableHandle},
+    table::{
+        PinholeView, SettingsPatch, SettingsView, SharePatch, ShareView, TableError, TableHandle,
+    },
     upnp::control::{Host, listens},
 };
 
@@ -85,6 +90,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/shares/{id}"),
     ("POST", "/api/v1/shares/{id}/enable"),
     ("POST", "/api/v1/shares/{id}/disable"),
+    ("GET", "/api/v1/pinholes"),
+    ("POST", "/api/v1/pinholes"),
+    ("DELETE", "/api/v1/pinholes/{id}"),
+    ("POST", "/api/v1/pinholes/{id}/enable"),
+    ("POST", "/api/v1/pinholes/{id}/disable"),
     ("GET", "/api/v1/devices"),
     ("PUT", "/api/v1/devices/{addr}"),
     ("POST", "/api/v1/devices/revoke-unused"),
@@ -439,17 +449,9 @@ async fn handle(
             )
             .await
         }
-        ("DELETE", "/api/v1/shares/{id}") => {
-            let id = share_id(param())?;
-            let share = api
-                .table
-                .remove(id, crate::table::By::Operator)
-                .await
-                .map_err(|e| table_error(&e))?;
-            Ok((
-                StatusCode::OK,
-                json!({ "deleted": share.spec.id.to_string(), "internal": share.spec.internal.to_string() }),
-            ))
+        ("DELETE", "/api/v1/shares/{id}") => delete_share(api, share_id(param())?).await,
+        (_, pinhole_route) if pinhole_route.starts_with("/api/v1/pinholes") => {
+            pinholes(api, method, route, param(), body).await
         }
         ("GET", "/api/v1/devices") => devices(api).await,
         ("PUT", "/api/v1/devices/{addr}") => {
@@ -639,6 +641,122 @@ async fn create(api: &Api, body: Map<String, Value>) -> Reply {
     let entry = api.table.create(spec).await.map_err(|e| table_error(&e))?;
     let (_, share) = share(api, entry.spec.id).await?;
     Ok((StatusCode::CREATED, share))
+}
+
+async fn delete_share(api: &Api, id: ShareId) -> Reply {
+    let share = api
+        .table
+        .remove(id, crate::table::By::Operator)
+        .await
+        .map_err(|e| table_error(&e))?;
+    Ok((
+        StatusCode::OK,
+        json!({ "deleted": share.spec.id.to_string(), "internal": share.spec.internal.to_string() }),
+    ))
+}
+
+/// The `/api/v1/pinholes` routes.
+async fn pinholes(
+    api: &Api,
+    method: &str,
+    route: &str,
+    param: &str,
+    body: Map<String, Value>,
+) -> Reply {
+    match (method, route) {
+        ("GET", "/api/v1/pinholes") => {
+            let list = api.table.pinholes().await.map_err(|e| table_error(&e))?;
+            let list: Vec<Value> = list.iter().map(pinhole_json).collect();
+            Ok((StatusCode::OK, json!({ "pinholes": list })))
+        }
+        ("POST", "/api/v1/pinholes") => {
+            let spec = pinhole_spec(body)?;
+            let view = api
+                .table
+                .open_pinhole(spec)
+                .await
+                .map_err(|e| table_error(&e))?;
+            Ok((StatusCode::CREATED, pinhole_json(&view)))
+        }
+        ("DELETE", "/api/v1/pinholes/{id}") => {
+            let id = pinhole_id(param)?;
+            let closed = api
+                .table
+                .close_pinhole(id, crate::table::By::Operator)
+                .await
+                .map_err(|e| table_error(&e))?;
+            Ok((
+                StatusCode::OK,
+                json!({ "deleted": closed.spec.id.to_string() }),
+            ))
+        }
+        ("POST", "/api/v1/pinholes/{id}/enable" | "/api/v1/pinholes/{id}/disable") => {
+            let id = pinhole_id(param)?;
+            no_fields(&body)?;
+            let view = api
+                .table
+                .switch_pinhole(id, route.ends_with("/enable"))
+                .await
+                .map_err(|e| table_error(&e))?;
+            Ok((StatusCode::OK, pinhole_json(&view)))
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no such route")),
+    }
+}
+
+fn pinhole_id(text: &str) -> Result<PinholeId, ApiError> {
+    text.parse()
+        .map_err(|e: crate::share::SpecError| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
+}
+
+/// A pinhole from a POST body: `{"proto": "tcp", "internal": "[2001:db8::10]:443",
+/// "remote": "2001:db8:ff::2", "name": "web", "enabled": true}`.
+fn pinhole_spec(body: Map<String, Value>) -> Result<PinholeSpec, ApiError> {
+    let mut body = Fields::new(body);
+    let proto: Proto = required(body.parsed("proto", "tcp or udp")?, "proto")?;
+    let internal: SocketAddrV6 = required(
+        body.parsed("internal", "an IPv6 address and port ([2001:db8::10]:443)")?,
+        "internal",
+    )?;
+    if internal.port() == 0 {
+        return Err(ApiError::field("internal", "port 0 is not a port"));
+    }
+    let remote: Option<Ipv6Addr> = body.parsed("remote", "an IPv6 address")?;
+    let name = body.string("name")?.map(name).transpose()?;
+    let enabled = body.bool("enabled")?.unwrap_or(true);
+    body.done()?;
+    Ok(PinholeSpec {
+        id: PinholeId {
+            proto,
+            addr: *internal.ip(),
+            port: internal.port(),
+        },
+        remote,
+        name,
+        enabled,
+    })
+}
+
+fn pinhole_json(view: &PinholeView) -> Value {
+    let spec = &view.pinhole.spec;
+    json!({
+        "id": spec.id.to_string(),
+        "proto": spec.id.proto,
+        "address": spec.id.addr.to_string(),
+        "port": spec.id.port,
+        "remote": spec.remote.map(|r| r.to_string()),
+        "name": spec.name,
+        "enabled": spec.enabled,
+        "active": view.active,
+        "source": view.pinhole.origin.source(),
+        "client": view.pinhole.origin.client().map(|c| c.to_string()),
+        "counters": {
+            "packets_in": view.stats.packets_in,
+            "bytes_in": view.stats.bytes_in,
+            "packets_out": view.stats.packets_out,
+            "bytes_out": view.stats.bytes_out,
+        },
+    })
 }
 
 /// One share as the list shows it (counters, and whether it is active now).

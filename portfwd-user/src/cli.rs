@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 use crate::{
     client::{Client, ClientError},
     config::{DEFAULT_API, DEFAULT_STATE_DIR},
-    share::{ShareId, ShareSpec},
+    pinhole::PinholeId,
+    share::{ShareId, ShareSpec, SpecError},
 };
 
 /// How to reach the daemon.
@@ -38,9 +39,15 @@ pub struct Connection {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ShareCommand {
-    /// Share a port: PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80).
+    /// Share a port.
+    #[command(
+        about = "Share a port: PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80), or over IPv6, where nothing is translated, PROTO:PORT=[IPV6]:PORT (e.g. tcp:443=[2001:db8::10]:443)"
+    )]
     Add {
-        share: ShareSpec,
+        share: ShareArg,
+        /// IPv6 only: the one remote address that may use the share.
+        #[arg(long, value_name = "IPV6")]
+        remote6: Option<std::net::Ipv6Addr>,
         /// A name for the share.
         #[arg(long)]
         name: Option<String>,
@@ -51,18 +58,21 @@ pub enum ShareCommand {
     /// List every share with its source, lease and counters.
     #[command(alias = "ls")]
     List,
-    /// Delete a share (e.g. tcp:8080).
-    #[command(alias = "delete")]
-    Rm { id: ShareId },
+    /// Delete a share.
+    #[command(
+        alias = "delete",
+        about = "Delete a share (e.g. tcp:8080, or tcp:[2001:db8::10]:443 over IPv6)"
+    )]
+    Rm { id: ShareRef },
     /// Switch shares on.
     Enable {
         #[arg(required = true)]
-        ids: Vec<ShareId>,
+        ids: Vec<ShareRef>,
     },
     /// Switch shares off (kept, not forwarded).
     Disable {
         #[arg(required = true)]
-        ids: Vec<ShareId>,
+        ids: Vec<ShareRef>,
     },
     /// Change a share's target, external port or name.
     Edit {
@@ -168,10 +178,40 @@ pub async fn run(command: Command, connection: &Connection) -> Result<(), Client
     };
     let out = match command {
         Command::Share(ShareCommand::Add {
-            share,
+            share: ShareArg::V6(pinhole),
+            remote6,
             name,
             disabled,
         }) => {
+            let mut body = json!({
+                "proto": pinhole.proto,
+                "internal": format!("[{}]:{}", pinhole.addr, pinhole.port),
+                "enabled": !disabled,
+            });
+            if let Some(remote) = remote6 {
+                body["remote"] = json!(remote.to_string());
+            }
+            if let Some(name) = name {
+                body["name"] = json!(name);
+            }
+            let made = call(Method::POST, "/api/v1/pinholes".into(), Some(body)).await?;
+            if json {
+                pretty(&made)
+            } else {
+                format!("added {}\n", pinhole_line(&made))
+            }
+        }
+        Command::Share(ShareCommand::Add {
+            share: ShareArg::V4(share),
+            remote6,
+            name,
+            disabled,
+        }) => {
+            if remote6.is_some() {
+                return Err(ClientError::Usage(
+                    "--remote6 is for IPv6 shares; an IPv4 share names its remote host as tcp:PORT@REMOTE".into(),
+                ));
+            }
             let mut body = json!({
                 "proto": share.id.proto,
                 "external_port": share.id.ext_port,
@@ -192,7 +232,9 @@ pub async fn run(command: Command, connection: &Connection) -> Result<(), Client
             }
         }
         Command::Share(ShareCommand::List) => {
-            let list = call(Method::GET, "/api/v1/shares".into(), None).await?;
+            let mut list = call(Method::GET, "/api/v1/shares".into(), None).await?;
+            let pinholes = call(Method::GET, "/api/v1/pinholes".into(), None).await?;
+            list["pinholes"] = pinholes["pinholes"].clone();
             if json {
                 pretty(&list)
             } else {
@@ -200,7 +242,7 @@ pub async fn run(command: Command, connection: &Connection) -> Result<(), Client
             }
         }
         Command::Share(ShareCommand::Rm { id }) => {
-            let done = call(Method::DELETE, format!("/api/v1/shares/{id}"), None).await?;
+            let done = call(Method::DELETE, id.path(), None).await?;
             if json {
                 pretty(&done)
             } else {
@@ -347,7 +389,7 @@ pub async fn run(command: Command, connection: &Connection) -> Result<(), Client
 
 async fn switch(
     client: &Client,
-    ids: Vec<ShareId>,
+    ids: Vec<ShareRef>,
     json: bool,
     verb: &str,
 ) -> Result<(), ClientError> {
@@ -355,18 +397,104 @@ async fn switch(
         let done = client
             .call(
                 Method::POST,
-                &format!("/api/v1/shares/{id}/{verb}"),
+                &format!("{}/{verb}", id.path()),
                 None,
                 Duration::ZERO,
             )
             .await?;
         if json {
             print!("{}", pretty(&done));
+        } else if matches!(id, ShareRef::Pinhole(_)) {
+            println!("{verb}d {}", pinhole_line(&done));
         } else {
             println!("{verb}d {}", share_line(&done));
         }
     }
     Ok(())
+}
+
+/// A share to add, as the command line gives it: IPv4 (translated) or IPv6 (a pinhole).
+#[derive(Clone, Debug)]
+pub enum ShareArg {
+    V4(ShareSpec),
+    V6(PinholeId),
+}
+
+impl std::str::FromStr for ShareArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((external, internal)) = s.split_once("=[") else {
+            return s
+                .parse()
+                .map(Self::V4)
+                .map_err(|e: SpecError| e.to_string());
+        };
+        let (proto, port) = external
+            .split_once(':')
+            .ok_or_else(|| format!("share `{s}` is not of the form PROTO:PORT=[IPV6]:PORT"))?;
+        let id: PinholeId = format!("{proto}:[{internal}")
+            .parse()
+            .map_err(|e: SpecError| e.to_string())?;
+        if port.parse::<u16>().ok() != Some(id.port) {
+            return Err(format!(
+                "share `{s}`: IPv6 is not translated, the external port is the internal port ({})",
+                id.port
+            ));
+        }
+        Ok(Self::V6(id))
+    }
+}
+
+/// A share named on the command line: `tcp:8080[@REMOTE]` or an IPv6 pinhole
+/// `tcp:[2001:db8::10]:443`.
+#[derive(Clone, Copy, Debug)]
+pub enum ShareRef {
+    Share(ShareId),
+    Pinhole(PinholeId),
+}
+
+impl ShareRef {
+    /// Its API path.
+    fn path(self) -> String {
+        match self {
+            Self::Share(id) => format!("/api/v1/shares/{id}"),
+            Self::Pinhole(id) => format!("/api/v1/pinholes/{id}"),
+        }
+    }
+}
+
+impl std::fmt::Display for ShareRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Share(id) => id.fmt(f),
+            Self::Pinhole(id) => id.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for ShareRef {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains('[') {
+            s.parse().map(Self::Pinhole)
+        } else {
+            s.parse().map(Self::Share)
+        }
+    }
+}
+
+/// A pinhole in one line: `tcp:[2001:db8::10]:443 (IPv6) "web"`.
+fn pinhole_line(p: &Value) -> String {
+    let mut line = format!("{} (IPv6)", text(&p["id"]));
+    if let Some(remote) = p["remote"].as_str() {
+        let _ = write!(line, " from {remote}");
+    }
+    if let Some(name) = p["name"].as_str() {
+        let _ = write!(line, " \"{name}\"");
+    }
+    line
 }
 
 async fn device(
@@ -504,7 +632,8 @@ fn text(value: &Value) -> String {
 
 fn shares_table(list: &Value) -> String {
     let shares = list["shares"].as_array().cloned().unwrap_or_default();
-    if shares.is_empty() {
+    let pinholes = list["pinholes"].as_array().cloned().unwrap_or_default();
+    if shares.is_empty() && pinholes.is_empty() {
         return "no shares\n".to_owned();
     }
     let mut rows = vec![
@@ -537,6 +666,27 @@ fn shares_table(list: &Value) -> String {
             source,
             state.to_owned(),
             lease,
+            format!("{}p/{}B", text(&c["packets_in"]), text(&c["bytes_in"])),
+            format!("{}p/{}B", text(&c["packets_out"]), text(&c["bytes_out"])),
+        ]);
+    }
+    for p in &pinholes {
+        let state = match (p["enabled"].as_bool(), p["active"].as_bool()) {
+            (Some(false), _) => "disabled",
+            (_, Some(false)) => "inactive",
+            _ => "active",
+        };
+        let c = &p["counters"];
+        rows.push(vec![
+            text(&p["id"]),
+            match p["remote"].as_str() {
+                Some(remote) => format!("IPv6, from {remote}"),
+                None => "IPv6".to_owned(),
+            },
+            text(&p["name"]),
+            text(&p["source"]),
+            state.to_owned(),
+            "-".to_owned(),
             format!("{}p/{}B", text(&c["packets_in"]), text(&c["bytes_in"])),
             format!("{}p/{}B", text(&c["packets_out"]), text(&c["bytes_out"])),
         ]);

@@ -23,6 +23,9 @@
 //! min_lifetime = 120    # seconds; lifetimes asked for are clamped to this range
 //! max_lifetime = 86400
 //!
+//! [ipv6]
+//! inbound = "pass"      # pass | deny: new TCP connections to LAN hosts without a pinhole
+//!
 //! [api]
 //! listen = "127.0.0.1:9780"  # REST API and /metrics (--api)
 //! metrics_auth = false       # true: /metrics needs the bearer token too
@@ -75,6 +78,7 @@ struct FileConfig {
     share: Vec<FileShare>,
     upnp: UpnpConfig,
     pcp: PcpSettings,
+    ipv6: FileIpv6,
     api: FileApi,
     #[serde(rename = "wan_link")]
     link: FileLink,
@@ -87,6 +91,25 @@ struct FileApi {
     listen: Option<SocketAddr>,
     metrics_auth: bool,
     webhook: Option<String>,
+}
+
+/// The `[ipv6]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileIpv6 {
+    inbound: Inbound6,
+}
+
+/// What becomes of inbound IPv6 to LAN hosts without a pinhole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Inbound6 {
+    /// Handed to the kernel (its firewall decides).
+    #[default]
+    Pass,
+    /// TCP connection attempts (SYN without ACK) are dropped in XDP; the rest goes to the
+    /// kernel, whose connection tracking tells UDP replies from new flows.
+    Deny,
 }
 
 /// The `[wan_link]` section.
@@ -154,6 +177,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub upnp: Settings,
     pub pcp: PcpSettings,
+    pub ipv6_inbound: Inbound6,
     pub api: ApiSettings,
     /// A WAN outage shorter than this is logged as one event.
     pub flap_window: Duration,
@@ -236,6 +260,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             upnp,
             pcp: file.pcp,
+            ipv6_inbound: file.ipv6.inbound,
             api: ApiSettings {
                 listen: overrides.api.or(file.api.listen).unwrap_or(DEFAULT_API),
                 metrics_auth: file.api.metrics_auth,

@@ -128,6 +128,8 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     let mut table = Table::new(lan_subnets.clone(), dataplane, wan_index, lan_index);
     table.set_settings(config.upnp.clone());
     table.set_flap_window(config.flap_window);
+    table.set_lan6(netinfo::ipv6_prefixes(&config.lan));
+    table.set_ipv6_deny(config.ipv6_inbound == crate::config::Inbound6::Deny)?;
     let external = netinfo::external_addr(&config.wan)?;
     table.set_external(external)?;
     table.forwarding_changed()?;

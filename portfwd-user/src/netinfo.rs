@@ -25,6 +25,32 @@ pub fn ifindex(name: &str) -> Result<u32, NetInfoError> {
     }
 }
 
+/// The global IPv6 prefixes of interface `name`, from `/proc/net/if_inet6` (none if IPv6 is
+/// off).
+#[must_use]
+pub fn ipv6_prefixes(name: &str) -> Vec<crate::pinhole::Prefix6> {
+    let Ok(table) = std::fs::read_to_string("/proc/net/if_inet6") else {
+        return Vec::new();
+    };
+    table
+        .lines()
+        .filter_map(|line| {
+            // address ifindex prefix-length scope flags name, in hex but the name.
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [addr, _, prefix_len, scope, _, dev] = fields[..] else {
+                return None;
+            };
+            if dev != name || scope != "00" {
+                return None;
+            }
+            Some(crate::pinhole::Prefix6 {
+                addr: u128::from_str_radix(addr, 16).ok()?.into(),
+                prefix_len: u8::from_str_radix(prefix_len, 16).ok()?.min(128),
+            })
+        })
+        .collect()
+}
+
 /// The IPv4 addresses and prefix lengths of interface `name`, in the kernel's order (the
 /// primary address first).
 #[expect(

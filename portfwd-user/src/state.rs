@@ -145,6 +145,20 @@ pub struct Saved {
     pub static_enabled: BTreeMap<ShareId, bool>,
     /// Settings changed through the API, over the config file's.
     pub settings: Overlay,
+    /// IPv6 pinholes the owner opened.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pinholes: Vec<SavedPinhole>,
+}
+
+/// An IPv6 pinhole, as saved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPinhole {
+    pub id: crate::pinhole::PinholeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<std::net::Ipv6Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub enabled: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -425,6 +439,12 @@ mod tests {
                 secure_mode: Some(false),
                 ..Overlay::default()
             },
+            pinholes: vec![SavedPinhole {
+                id: "tcp:[2001:db8::10]:443".parse().expect("id"),
+                remote: None,
+                name: Some("web".into()),
+                enabled: true,
+            }],
         };
         state.save(&saved).expect("save");
         assert_eq!(state.load().expect("load"), saved);

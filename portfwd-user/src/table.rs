@@ -42,7 +42,7 @@ use crate::{
     events::{Event, EventKind, EventLog, NewEvent},
     pinhole::{Pinhole, PinholeError, PinholeId, PinholeSpec, Pinholes, Prefix6},
     share::{LanSubnet, Origin, Proto, Share, ShareError, ShareId, ShareSpec, ShareTable},
-    state::{self, Civil, Saved, SavedShare, SavedSource, StateDir, StateError},
+    state::{self, Civil, Saved, SavedPinhole, SavedShare, SavedSource, StateDir, StateError},
     upnp::{Settings, policy::Overlay},
 };
 
@@ -810,10 +810,21 @@ impl<M: KernelMaps> Table<M> {
                 })
             })
             .collect();
+        let pinholes = self
+            .pinholes
+            .iter()
+            .map(|p| SavedPinhole {
+                id: p.spec.id,
+                remote: p.spec.remote,
+                name: p.spec.name.clone(),
+                enabled: p.spec.enabled,
+            })
+            .collect();
         Ok(state.save(&Saved {
             shares,
             static_enabled: self.static_enabled.clone(),
             settings: self.overlay.clone(),
+            pinholes,
         })?)
     }
 
@@ -847,6 +858,22 @@ impl<M: KernelMaps> Table<M> {
             );
         }
         let mut restored = 0;
+        for saved in saved.pinholes {
+            let id = saved.id;
+            let spec = PinholeSpec {
+                id,
+                remote: saved.remote,
+                name: saved.name,
+                enabled: saved.enabled,
+            };
+            match self.open_pinhole(spec) {
+                Ok(_) => restored += 1,
+                Err(err) => tracing::warn!(
+                    "saved pinhole {id} not restored: {}",
+                    crate::error_chain(&err)
+                ),
+            }
+        }
         for share in saved.shares {
             let remaining = share.expires_at.map(state::wall_remaining);
             if remaining == Some(Duration::ZERO) {
@@ -1517,6 +1544,17 @@ enum Command {
         oneshot::Sender<Result<Vec<Event>, TableError>>,
     ),
     Subscribe(oneshot::Sender<Result<watch::Receiver<u64>, TableError>>),
+    OpenPinhole(
+        PinholeSpec,
+        oneshot::Sender<Result<PinholeView, TableError>>,
+    ),
+    ClosePinhole(PinholeId, By, oneshot::Sender<Result<Pinhole, TableError>>),
+    SwitchPinhole(
+        PinholeId,
+        bool,
+        oneshot::Sender<Result<PinholeView, TableError>>,
+    ),
+    Pinholes(oneshot::Sender<Result<Vec<PinholeView>, TableError>>),
 }
 
 /// A handle on the table task. Cloneable; the task ends when every handle is dropped.
@@ -1544,6 +1582,26 @@ impl TableHandle {
 
     pub async fn lease(&self, request: LeaseRequest) -> Result<Applied, TableError> {
         self.call(|r| Command::Lease(request, r)).await
+    }
+
+    pub async fn open_pinhole(&self, spec: PinholeSpec) -> Result<PinholeView, TableError> {
+        self.call(|r| Command::OpenPinhole(spec, r)).await
+    }
+
+    pub async fn close_pinhole(&self, id: PinholeId, by: By) -> Result<Pinhole, TableError> {
+        self.call(|r| Command::ClosePinhole(id, by, r)).await
+    }
+
+    pub async fn switch_pinhole(
+        &self,
+        id: PinholeId,
+        enabled: bool,
+    ) -> Result<PinholeView, TableError> {
+        self.call(|r| Command::SwitchPinhole(id, enabled, r)).await
+    }
+
+    pub async fn pinholes(&self) -> Result<Vec<PinholeView>, TableError> {
+        self.call(Command::Pinholes).await
     }
 
     pub async fn lease_any(
@@ -1653,6 +1711,10 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 
 /// Runs `table` on its own task; returns the handle and the task (which hands the table
 /// back, with its maps, when the last handle is dropped).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per command, in the order of the Command enum"
+)]
 pub fn spawn<M: KernelMaps + Send + 'static>(
     mut table: Table<M>,
 ) -> (TableHandle, tokio::task::JoinHandle<Table<M>>) {
@@ -1683,6 +1745,18 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
                 }
                 Command::Lease(request, reply) => {
                     let _ = reply.send(table.lease(request, Instant::now()));
+                }
+                Command::OpenPinhole(spec, reply) => {
+                    let _ = reply.send(table.open_pinhole(spec));
+                }
+                Command::ClosePinhole(id, by, reply) => {
+                    let _ = reply.send(table.close_pinhole(id, by));
+                }
+                Command::SwitchPinhole(id, enabled, reply) => {
+                    let _ = reply.send(table.switch_pinhole(id, enabled));
+                }
+                Command::Pinholes(reply) => {
+                    let _ = reply.send(table.pinholes());
                 }
                 Command::LeaseAny(request, ports, reply) => {
                     let _ = reply.send(table.lease_any(&request, &ports, Instant::now()));

@@ -532,9 +532,14 @@ impl Drop for Daemon {
 /// A tiny HTTP server: answers every request on `port` with `body`, until the process ends.
 /// Runs in `ns`. Returns once it listens.
 pub fn serve_http(ns: &Netns, port: u16, body: &'static str) {
+    serve_http_on(ns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), body);
+}
+
+/// Like [`serve_http`], on `addr` (an IPv6 address serves IPv6 and, for `[::]`, IPv4 too).
+pub fn serve_http_on(ns: &Netns, addr: SocketAddr, body: &'static str) {
     let (tx, rx) = mpsc::channel();
     ns.spawn(move || {
-        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind http");
+        let listener = TcpListener::bind(addr).expect("bind http");
         tx.send(()).expect("ready");
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };

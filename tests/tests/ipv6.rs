@@ -1,0 +1,172 @@
+//! IPv6 port sharing end to end: the real `portfwd` in the netns lab opens pinholes the owner
+//! asks for through the CLI, and IPv6 from the remote host reaches the LAN host's own address
+//! through XDP alone (the router's kernel forwarding is blocked), until the pinhole is switched
+//! off or closed. With `[ipv6] inbound = "deny"`, connection attempts without a pinhole are
+//! dropped even where the kernel would forward them. Needs root.
+
+use std::{
+    fs,
+    net::{Ipv6Addr, SocketAddr, SocketAddrV6},
+    path::Path,
+};
+
+use portfwd_tests::{Daemon, LAN_HOST6, Lab, REMOTE6, WAIT, http_get, serve_http_on, temp_dir};
+use serde_json::Value;
+
+fn lan_host(port: u16) -> SocketAddr {
+    SocketAddr::V6(SocketAddrV6::new(LAN_HOST6, port, 0, 0))
+}
+
+fn start(lab: &Lab, extra: &[&str]) -> Daemon {
+    lab.learn_lan_neighbour();
+    lab.learn_remote_neighbour();
+    serve_http_on(
+        &lab.lan,
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 80)),
+        "hello from the LAN host",
+    );
+    let mut args = vec!["--wan", "wan", "--lan", "lan", "--xdp-mode", "skb"];
+    args.extend_from_slice(extra);
+    Daemon::start(&lab.router, &args)
+}
+
+fn reaches(lab: &Lab) -> bool {
+    http_get(&lab.remote, lan_host(80), WAIT)
+        .is_ok_and(|body| body.starts_with("hello from the LAN host (you are [2001:db8:ff::2]"))
+}
+
+/// `portfwd ARGS` in the router namespace; stdout, or a panic with what it said.
+fn cli(lab: &Lab, state_dir: &Path, args: &[&str]) -> String {
+    let out = lab
+        .router
+        .command(portfwd_tests::portfwd_bin().to_str().expect("path"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .output()
+        .expect("run the CLI");
+    assert!(out.status.success(), "portfwd {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
+    if !portfwd_tests::is_root() {
+        eprintln!("skipped: needs root for network namespaces and XDP");
+        return;
+    }
+    let lab = Lab::fresh("v6");
+    lab.block_kernel_forwarding();
+    let daemon = start(&lab, &[]);
+    let state = daemon.state_dir().expect("state dir").to_owned();
+    assert!(
+        !reaches(&lab),
+        "no pinhole: the blocked kernel does not forward"
+    );
+
+    let out = cli(
+        &lab,
+        &state,
+        &[
+            "share",
+            "add",
+            "tcp:80=[2001:db8:77::10]:80",
+            "--name",
+            "web6",
+        ],
+    );
+    assert!(
+        out.contains("added tcp:[2001:db8:77::10]:80 (IPv6)"),
+        "{out}"
+    );
+    assert!(reaches(&lab), "IPv6 through the pinhole");
+    assert!(reaches(&lab));
+    let list: Value =
+        serde_json::from_str(&cli(&lab, &state, &["share", "list", "--json"])).expect("json");
+    let pinhole = &list["pinholes"][0];
+    assert_eq!(pinhole["id"], "tcp:[2001:db8:77::10]:80");
+    assert_eq!(pinhole["name"], "web6");
+    assert_eq!(pinhole["active"], true);
+    assert!(
+        pinhole["counters"]["packets_in"].as_u64() >= Some(6),
+        "two connections' worth in: {pinhole}"
+    );
+    assert!(
+        pinhole["counters"]["packets_out"].as_u64() >= Some(4),
+        "{pinhole}"
+    );
+    let table = cli(&lab, &state, &["share", "list"]);
+    assert!(table.contains("tcp:[2001:db8:77::10]:80"), "{table}");
+
+    cli(
+        &lab,
+        &state,
+        &["share", "disable", "tcp:[2001:db8:77::10]:80"],
+    );
+    assert!(!reaches(&lab), "switched off");
+    cli(
+        &lab,
+        &state,
+        &["share", "enable", "tcp:[2001:db8:77::10]:80"],
+    );
+    assert!(reaches(&lab), "switched on again");
+
+    // The pinhole is kept across a restart.
+    daemon.kill();
+    let daemon = start_again(&lab, &state);
+    assert!(reaches(&lab), "restored from the state directory");
+    cli(&lab, &state, &["share", "rm", "tcp:[2001:db8:77::10]:80"]);
+    assert!(!reaches(&lab), "closed");
+    let events = cli(&lab, &state, &["events"]);
+    assert!(
+        events.contains("IPv6 pinhole tcp:[2001:db8:77::10]:80"),
+        "{events}"
+    );
+    drop(daemon);
+}
+
+fn start_again(lab: &Lab, state: &Path) -> Daemon {
+    Daemon::start(
+        &lab.router,
+        &[
+            "--wan",
+            "wan",
+            "--lan",
+            "lan",
+            "--xdp-mode",
+            "skb",
+            "--state-dir",
+            state.to_str().expect("path"),
+        ],
+    )
+}
+
+#[test]
+fn default_deny_drops_connections_without_a_pinhole_that_the_kernel_would_forward() {
+    if !portfwd_tests::is_root() {
+        eprintln!("skipped: needs root for network namespaces and XDP");
+        return;
+    }
+    let lab = Lab::fresh("v6deny");
+    let config = temp_dir("v6deny").join("portfwd.toml");
+    fs::write(&config, "[ipv6]\ninbound = \"deny\"\n").expect("config");
+    // The kernel forwards IPv6 here: only portfwd stands in the way.
+    let daemon = start(&lab, &["--config", config.to_str().expect("path")]);
+    let state = daemon.state_dir().expect("state dir").to_owned();
+    assert!(!reaches(&lab), "denied: no pinhole");
+    cli(
+        &lab,
+        &state,
+        &["share", "add", "tcp:80=[2001:db8:77::10]:80"],
+    );
+    assert!(reaches(&lab), "the pinhole lets it in");
+    // The LAN host's own connections out still get their replies (SYN-ACK is no attempt).
+    serve_http_on(
+        &lab.remote,
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8080)),
+        "hello from the remote host",
+    );
+    let remote = SocketAddr::V6(SocketAddrV6::new(REMOTE6, 8080, 0, 0));
+    let body = http_get(&lab.lan, remote, WAIT).expect("out from the LAN");
+    assert!(body.starts_with("hello from the remote host"), "{body}");
+}
