@@ -395,9 +395,11 @@ fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
     Hop::ready(hop)
 }
 
+/// Counts a packet of `bytes` in `slot` of a per-share (`SHARE_STATS`) or per-pinhole
+/// (`PINHOLE_STATS`) counter map.
 #[inline(always)]
-fn count_share(slot: u32, inbound: bool, bytes: u16) {
-    if let Some(stats) = SHARE_STATS.get_ptr_mut(slot) {
+fn count(stats: &PerCpuArray<ShareStats>, slot: u32, inbound: bool, bytes: u16) {
+    if let Some(stats) = stats.get_ptr_mut(slot) {
         // Per-CPU slot: no other writer.
         unsafe {
             if inbound {
@@ -461,7 +463,7 @@ fn wan(ctx: &XdpContext) -> (Verdict, u32) {
         Hop::NONE
     };
     rewrite(&pkt, End::Dst, int_addr, share.int_port.to_ne_bytes());
-    count_share(share.slot, true, pkt.tot_len);
+    count(&SHARE_STATS, share.slot, true, pkt.tot_len);
     if hop.kind == HopKind::Ready && pkt.tot_len <= hop.next.mtu {
         forward(&pkt, &hop.next, config)
     } else {
@@ -522,7 +524,7 @@ fn lan(ctx: &XdpContext) -> (Verdict, u32) {
         return too_far_or_too_big(&pkt);
     }
     rewrite(&pkt, End::Src, ext_addr, reverse.ext_port.to_ne_bytes());
-    count_share(slot, false, pkt.tot_len);
+    count(&SHARE_STATS, slot, false, pkt.tot_len);
     forward(&pkt, &hop.next, config)
 }
 
@@ -722,22 +724,6 @@ fn pinhole(addr: [u8; 16], port: [u8; 2], proto: u8, peer: ([u8; 16], [u8; 2])) 
 }
 
 #[inline(always)]
-fn count_pinhole(slot: u32, inbound: bool, bytes: u16) {
-    if let Some(stats) = PINHOLE_STATS.get_ptr_mut(slot) {
-        // Per-CPU slot: no other writer.
-        unsafe {
-            if inbound {
-                (*stats).packets_in += 1;
-                (*stats).bytes_in += u64::from(bytes);
-            } else {
-                (*stats).packets_out += 1;
-                (*stats).bytes_out += u64::from(bytes);
-            }
-        }
-    }
-}
-
-#[inline(always)]
 fn wan6(ctx: &XdpContext) -> (Verdict, u32) {
     const UNTOUCHED: (Verdict, u32) = (Verdict::NotMatched, xdp_action::XDP_PASS);
     let Some(pkt) = parse6(ctx) else {
@@ -758,7 +744,7 @@ fn wan6(ctx: &XdpContext) -> (Verdict, u32) {
         }
         return UNTOUCHED;
     };
-    count_pinhole(slot, true, pkt.len);
+    count(&PINHOLE_STATS, slot, true, pkt.len);
     forward6(ctx, &pkt, config.lan_ifindex, config)
 }
 
@@ -777,7 +763,7 @@ fn lan6(ctx: &XdpContext) -> (Verdict, u32) {
     };
     let (verdict, action) = forward6(ctx, &pkt, config.wan_ifindex, config);
     if verdict == Verdict::Forwarded {
-        count_pinhole(slot, false, pkt.len);
+        count(&PINHOLE_STATS, slot, false, pkt.len);
         (verdict, action)
     } else {
         // LAN to LAN, to the box itself, or the kernel's to handle: untouched.

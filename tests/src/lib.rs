@@ -652,6 +652,31 @@ fn http_exchange(
     })
 }
 
+/// `portfwd ARGS --state-dir STATE_DIR` (a CLI command) in the lab's router namespace: exit
+/// success, stdout, stderr.
+pub fn cli(lab: &Lab, state_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = lab
+        .router
+        .command(portfwd_bin().to_str().expect("path"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .output()
+        .expect("run the CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`cli`] that must succeed: its stdout.
+pub fn cli_ok(lab: &Lab, state_dir: &std::path::Path, args: &[&str]) -> String {
+    let (ok, out, err) = cli(lab, state_dir, args);
+    assert!(ok, "portfwd {args:?} failed: {out}{err}");
+    out
+}
+
 /// How long tests wait for one exchange through the lab.
 pub const WAIT: Duration = Duration::from_secs(3);
 

@@ -10,7 +10,9 @@ use std::{
     path::Path,
 };
 
-use portfwd_tests::{Daemon, LAN_HOST6, Lab, REMOTE6, WAIT, http_get, serve_http_on, temp_dir};
+use portfwd_tests::{
+    Daemon, LAN_HOST6, Lab, REMOTE6, WAIT, cli_ok, http_get, serve_http_on, temp_dir,
+};
 use serde_json::Value;
 
 fn lan_host(port: u16) -> SocketAddr {
@@ -35,20 +37,6 @@ fn reaches(lab: &Lab) -> bool {
         .is_ok_and(|body| body.starts_with("hello from the LAN host (you are [2001:db8:ff::2]"))
 }
 
-/// `portfwd ARGS` in the router namespace; stdout, or a panic with what it said.
-fn cli(lab: &Lab, state_dir: &Path, args: &[&str]) -> String {
-    let out = lab
-        .router
-        .command(portfwd_tests::portfwd_bin().to_str().expect("path"))
-        .args(args)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .output()
-        .expect("run the CLI");
-    assert!(out.status.success(), "portfwd {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
     if !portfwd_tests::is_root() {
@@ -64,7 +52,7 @@ fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
         "no pinhole: the blocked kernel does not forward"
     );
 
-    let out = cli(
+    let out = cli_ok(
         &lab,
         &state,
         &[
@@ -82,7 +70,7 @@ fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
     assert!(reaches(&lab), "IPv6 through the pinhole");
     assert!(reaches(&lab));
     let list: Value =
-        serde_json::from_str(&cli(&lab, &state, &["share", "list", "--json"])).expect("json");
+        serde_json::from_str(&cli_ok(&lab, &state, &["share", "list", "--json"])).expect("json");
     let pinhole = &list["pinholes"][0];
     assert_eq!(pinhole["id"], "tcp:[2001:db8:77::10]:80");
     assert_eq!(pinhole["name"], "web6");
@@ -95,16 +83,16 @@ fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
         pinhole["counters"]["packets_out"].as_u64() >= Some(4),
         "{pinhole}"
     );
-    let table = cli(&lab, &state, &["share", "list"]);
+    let table = cli_ok(&lab, &state, &["share", "list"]);
     assert!(table.contains("tcp:[2001:db8:77::10]:80"), "{table}");
 
-    cli(
+    cli_ok(
         &lab,
         &state,
         &["share", "disable", "tcp:[2001:db8:77::10]:80"],
     );
     assert!(!reaches(&lab), "switched off");
-    cli(
+    cli_ok(
         &lab,
         &state,
         &["share", "enable", "tcp:[2001:db8:77::10]:80"],
@@ -115,9 +103,9 @@ fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
     daemon.kill();
     let daemon = start_again(&lab, &state);
     assert!(reaches(&lab), "restored from the state directory");
-    cli(&lab, &state, &["share", "rm", "tcp:[2001:db8:77::10]:80"]);
+    cli_ok(&lab, &state, &["share", "rm", "tcp:[2001:db8:77::10]:80"]);
     assert!(!reaches(&lab), "closed");
-    let events = cli(&lab, &state, &["events"]);
+    let events = cli_ok(&lab, &state, &["events"]);
     assert!(
         events.contains("IPv6 pinhole tcp:[2001:db8:77::10]:80"),
         "{events}"
@@ -154,7 +142,7 @@ fn default_deny_drops_connections_without_a_pinhole_that_the_kernel_would_forwar
     let daemon = start(&lab, &["--config", config.to_str().expect("path")]);
     let state = daemon.state_dir().expect("state dir").to_owned();
     assert!(!reaches(&lab), "denied: no pinhole");
-    cli(
+    cli_ok(
         &lab,
         &state,
         &["share", "add", "tcp:80=[2001:db8:77::10]:80"],

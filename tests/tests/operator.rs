@@ -14,8 +14,8 @@ use std::{
 };
 
 use portfwd_tests::{
-    Daemon, EXTERNAL, LAN_HOST, Lab, Netns, WAIT, external, http_get, http_request, serve_http,
-    temp_dir,
+    Daemon, EXTERNAL, LAN_HOST, Lab, Netns, WAIT, cli, cli_ok, external, http_get, http_request,
+    serve_http, temp_dir,
 };
 use serde_json::Value;
 
@@ -47,29 +47,6 @@ fn token(state_dir: &Path) -> String {
         "the token is the owner's only"
     );
     fs::read_to_string(path).expect("token").trim().to_owned()
-}
-
-/// `portfwd ARGS` in the router namespace: exit success, stdout, stderr.
-fn cli(lab: &Lab, state_dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = lab
-        .router
-        .command(portfwd_tests::portfwd_bin().to_str().expect("path"))
-        .args(args)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .output()
-        .expect("run the CLI");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn cli_ok(lab: &Lab, state_dir: &Path, args: &[&str]) -> String {
-    let (ok, out, err) = cli(lab, state_dir, args);
-    assert!(ok, "portfwd {args:?} failed: {out}{err}");
-    out
 }
 
 /// An API call with the token: status and JSON.

@@ -75,15 +75,8 @@ fn exchange(ns: &Netns, to: SocketAddrV4, datagram: Vec<u8>) -> Option<Vec<u8>> 
 /// The shares the API lists, as (id, source, client) from `portfwd share list --json`.
 fn listed(lab: &Lab, daemon: &Daemon) -> Vec<(String, String, String)> {
     let state_dir = daemon.state_dir().expect("own state dir");
-    let out = lab
-        .router
-        .command(portfwd_tests::portfwd_bin().to_str().expect("path"))
-        .args(["share", "list", "--json", "--state-dir"])
-        .arg(state_dir)
-        .output()
-        .expect("portfwd share list");
-    assert!(out.status.success(), "{out:?}");
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let out = portfwd_tests::cli_ok(lab, state_dir, &["share", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&out).expect("json");
     list["shares"]
         .as_array()
         .expect("shares")
