@@ -330,14 +330,41 @@ fn fib_params(pkt: &Packet, ingress: u32, src: [u8; 4], dst: [u8; 4], tot_len: u
     params
 }
 
-/// Resolves the next hop towards `dst` for a packet that arrived on `ingress`.
+/// The interface the packet arrived on.
 #[inline(always)]
-fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
+fn ingress(ctx: &XdpContext) -> u32 {
     #[expect(
         clippy::cast_possible_truncation,
         reason = "ifindex is 32-bit in xdp_md"
     )]
-    let ingress = ctx.ingress_ifindex() as u32;
+    let ifindex = ctx.ingress_ifindex() as u32;
+    ifindex
+}
+
+/// `bpf_fib_lookup` on `params` for the packet in `ctx`: its `BPF_FIB_LKUP_RET_*` code (an
+/// error, negative, reads as none of them).
+#[inline(always)]
+fn fib_lookup(ctx: &XdpContext, params: &mut FibLookup) -> u32 {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        reason = "a 64-byte struct"
+    )]
+    let size = size_of::<FibLookup>() as i32;
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), core::ptr::from_mut(params), size, 0) };
+    #[expect(
+        clippy::cast_sign_loss,
+        clippy::cast_possible_truncation,
+        reason = "a small enum; errors are negative and match none"
+    )]
+    let code = ret as u32;
+    code
+}
+
+/// Resolves the next hop towards `dst` for a packet that arrived on `ingress`.
+#[inline(always)]
+fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
+    let ingress = ingress(ctx);
     let generation = FIB_GEN.get(0).copied().unwrap_or(0);
     let key = NextHopKey {
         dst_addr: u32::from_ne_bytes(dst),
@@ -355,19 +382,7 @@ fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
     // tot_len 0 skips the kernel's MTU check: we want the route and the neighbour here, and
     // the route MTU from the second lookup below.
     let mut params = fib_params(pkt, ingress, src, dst, 0);
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_possible_wrap,
-        reason = "a 64-byte struct"
-    )]
-    let size = size_of::<FibLookup>() as i32;
-    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &raw mut params, size, 0) };
-    #[expect(
-        clippy::cast_sign_loss,
-        clippy::cast_possible_truncation,
-        reason = "a small enum"
-    )]
-    match ret as u32 {
+    match fib_lookup(ctx, &mut params) {
         BPF_FIB_LKUP_RET_SUCCESS => {}
         BPF_FIB_LKUP_RET_NO_NEIGH => return Hop::no_neighbour(params.ifindex),
         _ => return Hop::NONE,
@@ -376,8 +391,7 @@ fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
     // Ask for the largest packet: the kernel answers FRAG_NEEDED with the route MTU, which the
     // cache keeps so that later packets are checked without a lookup.
     let mut probe = fib_params(pkt, ingress, src, dst, u16::MAX);
-    let probe_ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &raw mut probe, size, 0) };
-    let mtu = if probe_ret == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+    let mtu = if fib_lookup(ctx, &mut probe) == BPF_FIB_LKUP_RET_FRAG_NEEDED {
         unsafe { probe.__bindgen_anon_1.mtu_result }
     } else {
         u16::MAX
@@ -646,11 +660,7 @@ fn fib6(ctx: &XdpContext, pkt: &Packet6, tot_len: u16) -> (u32, FibLookup) {
     let mut params: FibLookup = unsafe { core::mem::zeroed() };
     params.family = AF_INET6;
     params.l4_protocol = pkt.proto;
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "ifindex is 32-bit in xdp_md"
-    )]
-    let ingress = ctx.ingress_ifindex() as u32;
+    let ingress = ingress(ctx);
     params.ifindex = ingress;
     params.__bindgen_anon_1.tot_len = tot_len;
     let words = |a: [u8; 16]| {
@@ -664,19 +674,7 @@ fn fib6(ctx: &XdpContext, pkt: &Packet6, tot_len: u16) -> (u32, FibLookup) {
     };
     params.__bindgen_anon_3.ipv6_src = words(pkt.src());
     params.__bindgen_anon_4.ipv6_dst = words(pkt.dst());
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_possible_wrap,
-        reason = "a 64-byte struct"
-    )]
-    let size = size_of::<FibLookup>() as i32;
-    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &raw mut params, size, 0) };
-    #[expect(
-        clippy::cast_sign_loss,
-        clippy::cast_possible_truncation,
-        reason = "a small enum"
-    )]
-    (ret as u32, params)
+    (fib_lookup(ctx, &mut params), params)
 }
 
 /// Forwards an IPv6 packet out of `egress` if the kernel's route goes there, its neighbour is
