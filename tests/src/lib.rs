@@ -409,6 +409,14 @@ impl Daemon {
         }
     }
 
+    /// Starts `portfwd run` on the lab's router (`--wan wan --lan lan --xdp-mode MODE`, then
+    /// `extra`) and waits for its `ready` line.
+    pub fn in_lab(lab: &Lab, mode: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--wan", "wan", "--lan", "lan", "--xdp-mode", mode];
+        args.extend_from_slice(extra);
+        Self::start(&lab.router, &args)
+    }
+
     /// Starts `portfwd run ARGS` and waits for `ready`; on failure, returns what it printed.
     /// Without `--state-dir` in `ARGS` the daemon gets a fresh one of its own, so tests never
     /// share leases through the default directory.

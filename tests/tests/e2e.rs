@@ -22,9 +22,7 @@ const SHARES: [&str; 4] = [
 ];
 
 fn start(lab: &Lab, mode: &str, extra: &[&str]) -> Daemon {
-    let mut args = vec!["--wan", "wan", "--lan", "lan", "--xdp-mode", mode];
-    args.extend_from_slice(extra);
-    let daemon = Daemon::start(&lab.router, &args);
+    let daemon = Daemon::in_lab(lab, mode, extra);
     assert!(
         daemon.ready_line.contains(&format!("wan wan ({mode})"))
             && daemon.ready_line.contains("external address 198.51.100.1"),
@@ -347,19 +345,7 @@ fn the_external_address_is_followed_over_rtnetlink() {
     lab.learn_lan_neighbour();
     lab.block_kernel_forwarding();
     lab.router.ip(&["addr", "flush", "dev", "wan"]);
-    let daemon = Daemon::start(
-        &lab.router,
-        &[
-            "--wan",
-            "wan",
-            "--lan",
-            "lan",
-            "--xdp-mode",
-            "skb",
-            "--share",
-            "tcp:8080=10.77.0.10:80",
-        ],
-    );
+    let daemon = Daemon::in_lab(&lab, "skb", &["--share", "tcp:8080=10.77.0.10:80"]);
     assert!(
         daemon.ready_line.contains("external address none yet"),
         "{}",

@@ -7,7 +7,6 @@
 use std::{
     fs,
     net::{Ipv6Addr, SocketAddr, SocketAddrV6},
-    path::Path,
 };
 
 use portfwd_tests::{
@@ -27,9 +26,7 @@ fn start(lab: &Lab, extra: &[&str]) -> Daemon {
         SocketAddr::from((Ipv6Addr::UNSPECIFIED, 80)),
         "hello from the LAN host",
     );
-    let mut args = vec!["--wan", "wan", "--lan", "lan", "--xdp-mode", "skb"];
-    args.extend_from_slice(extra);
-    Daemon::start(&lab.router, &args)
+    Daemon::in_lab(lab, "skb", extra)
 }
 
 fn reaches(lab: &Lab) -> bool {
@@ -39,10 +36,6 @@ fn reaches(lab: &Lab) -> bool {
 
 #[test]
 fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
-    if !portfwd_tests::is_root() {
-        eprintln!("skipped: needs root for network namespaces and XDP");
-        return;
-    }
     let lab = Lab::fresh("v6");
     lab.block_kernel_forwarding();
     let daemon = start(&lab, &[]);
@@ -101,7 +94,7 @@ fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
 
     // The pinhole is kept across a restart.
     daemon.kill();
-    let daemon = start_again(&lab, &state);
+    let daemon = Daemon::in_lab(&lab, "skb", &["--state-dir", state.to_str().expect("path")]);
     assert!(reaches(&lab), "restored from the state directory");
     cli_ok(&lab, &state, &["share", "rm", "tcp:[2001:db8:77::10]:80"]);
     assert!(!reaches(&lab), "closed");
@@ -113,28 +106,8 @@ fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
     drop(daemon);
 }
 
-fn start_again(lab: &Lab, state: &Path) -> Daemon {
-    Daemon::start(
-        &lab.router,
-        &[
-            "--wan",
-            "wan",
-            "--lan",
-            "lan",
-            "--xdp-mode",
-            "skb",
-            "--state-dir",
-            state.to_str().expect("path"),
-        ],
-    )
-}
-
 #[test]
 fn default_deny_drops_connections_without_a_pinhole_that_the_kernel_would_forward() {
-    if !portfwd_tests::is_root() {
-        eprintln!("skipped: needs root for network namespaces and XDP");
-        return;
-    }
     let lab = Lab::fresh("v6deny");
     let config = temp_dir("v6deny").join("portfwd.toml");
     fs::write(&config, "[ipv6]\ninbound = \"deny\"\n").expect("config");

@@ -27,9 +27,7 @@ fn api_addr() -> SocketAddr {
 }
 
 fn start(lab: &Lab, extra: &[&str]) -> Daemon {
-    let mut args = vec!["--wan", "wan", "--lan", "lan", "--xdp-mode", "skb"];
-    args.extend_from_slice(extra);
-    let daemon = Daemon::start(&lab.router, &args);
+    let daemon = Daemon::in_lab(lab, "skb", extra);
     assert!(
         daemon.ready_line.contains(&format!("API on {API}")),
         "{}",
@@ -548,19 +546,7 @@ fn the_webhook_hears_of_a_share_switched_on_and_a_dead_one_blocks_nothing() {
 #[test]
 fn an_api_beyond_loopback_answers_the_lan_and_never_the_wan() {
     let lab = Lab::fresh("apiw");
-    let daemon = Daemon::start(
-        &lab.router,
-        &[
-            "--wan",
-            "wan",
-            "--lan",
-            "lan",
-            "--xdp-mode",
-            "skb",
-            "--api",
-            "0.0.0.0:9780",
-        ],
-    );
+    let daemon = Daemon::in_lab(&lab, "skb", &["--api", "0.0.0.0:9780"]);
     let on = |addr: std::net::Ipv4Addr| SocketAddr::V4(SocketAddrV4::new(addr, 9780));
     // From the LAN host: answered (and still behind the token).
     let (status, _) = http_request(

@@ -35,9 +35,7 @@ fn lab_with_daemon(tag: &str, extra: &[&str]) -> (Lab, Daemon) {
 }
 
 fn start(lab: &Lab, extra: &[&str]) -> Daemon {
-    let mut args = vec!["--wan", "wan", "--lan", "lan", "--xdp-mode", "skb"];
-    args.extend_from_slice(extra);
-    let daemon = Daemon::start(&lab.router, &args);
+    let daemon = Daemon::in_lab(lab, "skb", extra);
     assert!(
         daemon.ready_line.contains("NAT-PMP/PCP on 10.77.0.1:5351"),
         "{}",
@@ -90,10 +88,6 @@ fn listed(lab: &Lab, daemon: &Daemon) -> Vec<(String, String, String)> {
 
 #[test]
 fn natpmpc_mappings_carry_traffic_until_deleted_or_expired() {
-    if !portfwd_tests::is_root() {
-        eprintln!("skipped: needs root for network namespaces and XDP");
-        return;
-    }
     let config = temp_dir("pcp-config").join("portfwd.toml");
     fs::write(&config, "[pcp]\nmin_lifetime = 2\n").expect("config");
     let (lab, daemon) = lab_with_daemon("pmp", &["--config", config.to_str().expect("path")]);
@@ -167,10 +161,6 @@ fn port(n: u16) -> NonZeroU16 {
 
 #[test]
 fn crab_nat_pcp_and_nat_pmp_mappings_carry_traffic() {
-    if !portfwd_tests::is_root() {
-        eprintln!("skipped: needs root for network namespaces and XDP");
-        return;
-    }
     let (lab, daemon) = lab_with_daemon("crab", &[]);
     let gateway = GatewayAddress::IpV4(ROUTER_LAN);
 
@@ -255,10 +245,6 @@ fn result(answer: Option<Vec<u8>>) -> u8 {
 
 #[test]
 fn malformed_datagrams_get_result_codes_and_the_daemon_carries_on() {
-    if !portfwd_tests::is_root() {
-        eprintln!("skipped: needs root for network namespaces and XDP");
-        return;
-    }
     let (lab, mut daemon) = lab_with_daemon("pcp-bad", &[]);
     let lan = &lab.lan;
 
@@ -336,10 +322,6 @@ fn malformed_datagrams_get_result_codes_and_the_daemon_carries_on() {
 
 #[test]
 fn the_external_address_is_announced_at_start_and_when_it_changes() {
-    if !portfwd_tests::is_root() {
-        eprintln!("skipped: needs root for network namespaces and XDP");
-        return;
-    }
     let lab = Lab::fresh("pcp-ann");
     // Listening before the daemon starts, as a client on the LAN would be.
     let listener = lab.lan.run(|| {

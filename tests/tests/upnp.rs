@@ -28,9 +28,7 @@ fn lab_with_daemon(tag: &str, extra: &[&str]) -> (Lab, Daemon) {
     lab.block_kernel_forwarding();
     serve_http(&lab.lan, 80, "hello from the LAN host");
     serve_udp_echo(&lab.lan, 5353);
-    let mut args = vec!["--wan", "wan", "--lan", "lan", "--xdp-mode", "skb"];
-    args.extend_from_slice(extra);
-    let daemon = Daemon::start(&lab.router, &args);
+    let daemon = Daemon::in_lab(&lab, "skb", extra);
     assert!(
         daemon.ready_line.contains(ROOT_DESC),
         "{}",
@@ -363,19 +361,7 @@ fn leases_survive_a_restart() {
     assert!(status.success());
     assert!(!tcp_reaches_lan(&lab, 8080), "stopped: detached");
 
-    let _daemon = Daemon::start(
-        &lab.router,
-        &[
-            "--wan",
-            "wan",
-            "--lan",
-            "lan",
-            "--xdp-mode",
-            "skb",
-            "--state-dir",
-            &state_arg,
-        ],
-    );
+    let _daemon = Daemon::in_lab(&lab, "skb", &["--state-dir", &state_arg]);
     assert!(
         tcp_reaches_lan(&lab, 8080),
         "restored without the client asking again"
@@ -713,10 +699,7 @@ fn ssdp_adverts_at_start_and_goodbye_at_stop() {
         }
     });
     thread::sleep(Duration::from_millis(200));
-    let daemon = Daemon::start(
-        &lab.router,
-        &["--wan", "wan", "--lan", "lan", "--xdp-mode", "skb"],
-    );
+    let daemon = Daemon::in_lab(&lab, "skb", &[]);
     let wait_for = |nts: &str| -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut seen = Vec::new();

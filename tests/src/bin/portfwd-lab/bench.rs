@@ -189,19 +189,7 @@ fn set_up(path: Path, lab: &Lab) -> Box<dyn std::any::Any> {
     match path {
         Path::Portfwd => {
             let share = format!("udp:{BENCH_PORT}={LAN_HOST}:{BENCH_PORT}");
-            Box::new(Daemon::start(
-                &lab.router,
-                &[
-                    "--wan",
-                    "wan",
-                    "--lan",
-                    "lan",
-                    "--xdp-mode",
-                    "native",
-                    "--share",
-                    &share,
-                ],
-            ))
+            Box::new(Daemon::in_lab(lab, "native", &["--share", &share]))
         }
         Path::Nftables => {
             let pass = attach_lab_program(&lab.router, "wan", "lab_pass", |_| {});
