@@ -179,6 +179,8 @@ struct Ask {
     lifetime: u32,
     /// Only the port asked for will do.
     exact: bool,
+    /// The box's external address now (the box's own ports there are not handed out).
+    external: Option<Ipv4Addr>,
 }
 
 /// A mapping made: the external port and the lifetime granted.
@@ -254,6 +256,7 @@ impl Responder {
                     remote: None,
                     lifetime,
                     exact: false,
+                    external: self.table.external().await.ok().flatten(),
                 };
                 let (result, granted) = match self.map(ask).await {
                     Ok(granted) => (pmp::SUCCESS, granted),
@@ -379,21 +382,6 @@ impl Responder {
                 format!("the external address is {external}"),
             ));
         }
-        let existing = self.entries().await?.into_iter().find(|s| {
-            same_endpoint(
-                s,
-                proto,
-                SocketAddrV4::new(internal_addr, map.internal_port),
-            )
-        });
-        if let Some(Origin::Pcp { nonce, .. }) = existing.as_ref().map(|s| s.origin)
-            && nonce != map.nonce
-        {
-            return Err(Fail::new(
-                code::NOT_AUTHORIZED,
-                "the mapping of this internal port was made with another nonce",
-            ));
-        }
         let granted = self
             .map(Ask {
                 origin,
@@ -403,6 +391,7 @@ impl Responder {
                 remote,
                 lifetime: request.lifetime,
                 exact: request.options.prefer_failure,
+                external: Some(external),
             })
             .await?;
         let fields = wire::map_fields(map, granted.external_port, external.to_ipv6_mapped());
@@ -476,6 +465,19 @@ impl Responder {
                 lifetime: 0,
             });
         }
+        let shares = self.entries().await?;
+        if let Origin::Pcp { nonce: asked, .. } = ask.origin
+            && let Some(Origin::Pcp { nonce, .. }) = shares
+                .iter()
+                .find(|s| same_endpoint(s, ask.proto, ask.internal))
+                .map(|s| s.origin)
+            && nonce != asked
+        {
+            return Err(Fail::new(
+                code::NOT_AUTHORIZED,
+                "the mapping of this internal port was made with another nonce",
+            ));
+        }
         if !self.pcp.enabled {
             return Err(Fail::new(
                 code::NOT_AUTHORIZED,
@@ -514,7 +516,6 @@ impl Responder {
             lifetime: u32::try_from(lease.as_secs()).unwrap_or(u32::MAX),
         };
         // The client's own share of this internal port: renewed where it is.
-        let shares = self.entries().await?;
         if let Some(mine) = shares.iter().find(|s| {
             s.origin.client() == Some(client)
                 && s.origin.source() == ask.origin.source()
@@ -540,7 +541,7 @@ impl Responder {
         {
             return Err(Fail::new(code::NOT_AUTHORIZED, refusal.to_string()));
         }
-        let candidates = self.candidates(&ask, wanted, &shares, &settings).await?;
+        let candidates = self.candidates(&ask, wanted, &shares, &settings)?;
         let port = self
             .table
             .lease_any(request(wanted), candidates)
@@ -551,7 +552,7 @@ impl Responder {
 
     /// The external ports to try for `ask`, in order: `wanted` alone if only it will do, else
     /// the nearest ones free and allowed.
-    async fn candidates(
+    fn candidates(
         &self,
         ask: &Ask,
         wanted: u16,
@@ -560,14 +561,13 @@ impl Responder {
     ) -> Result<Vec<u16>, Fail> {
         let client = ask.origin.client().unwrap_or(Ipv4Addr::UNSPECIFIED);
         let (ip, port) = (*ask.internal.ip(), ask.internal.port());
-        let external = self.table.external().await.ok().flatten();
         let listening = self.host.listening(ask.proto);
         let usable = |p: u16| {
             !shares
                 .iter()
                 .any(|s| s.spec.id.proto == ask.proto && s.spec.id.ext_port == p)
                 && settings.check_mapping(client, p, ip, port).is_ok()
-                && !listens(&listening, p, external)
+                && !listens(&listening, p, ask.external)
         };
         let candidates: Vec<u16> = if ask.exact {
             vec![wanted]
