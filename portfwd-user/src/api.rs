@@ -219,7 +219,9 @@ pub fn table_error(err: &TableError) -> ApiError {
         TableError::Quota { .. } | TableError::NoFreePort(_) => {
             ApiError::new(StatusCode::CONFLICT, message)
         }
-        TableError::NotOwner(..) => ApiError::new(StatusCode::FORBIDDEN, message),
+        TableError::NotOwner(..) | TableError::PinholeNotOwner(..) => {
+            ApiError::new(StatusCode::FORBIDDEN, message)
+        }
         TableError::NoSuchShare(_) | TableError::NoSuchPinhole(_) => {
             ApiError::new(StatusCode::NOT_FOUND, message)
         }
@@ -749,7 +751,9 @@ fn pinhole_json(view: &PinholeView) -> Value {
         "enabled": spec.enabled,
         "active": view.active,
         "source": view.pinhole.origin.source(),
-        "client": view.pinhole.origin.client().map(|c| c.to_string()),
+        "client": view.pinhole.origin.owner().map(|c| c.to_string()),
+        "unique_id": view.pinhole.uid,
+        "expires_in": view.expires_in.map(|left| left.as_secs()),
         "counters": {
             "packets_in": view.stats.packets_in,
             "bytes_in": view.stats.bytes_in,

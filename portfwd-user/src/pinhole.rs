@@ -16,6 +16,7 @@ use std::{
 
 use portfwd_common::{MAX_PINHOLES, PinholeKey, PinholeTarget};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use crate::share::{Origin, Proto, SpecError};
 
@@ -128,6 +129,11 @@ pub struct Pinhole {
     pub origin: Origin,
     /// Counter slot in the kernel's pinhole statistics.
     pub slot: u32,
+    /// The UPnP `UniqueID` (WANIPv6FirewallControl): unique among open pinholes, not reused
+    /// until the other 65534 have been handed out, kept across restarts.
+    pub uid: u16,
+    /// When the lease ends; `None`: until closed (the owner's).
+    pub expires: Option<Instant>,
 }
 
 /// All pinholes. Owned by the table task, beside the shares.
@@ -136,6 +142,9 @@ pub struct Pinholes {
     open: BTreeMap<PinholeId, Pinhole>,
     free_slots: BTreeSet<u32>,
     next_slot: u32,
+    uids: BTreeMap<u16, PinholeId>,
+    /// Where the search for a free `UniqueID` starts.
+    next_uid: u16,
     lan: Vec<Prefix6>,
 }
 
@@ -157,8 +166,21 @@ impl Pinholes {
         self.open.get(id)
     }
 
-    /// Opens `spec` for `origin`; returns its counter slot (whose counters the caller resets).
-    pub fn add(&mut self, spec: PinholeSpec, origin: Origin) -> Result<u32, PinholeError> {
+    /// The open pinhole with UPnP `UniqueID` `uid`.
+    #[must_use]
+    pub fn by_uid(&self, uid: u16) -> Option<&Pinhole> {
+        self.open.get(self.uids.get(&uid)?)
+    }
+
+    /// Opens `spec` for `origin`, with UPnP id `uid` if that is free (a restored pinhole keeps
+    /// its id) or the next free one; returns its counter slot (whose counters the caller
+    /// resets). No lease: see [`Self::set_expires`].
+    pub fn add(
+        &mut self,
+        spec: PinholeSpec,
+        origin: Origin,
+        uid: Option<u16>,
+    ) -> Result<u32, PinholeError> {
         if self.open.contains_key(&spec.id) {
             return Err(PinholeError::Duplicate(spec.id));
         }
@@ -184,7 +206,29 @@ impl Pinholes {
             }
             None => return Err(PinholeError::Full { max: MAX_PINHOLES }),
         };
-        self.open.insert(spec.id, Pinhole { spec, origin, slot });
+        // At most MAX_PINHOLES (< 65535) ids are in use, so a free one is always found.
+        let uid = match uid {
+            Some(uid) if uid != 0 && !self.uids.contains_key(&uid) => uid,
+            _ => {
+                let mut uid = self.next_uid;
+                while uid == 0 || self.uids.contains_key(&uid) {
+                    uid = uid.wrapping_add(1);
+                }
+                self.next_uid = uid.wrapping_add(1);
+                uid
+            }
+        };
+        self.uids.insert(uid, spec.id);
+        self.open.insert(
+            spec.id,
+            Pinhole {
+                spec,
+                origin,
+                slot,
+                uid,
+                expires: None,
+            },
+        );
         Ok(slot)
     }
 
@@ -192,7 +236,15 @@ impl Pinholes {
     pub fn remove(&mut self, id: &PinholeId) -> Option<Pinhole> {
         let pinhole = self.open.remove(id)?;
         self.free_slots.insert(pinhole.slot);
+        self.uids.remove(&pinhole.uid);
         Some(pinhole)
+    }
+
+    /// Sets when pinhole `id`'s lease ends; returns the end it had.
+    pub fn set_expires(&mut self, id: &PinholeId, expires: Option<Instant>) -> Option<Instant> {
+        self.open
+            .get_mut(id)
+            .and_then(|p| std::mem::replace(&mut p.expires, expires))
     }
 
     /// Switches pinhole `id` on or off; whether it exists.
@@ -268,23 +320,23 @@ mod tests {
     fn pinholes_open_on_lan_hosts_only_and_reach_the_kernel_map_enabled() {
         let mut p = Pinholes::new(lan());
         let slot = p
-            .add(spec("tcp:[2001:db8:77::10]:443"), Origin::Api)
+            .add(spec("tcp:[2001:db8:77::10]:443"), Origin::Api, None)
             .expect("open");
         assert_eq!(
-            p.add(spec("tcp:[2001:db8:77::10]:443"), Origin::Api),
+            p.add(spec("tcp:[2001:db8:77::10]:443"), Origin::Api, None),
             Err(PinholeError::Duplicate(
                 "tcp:[2001:db8:77::10]:443".parse().expect("id")
             ))
         );
         for outside in ["tcp:[2001:db8:99::10]:443", "tcp:[2001:db8:77::1]:443"] {
             assert!(matches!(
-                p.add(spec(outside), Origin::Api),
+                p.add(spec(outside), Origin::Api, None),
                 Err(PinholeError::NotOnLan { .. })
             ));
         }
         let mut off = spec("udp:[2001:db8:77::11]:53");
         off.enabled = false;
-        p.add(off, Origin::Api).expect("open");
+        p.add(off, Origin::Api, None).expect("open");
         let desired = p.desired();
         assert_eq!(desired.len(), 1, "disabled pinholes stay out of the kernel");
         let (key, target) = desired.iter().next().expect("one");
@@ -292,10 +344,37 @@ mod tests {
         assert_eq!(key.proto, 6);
         assert_eq!((target.remote, target.slot), ([0; 16], slot));
         let id = "tcp:[2001:db8:77::10]:443".parse().expect("id");
+        let first_uid = p.get(&id).expect("open").uid;
+        assert_eq!(p.by_uid(first_uid).map(|p| p.spec.id), Some(id));
         assert!(p.remove(&id).is_some());
+        assert!(p.by_uid(first_uid).is_none());
         let again = p
-            .add(spec("tcp:[2001:db8:77::12]:80"), Origin::Api)
+            .add(spec("tcp:[2001:db8:77::12]:80"), Origin::Api, None)
             .expect("open");
         assert_eq!(again, slot, "slots are reused");
+        let third: PinholeId = "tcp:[2001:db8:77::12]:80".parse().expect("id");
+        assert_ne!(
+            p.get(&third).expect("open").uid,
+            first_uid,
+            "UniqueIDs are not handed out again at once"
+        );
+    }
+
+    #[test]
+    fn unique_ids_are_kept_when_free_and_never_zero() {
+        let mut p = Pinholes::new(lan());
+        p.add(spec("tcp:[2001:db8:77::10]:1"), Origin::Api, Some(7))
+            .expect("open");
+        p.add(spec("tcp:[2001:db8:77::10]:2"), Origin::Api, Some(7))
+            .expect("open");
+        p.add(spec("tcp:[2001:db8:77::10]:3"), Origin::Api, Some(0))
+            .expect("open");
+        let uids: Vec<u16> = p.iter().map(|p| p.uid).collect();
+        assert_eq!(uids[0], 7);
+        assert!(!uids.contains(&0));
+        let mut sorted = uids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 3, "{uids:?}");
     }
 }

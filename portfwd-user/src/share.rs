@@ -12,7 +12,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4},
     str::FromStr,
 };
 
@@ -265,6 +265,9 @@ pub enum Origin {
     /// Requested over PCP (RFC 6887) by this LAN client, which owns it; only requests carrying
     /// the same nonce may renew or delete it.
     Pcp { client: Ipv4Addr, nonce: Nonce },
+    /// Requested over PCP from this LAN host's IPv6 address (pinholes only: nothing is
+    /// translated for it); the nonce as for [`Self::Pcp`].
+    Pcp6 { client: Ipv6Addr, nonce: Nonce },
 }
 
 /// A PCP mapping nonce (RFC 6887 section 11.1).
@@ -280,6 +283,7 @@ impl Origin {
             Self::Upnp { client } | Self::Natpmp { client } | Self::Pcp { client, .. } => {
                 format!("{client}'s")
             }
+            Self::Pcp6 { client, .. } => format!("{client}'s"),
         }
     }
 
@@ -291,25 +295,37 @@ impl Origin {
             Self::Static | Self::Api => "static",
             Self::Upnp { .. } => "upnp",
             Self::Natpmp { .. } => "natpmp",
-            Self::Pcp { .. } => "pcp",
+            Self::Pcp { .. } | Self::Pcp6 { .. } => "pcp",
         }
     }
 
-    /// The LAN client that made the share, for shares clients make.
+    /// The LAN client that made the share, for what clients make over IPv4.
     #[must_use]
     pub const fn client(self) -> Option<Ipv4Addr> {
         match self {
-            Self::Static | Self::Api => None,
+            Self::Static | Self::Api | Self::Pcp6 { .. } => None,
             Self::Upnp { client } | Self::Natpmp { client } | Self::Pcp { client, .. } => {
                 Some(client)
             }
         }
     }
 
+    /// The LAN client that made it, by either address family: `None` for the owner's.
+    #[must_use]
+    pub const fn owner(self) -> Option<IpAddr> {
+        match self {
+            Self::Pcp6 { client, .. } => Some(IpAddr::V6(client)),
+            _ => match self.client() {
+                Some(client) => Some(IpAddr::V4(client)),
+                None => None,
+            },
+        }
+    }
+
     /// The event source of a change on behalf of this origin: `upnp 10.0.0.10`.
     #[must_use]
     pub fn actor(self) -> String {
-        match self.client() {
+        match self.owner() {
             Some(client) => format!("{} {client}", self.source()),
             None => "api".to_owned(),
         }

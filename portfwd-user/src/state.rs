@@ -20,7 +20,7 @@ use std::{
     fmt::Write as _,
     fs,
     io::Write as _,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddrV4},
     os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -29,7 +29,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    share::{Proto, ShareId},
+    share::{Origin, Proto, ShareId},
     upnp::policy::Overlay,
 };
 
@@ -84,6 +84,46 @@ pub enum SavedSource {
     Natpmp,
     /// A LAN client over PCP, with its nonce.
     Pcp,
+}
+
+impl SavedSource {
+    /// How `origin` is saved: its source and, for PCP, its nonce in hex. The owner's static
+    /// shares are not saved (they come from the config); they read as `api` here.
+    #[must_use]
+    pub fn of(origin: Origin) -> (Self, Option<String>) {
+        match origin {
+            Origin::Static | Origin::Api => (Self::Api, None),
+            Origin::Upnp { .. } => (Self::Upnp, None),
+            Origin::Natpmp { .. } => (Self::Natpmp, None),
+            Origin::Pcp { nonce, .. } | Origin::Pcp6 { nonce, .. } => {
+                (Self::Pcp, Some(hex(&nonce)))
+            }
+        }
+    }
+
+    /// The origin saved as this source with `client` and `nonce`; `None` if a client's origin
+    /// lacks its client or (PCP) its nonce.
+    #[must_use]
+    pub fn origin(self, client: Option<IpAddr>, nonce: Option<&str>) -> Option<Origin> {
+        if self == Self::Api {
+            return Some(Origin::Api);
+        }
+        let nonce = || nonce.and_then(unhex::<12>);
+        Some(match (self, client?) {
+            (Self::Api, _) => Origin::Api,
+            (Self::Upnp, IpAddr::V4(client)) => Origin::Upnp { client },
+            (Self::Natpmp, IpAddr::V4(client)) => Origin::Natpmp { client },
+            (Self::Pcp, IpAddr::V4(client)) => Origin::Pcp {
+                client,
+                nonce: nonce()?,
+            },
+            (Self::Pcp, IpAddr::V6(client)) => Origin::Pcp6 {
+                client,
+                nonce: nonce()?,
+            },
+            (_, IpAddr::V6(_)) => return None,
+        })
+    }
 }
 
 /// A share made at run time, as saved.
@@ -150,7 +190,8 @@ pub struct Saved {
     pub pinholes: Vec<SavedPinhole>,
 }
 
-/// An IPv6 pinhole, as saved.
+/// An IPv6 pinhole, as saved. Fields after `enabled` came with client pinholes; a pinhole
+/// saved without them is the owner's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedPinhole {
     pub id: crate::pinhole::PinholeId,
@@ -159,6 +200,32 @@ pub struct SavedPinhole {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub enabled: bool,
+    #[serde(default = "api")]
+    pub source: SavedSource,
+    /// The LAN client that opened it (clients' pinholes only): IPv4 for UPnP, the host's own
+    /// IPv6 address for PCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The UPnP `UniqueID`, kept so that a client's id stays valid across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u16>,
+    /// Seconds since the Unix epoch when the lease ends; `None`: until closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl SavedPinhole {
+    /// Who opened it; `None` if the saved client or nonce is missing.
+    #[must_use]
+    pub fn origin(&self) -> Option<Origin> {
+        self.source.origin(self.client, self.nonce.as_deref())
+    }
+}
+
+fn api() -> SavedSource {
+    SavedSource::Api
 }
 
 #[derive(Serialize, Deserialize)]
@@ -439,12 +506,30 @@ mod tests {
                 secure_mode: Some(false),
                 ..Overlay::default()
             },
-            pinholes: vec![SavedPinhole {
-                id: "tcp:[2001:db8::10]:443".parse().expect("id"),
-                remote: None,
-                name: Some("web".into()),
-                enabled: true,
-            }],
+            pinholes: vec![
+                SavedPinhole {
+                    id: "tcp:[2001:db8::10]:443".parse().expect("id"),
+                    remote: None,
+                    name: Some("web".into()),
+                    enabled: true,
+                    source: SavedSource::Api,
+                    client: None,
+                    nonce: None,
+                    uid: Some(3),
+                    expires_at: None,
+                },
+                SavedPinhole {
+                    id: "udp:[2001:db8::11]:3478".parse().expect("id"),
+                    remote: Some("2001:db8:ff::2".parse().expect("addr")),
+                    name: None,
+                    enabled: true,
+                    source: SavedSource::Pcp,
+                    client: Some("2001:db8::11".parse().expect("addr")),
+                    nonce: Some(hex(&[7; 12])),
+                    uid: Some(4),
+                    expires_at: Some(4_000_000_000),
+                },
+            ],
         };
         state.save(&saved).expect("save");
         assert_eq!(state.load().expect("load"), saved);

@@ -25,7 +25,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddrV4},
     ops::RangeInclusive,
     sync::Arc,
     time::Duration,
@@ -70,13 +70,13 @@ pub enum TableError {
         existing: ShareId,
         origin: Origin,
     },
-    #[error("{} {limit} leased shares", match client {
+    #[error("{} {limit} leased shares and pinholes", match client {
         Some(client) => format!("{client} already holds its"),
         None => "the box already holds its".to_owned(),
     })]
     Quota {
         /// `Some`: the client's own cap; `None`: the cap on all clients together.
-        client: Option<Ipv4Addr>,
+        client: Option<IpAddr>,
         limit: usize,
     },
     #[error(
@@ -93,6 +93,8 @@ pub enum TableError {
     },
     #[error("no pinhole {0}")]
     NoSuchPinhole(PinholeId),
+    #[error("pinhole {0} is not one {1} may change")]
+    PinholeNotOwner(PinholeId, By),
     #[error("saving the change")]
     State(#[from] StateError),
     #[error("the share table task has stopped")]
@@ -116,8 +118,8 @@ impl By {
     fn may_remove(self, origin: Origin) -> bool {
         match self {
             Self::Operator => origin != Origin::Static,
-            Self::AnyClient(_) => origin.client().is_some(),
-            Self::Client(me) => me.client().is_some() && origin.client() == me.client(),
+            Self::AnyClient(_) => origin.owner().is_some(),
+            Self::Client(me) => me.owner().is_some() && origin.owner() == me.owner(),
         }
     }
 
@@ -134,7 +136,7 @@ impl std::fmt::Display for By {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Operator => f.write_str("the owner"),
-            Self::Client(me) => match me.client() {
+            Self::Client(me) => match me.owner() {
                 Some(client) => write!(f, "{client}"),
                 None => f.write_str("the owner"),
             },
@@ -228,8 +230,9 @@ pub struct Table<M> {
     shares: ShareTable,
     reconciler: Reconciler<M>,
     kernel_config: portfwd_common::Config,
-    /// Lease deadlines, earliest first, and each leased share's deadline.
-    deadlines: BTreeSet<(Instant, ShareId)>,
+    /// Lease deadlines of shares and pinholes, earliest first, and each leased share's
+    /// deadline (a pinhole's is in the pinhole).
+    deadlines: BTreeSet<(Instant, Leased)>,
     leases: BTreeMap<ShareId, Instant>,
     state: Option<StateDir>,
     /// The owner's switch on static shares, by share.
@@ -297,24 +300,117 @@ impl<M: KernelMaps> Table<M> {
         self.set_flags(flags)
     }
 
-    /// Opens pinhole `spec` for the owner.
+    /// Opens pinhole `spec` for the owner (no lease); one already open is an error.
     pub fn open_pinhole(&mut self, spec: PinholeSpec) -> Result<PinholeView, TableError> {
-        self.transact(|t| {
-            let id = spec.id;
-            let detail = format!("IPv6 pinhole {id}{}", pinhole_suffix(&spec));
-            let enabled = spec.enabled;
-            let slot = t
-                .pinholes
-                .add(spec, Origin::Api)
-                .map_err(|source| TableError::Pinhole {
+        let request = PinholeRequest {
+            spec,
+            origin: Origin::Api,
+            lease: None,
+            limits: Limits::NONE,
+        };
+        self.transact(|t| t.open_pinhole_in(request, None, Instant::now()))
+    }
+
+    /// Opens or renews the pinhole of `request` for its LAN client: one the same origin opened
+    /// with the same remote restriction gets the new lease (UPnP `AddPinhole` and `UpdatePinhole`,
+    /// a PCP MAP renewal); one anybody else opened is [`TableError::PinholeNotOwner`]. The
+    /// client's shares and pinholes together count against `request.limits`.
+    pub fn lease_pinhole(
+        &mut self,
+        request: PinholeRequest,
+        now: Instant,
+    ) -> Result<PinholeView, TableError> {
+        self.transact(|t| t.open_pinhole_in(request, None, now))
+    }
+
+    fn open_pinhole_in(
+        &mut self,
+        request: PinholeRequest,
+        uid: Option<u16>,
+        now: Instant,
+    ) -> Result<PinholeView, TableError> {
+        let PinholeRequest {
+            spec,
+            origin,
+            lease,
+            limits,
+        } = request;
+        let id = spec.id;
+        match (self.pinholes.get(&id), origin.owner()) {
+            (Some(open), Some(_)) if open.origin == origin && open.spec.remote == spec.remote => {
+                self.clear_pinhole_lease(id);
+            }
+            (Some(open), Some(_)) if open.origin != origin => {
+                return Err(TableError::PinholeNotOwner(id, By::Client(origin)));
+            }
+            (Some(_), _) => {
+                return Err(TableError::Pinhole {
                     id: id.to_string(),
-                    source,
-                })?;
-            t.reconciler.maps_mut().reset_pinhole_stats(slot)?;
-            t.log(NewEvent::new(EventKind::ShareCreated, "api", detail).notify_if(enabled));
-            t.sync()?;
-            t.pinhole_view(id)
-        })
+                    source: PinholeError::Duplicate(id),
+                });
+            }
+            (None, owner) => {
+                if let Some(owner) = owner {
+                    self.check_quota(owner, limits)?;
+                }
+                let mut detail = format!("IPv6 pinhole {id}{}", pinhole_suffix_spec(&spec));
+                if let Some(lease) = lease {
+                    let _ = write!(detail, ", lease {} s", lease.as_secs());
+                }
+                let enabled = spec.enabled;
+                let slot =
+                    self.pinholes
+                        .add(spec, origin, uid)
+                        .map_err(|source| TableError::Pinhole {
+                            id: id.to_string(),
+                            source,
+                        })?;
+                self.reconciler.maps_mut().reset_pinhole_stats(slot)?;
+                self.log(
+                    NewEvent::new(EventKind::ShareCreated, origin.actor(), detail)
+                        .notify_if(enabled),
+                );
+            }
+        }
+        if let Some(lease) = lease {
+            let deadline = now + lease;
+            self.pinholes.set_expires(&id, Some(deadline));
+            self.deadlines.insert((deadline, Leased::Pinhole(id)));
+        }
+        self.sync()?;
+        self.pinhole_view(id, now)
+    }
+
+    /// Refuses a new share or pinhole for `owner` beyond `limits`: the client's own and all
+    /// clients' shares and pinholes together.
+    fn check_quota(&self, owner: IpAddr, limits: Limits) -> Result<(), TableError> {
+        let owners = self
+            .shares
+            .iter()
+            .filter_map(|s| s.origin.owner())
+            .chain(self.pinholes.iter().filter_map(|p| p.origin.owner()));
+        let (mine, all) = owners.fold((0, 0), |(mine, all), o| {
+            (mine + usize::from(o == owner), all + 1)
+        });
+        if mine >= limits.per_client {
+            return Err(TableError::Quota {
+                client: Some(owner),
+                limit: limits.per_client,
+            });
+        }
+        if all >= limits.total {
+            return Err(TableError::Quota {
+                client: None,
+                limit: limits.total,
+            });
+        }
+        Ok(())
+    }
+
+    fn clear_pinhole_lease(&mut self, id: PinholeId) {
+        if let Some(deadline) = self.pinholes.set_expires(&id, None) {
+            self.deadlines.remove(&(deadline, Leased::Pinhole(id)));
+        }
     }
 
     /// Closes pinhole `id` on behalf of `by`.
@@ -322,15 +418,9 @@ impl<M: KernelMaps> Table<M> {
         self.transact(|t| {
             let pinhole = t.pinholes.get(&id).ok_or(TableError::NoSuchPinhole(id))?;
             if !by.may_remove(pinhole.origin) {
-                return Err(TableError::NotOwner(
-                    ShareId {
-                        proto: id.proto,
-                        ext_port: id.port,
-                        remote: None,
-                    },
-                    by,
-                ));
+                return Err(TableError::PinholeNotOwner(id, by));
             }
+            t.clear_pinhole_lease(id);
             let pinhole = t
                 .pinholes
                 .remove(&id)
@@ -338,7 +428,7 @@ impl<M: KernelMaps> Table<M> {
             t.log(NewEvent::new(
                 EventKind::ShareDeleted,
                 by.source(),
-                format!("IPv6 pinhole {id}{}", pinhole_suffix(&pinhole.spec)),
+                format!("IPv6 pinhole {id}{}", pinhole_suffix(&pinhole)),
             ));
             t.sync()?;
             Ok(pinhole)
@@ -368,11 +458,11 @@ impl<M: KernelMaps> Table<M> {
                 t.log(NewEvent::new(kind, "api", format!("IPv6 pinhole {id}")).notify_if(enabled));
             }
             t.sync()?;
-            t.pinhole_view(id)
+            t.pinhole_view(id, Instant::now())
         })
     }
 
-    fn pinhole_view(&self, id: PinholeId) -> Result<PinholeView, TableError> {
+    fn pinhole_view(&self, id: PinholeId, now: Instant) -> Result<PinholeView, TableError> {
         let pinhole = self
             .pinholes
             .get(&id)
@@ -381,14 +471,18 @@ impl<M: KernelMaps> Table<M> {
             pinhole: pinhole.clone(),
             active: self.link.up && pinhole.spec.enabled,
             stats: self.reconciler.maps().pinhole_stats(pinhole.slot)?,
+            expires_in: pinhole
+                .expires
+                .map(|deadline| deadline.saturating_duration_since(now)),
         })
     }
 
-    /// The pinholes with their counters.
+    /// The pinholes with their counters and leases.
     pub fn pinholes(&self) -> Result<Vec<PinholeView>, TableError> {
+        let now = Instant::now();
         self.pinholes
             .iter()
-            .map(|p| self.pinhole_view(p.spec.id))
+            .map(|p| self.pinhole_view(p.spec.id, now))
             .collect()
     }
 
@@ -558,7 +652,7 @@ impl<M: KernelMaps> Table<M> {
                 .map_err(|source| TableError::Share { spec: text, source })?;
             self.reconciler.maps_mut().reset_stats(slot)?;
             if let Some(deadline) = deadline {
-                self.deadlines.insert((deadline, spec.id));
+                self.deadlines.insert((deadline, Leased::Share(spec.id)));
                 self.leases.insert(spec.id, deadline);
             }
         }
@@ -639,25 +733,7 @@ impl<M: KernelMaps> Table<M> {
         if self.shares.update_in_place(&spec) {
             self.clear_lease(id);
         } else {
-            let (mine, all) =
-                self.shares
-                    .iter()
-                    .fold((0, 0), |(mine, all), s| match s.origin.client() {
-                        Some(c) => (mine + usize::from(c == client), all + 1),
-                        None => (mine, all),
-                    });
-            if mine >= limits.per_client {
-                return Err(TableError::Quota {
-                    client: Some(client),
-                    limit: limits.per_client,
-                });
-            }
-            if all >= limits.total {
-                return Err(TableError::Quota {
-                    client: None,
-                    limit: limits.total,
-                });
-            }
+            self.check_quota(IpAddr::V4(client), limits)?;
             let text = spec.to_string();
             let enabled = spec.enabled;
             let slot = self
@@ -677,7 +753,7 @@ impl<M: KernelMaps> Table<M> {
         }
         if let Some(lease) = lease {
             let deadline = now + lease;
-            self.deadlines.insert((deadline, id));
+            self.deadlines.insert((deadline, Leased::Share(id)));
             self.leases.insert(id, deadline);
         }
         self.sync()
@@ -787,13 +863,11 @@ impl<M: KernelMaps> Table<M> {
             .shares
             .iter()
             .filter_map(|s| {
-                let (source, nonce) = match s.origin {
-                    Origin::Static => return None,
-                    Origin::Api => (SavedSource::Api, None),
-                    Origin::Upnp { .. } => (SavedSource::Upnp, None),
-                    Origin::Natpmp { .. } => (SavedSource::Natpmp, None),
-                    Origin::Pcp { nonce, .. } => (SavedSource::Pcp, Some(state::hex(&nonce))),
-                };
+                // Static shares come from the config; Pcp6 makes pinholes only.
+                if matches!(s.origin, Origin::Static | Origin::Pcp6 { .. }) {
+                    return None;
+                }
+                let (source, nonce) = SavedSource::of(s.origin);
                 Some(SavedShare {
                     proto: s.spec.id.proto,
                     external_port: s.spec.id.ext_port,
@@ -813,11 +887,21 @@ impl<M: KernelMaps> Table<M> {
         let pinholes = self
             .pinholes
             .iter()
-            .map(|p| SavedPinhole {
-                id: p.spec.id,
-                remote: p.spec.remote,
-                name: p.spec.name.clone(),
-                enabled: p.spec.enabled,
+            .map(|p| {
+                let (source, nonce) = SavedSource::of(p.origin);
+                SavedPinhole {
+                    id: p.spec.id,
+                    remote: p.spec.remote,
+                    name: p.spec.name.clone(),
+                    enabled: p.spec.enabled,
+                    source,
+                    client: p.origin.owner(),
+                    nonce,
+                    uid: Some(p.uid),
+                    expires_at: p.expires.map(|deadline| {
+                        state::wall_deadline(deadline.saturating_duration_since(now))
+                    }),
+                }
             })
             .collect();
         Ok(state.save(&Saved {
@@ -857,23 +941,7 @@ impl<M: KernelMaps> Table<M> {
                 crate::error_chain(&err)
             );
         }
-        let mut restored = 0;
-        for saved in saved.pinholes {
-            let id = saved.id;
-            let spec = PinholeSpec {
-                id,
-                remote: saved.remote,
-                name: saved.name,
-                enabled: saved.enabled,
-            };
-            match self.open_pinhole(spec) {
-                Ok(_) => restored += 1,
-                Err(err) => tracing::warn!(
-                    "saved pinhole {id} not restored: {}",
-                    crate::error_chain(&err)
-                ),
-            }
-        }
+        let mut restored = self.restore_pinholes(saved.pinholes, now);
         for share in saved.shares {
             let remaining = share.expires_at.map(state::wall_remaining);
             if remaining == Some(Duration::ZERO) {
@@ -890,20 +958,16 @@ impl<M: KernelMaps> Table<M> {
                 enabled: share.enabled,
             };
             let text = spec.to_string();
-            let origin = match (share.source, share.client) {
-                (SavedSource::Api, _) => None,
-                (SavedSource::Upnp, Some(client)) => Some(Origin::Upnp { client }),
-                (SavedSource::Natpmp, Some(client)) => Some(Origin::Natpmp { client }),
-                (SavedSource::Pcp, Some(client)) => {
-                    let Some(nonce) = share.nonce.as_deref().and_then(state::unhex::<12>) else {
-                        tracing::warn!("saved PCP share {text} has no nonce: not restored");
+            let origin = match share.source {
+                SavedSource::Api => None,
+                source => {
+                    let Some(origin) =
+                        source.origin(share.client.map(IpAddr::V4), share.nonce.as_deref())
+                    else {
+                        tracing::warn!("saved share {text} has no client or nonce: not restored");
                         continue;
                     };
-                    Some(Origin::Pcp { client, nonce })
-                }
-                (_, None) => {
-                    tracing::warn!("saved share {text} has no client: not restored");
-                    continue;
+                    Some(origin)
                 }
             };
             let result = match origin {
@@ -924,6 +988,42 @@ impl<M: KernelMaps> Table<M> {
                 Ok(()) => restored += 1,
                 Err(err) => tracing::warn!(
                     "saved share {text} not restored: {}",
+                    crate::error_chain(&err)
+                ),
+            }
+        }
+        restored
+    }
+
+    /// Puts back saved pinholes, leased ones with the time they have left and their UPnP
+    /// ids; returns how many came back.
+    fn restore_pinholes(&mut self, pinholes: Vec<SavedPinhole>, now: Instant) -> usize {
+        let mut restored = 0;
+        for saved in pinholes {
+            let id = saved.id;
+            let lease = saved.expires_at.map(state::wall_remaining);
+            if lease == Some(Duration::ZERO) {
+                continue;
+            }
+            let Some(origin) = saved.origin() else {
+                tracing::warn!("saved pinhole {id} has no client or nonce: not restored");
+                continue;
+            };
+            let request = PinholeRequest {
+                spec: PinholeSpec {
+                    id,
+                    remote: saved.remote,
+                    name: saved.name,
+                    enabled: saved.enabled,
+                },
+                origin,
+                lease,
+                limits: Limits::NONE,
+            };
+            match self.transact(|t| t.open_pinhole_in(request, saved.uid, now)) {
+                Ok(_) => restored += 1,
+                Err(err) => tracing::warn!(
+                    "saved pinhole {id} not restored: {}",
                     crate::error_chain(&err)
                 ),
             }
@@ -1144,7 +1244,7 @@ impl<M: KernelMaps> Table<M> {
 
     fn clear_lease(&mut self, id: ShareId) {
         if let Some(deadline) = self.leases.remove(&id) {
-            self.deadlines.remove(&(deadline, id));
+            self.deadlines.remove(&(deadline, Leased::Share(id)));
         }
     }
 
@@ -1178,18 +1278,33 @@ impl<M: KernelMaps> Table<M> {
             ));
         }
         let mut expired = Vec::new();
-        while let Some(&(deadline, id)) = self.deadlines.first() {
+        let mut pinholes = 0;
+        while let Some(&(deadline, leased)) = self.deadlines.first() {
             if deadline > now {
                 break;
             }
             self.deadlines.pop_first();
-            self.leases.remove(&id);
-            expired.extend(self.take(id, EventKind::ShareExpired, "lease", None));
+            match leased {
+                Leased::Share(id) => {
+                    self.leases.remove(&id);
+                    expired.extend(self.take(id, EventKind::ShareExpired, "lease", None));
+                }
+                Leased::Pinhole(id) => {
+                    if let Some(pinhole) = self.pinholes.remove(&id) {
+                        pinholes += 1;
+                        self.log(NewEvent::new(
+                            EventKind::ShareExpired,
+                            "lease",
+                            format!("IPv6 pinhole {id}{}", pinhole_suffix(&pinhole)),
+                        ));
+                    }
+                }
+            }
         }
         if self.armed {
-            self.counters.lease_expirations += expired.len() as u64;
+            self.counters.lease_expirations += expired.len() as u64 + pinholes;
         }
-        let result = if expired.is_empty() {
+        let result = if expired.is_empty() && pinholes == 0 {
             Ok(())
         } else {
             self.sync().map(drop).and_then(|()| self.save())
@@ -1369,10 +1484,39 @@ pub struct PinholeView {
     pub pinhole: Pinhole,
     pub active: bool,
     pub stats: ShareStats,
+    /// Time left on the lease; `None`: the owner's, until closed.
+    pub expires_in: Option<Duration>,
+}
+
+/// A pinhole lease request: the pinhole, its client, the lease length and the caps.
+#[derive(Clone, Debug)]
+pub struct PinholeRequest {
+    pub spec: PinholeSpec,
+    /// Who asks: a LAN client's origin ([`Origin::owner`] is `Some`), or the owner's.
+    pub origin: Origin,
+    /// `None`: until closed.
+    pub lease: Option<Duration>,
+    pub limits: Limits,
+}
+
+/// What has a lease deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Leased {
+    Share(ShareId),
+    Pinhole(PinholeId),
+}
+
+/// What events add after a pinhole's id: its remote restriction, name and client.
+fn pinhole_suffix(pinhole: &Pinhole) -> String {
+    let mut text = pinhole_suffix_spec(&pinhole.spec);
+    if let Some(owner) = pinhole.origin.owner() {
+        let _ = write!(text, " for {owner}");
+    }
+    text
 }
 
 /// What events add after a pinhole's id: its remote restriction and name.
-fn pinhole_suffix(spec: &PinholeSpec) -> String {
+fn pinhole_suffix_spec(spec: &PinholeSpec) -> String {
     let mut text = String::new();
     if let Some(remote) = spec.remote {
         let _ = write!(text, " from {remote}");
@@ -1548,6 +1692,10 @@ enum Command {
         PinholeSpec,
         oneshot::Sender<Result<PinholeView, TableError>>,
     ),
+    LeasePinhole(
+        PinholeRequest,
+        oneshot::Sender<Result<PinholeView, TableError>>,
+    ),
     ClosePinhole(PinholeId, By, oneshot::Sender<Result<Pinhole, TableError>>),
     SwitchPinhole(
         PinholeId,
@@ -1586,6 +1734,10 @@ impl TableHandle {
 
     pub async fn open_pinhole(&self, spec: PinholeSpec) -> Result<PinholeView, TableError> {
         self.call(|r| Command::OpenPinhole(spec, r)).await
+    }
+
+    pub async fn lease_pinhole(&self, request: PinholeRequest) -> Result<PinholeView, TableError> {
+        self.call(|r| Command::LeasePinhole(request, r)).await
     }
 
     pub async fn close_pinhole(&self, id: PinholeId, by: By) -> Result<Pinhole, TableError> {
@@ -1748,6 +1900,9 @@ pub fn spawn<M: KernelMaps + Send + 'static>(
                 }
                 Command::OpenPinhole(spec, reply) => {
                     let _ = reply.send(table.open_pinhole(spec));
+                }
+                Command::LeasePinhole(request, reply) => {
+                    let _ = reply.send(table.lease_pinhole(request, Instant::now()));
                 }
                 Command::ClosePinhole(id, by, reply) => {
                     let _ = reply.send(table.close_pinhole(id, by));
@@ -2474,5 +2629,164 @@ mod tests {
         assert_eq!(kinds(&t), ["share_created", "share_expired"]);
         assert_eq!(t.status().counters.lease_expirations, 1);
         assert_eq!(t.events(None, 10)[1].source, "lease");
+    }
+
+    fn pinhole_request(id: &str, origin: Origin, secs: Option<u64>) -> PinholeRequest {
+        PinholeRequest {
+            spec: PinholeSpec {
+                id: id.parse().expect("id"),
+                remote: None,
+                name: None,
+                enabled: true,
+            },
+            origin,
+            lease: secs.map(Duration::from_secs),
+            limits: Limits {
+                per_client: 2,
+                total: 10,
+            },
+        }
+    }
+
+    fn lan6_table() -> Table<MemoryMaps> {
+        let mut t = armed();
+        t.set_lan6(vec![Prefix6 {
+            addr: "2001:db8:77::1".parse().expect("addr"),
+            prefix_len: 64,
+        }]);
+        t
+    }
+
+    #[test]
+    fn client_pinholes_renew_expire_count_against_the_quota_and_belong_to_their_client() {
+        let mut t = lan6_table();
+        let now = Instant::now();
+        let upnp = Origin::Upnp { client: CLIENT };
+        let other = Origin::Upnp {
+            client: Ipv4Addr::new(10, 0, 0, 11),
+        };
+        let web = "tcp:[2001:db8:77::10]:8443";
+        let opened = t
+            .lease_pinhole(pinhole_request(web, upnp, Some(60)), now)
+            .expect("open");
+        assert_eq!(opened.expires_in, Some(Duration::from_mins(1)));
+        assert_eq!(t.maps().pinholes.len(), 1);
+        let uid = opened.pinhole.uid;
+
+        // Another client can neither take it over nor close it; the owner can't open it again.
+        assert!(matches!(
+            t.lease_pinhole(pinhole_request(web, other, Some(60)), now),
+            Err(TableError::PinholeNotOwner(..))
+        ));
+        assert!(matches!(
+            t.close_pinhole(web.parse().expect("id"), By::Client(other)),
+            Err(TableError::PinholeNotOwner(..))
+        ));
+        let mut owners = pinhole_request(web, Origin::Api, None).spec;
+        owners.name = Some("again".into());
+        assert!(matches!(
+            t.open_pinhole(owners),
+            Err(TableError::Pinhole {
+                source: PinholeError::Duplicate(_),
+                ..
+            })
+        ));
+
+        // Its client renews it in place: same id, new deadline.
+        let later = now + Duration::from_secs(50);
+        let renewed = t
+            .lease_pinhole(pinhole_request(web, upnp, Some(60)), later)
+            .expect("renew");
+        assert_eq!(renewed.pinhole.uid, uid);
+        t.expire(now + Duration::from_secs(61)).expect("expire");
+        assert_eq!(t.maps().pinholes.len(), 1, "renewed, not expired");
+
+        // Shares and pinholes share the client's quota (2 here).
+        t.lease(request("udp:3074=10.0.0.10:3074", CLIENT, Some(60)), now)
+            .expect("share");
+        assert!(matches!(
+            t.lease_pinhole(
+                pinhole_request("udp:[2001:db8:77::10]:3478", upnp, Some(60)),
+                now
+            ),
+            Err(TableError::Quota {
+                client: Some(IpAddr::V4(CLIENT)),
+                limit: 2
+            })
+        ));
+
+        t.expire(later + Duration::from_mins(1)).expect("expire");
+        assert!(t.maps().pinholes.is_empty(), "the lease ended");
+        assert!(t.pinholes().expect("list").is_empty());
+        assert_eq!(t.status().counters.lease_expirations, 2);
+        assert_eq!(
+            kinds(&t),
+            [
+                "share_created",
+                "share_created",
+                "share_expired",
+                "share_expired"
+            ]
+        );
+        let expired = t.events(None, 10)[3].clone();
+        assert!(
+            expired.detail.contains(web) && expired.detail.contains("for 10.0.0.10"),
+            "{}",
+            expired.detail
+        );
+    }
+
+    #[test]
+    fn client_pinholes_survive_a_restart_with_their_owner_lease_and_unique_id() {
+        let dir = std::env::temp_dir().join(format!("portfwd-pinholes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::open(&dir).expect("state dir");
+        let now = Instant::now();
+        let pcp = Origin::Pcp6 {
+            client: "2001:db8:77::11".parse().expect("addr"),
+            nonce: [5; 12],
+        };
+        let upnp = Origin::Upnp { client: CLIENT };
+        let mut t = lan6_table();
+        t.set_state(state.clone());
+        let first = t
+            .lease_pinhole(
+                pinhole_request("udp:[2001:db8:77::11]:3478", pcp, Some(600)),
+                now,
+            )
+            .expect("pcp");
+        let second = t
+            .lease_pinhole(
+                pinhole_request("tcp:[2001:db8:77::10]:8443", upnp, None),
+                now,
+            )
+            .expect("upnp");
+        drop(t);
+
+        let mut t = lan6_table();
+        t.set_state(state.clone());
+        assert_eq!(t.restore(state.load().expect("load"), now), 2);
+        let list = t.pinholes().expect("list");
+        let find = |uid: u16| {
+            list.iter()
+                .find(|v| v.pinhole.uid == uid)
+                .expect("same UniqueID")
+        };
+        assert_eq!(find(first.pinhole.uid).pinhole.origin, pcp);
+        assert!(
+            find(first.pinhole.uid)
+                .expires_in
+                .is_some_and(|left| left <= Duration::from_mins(10))
+        );
+        assert_eq!(find(second.pinhole.uid).pinhole.origin, upnp);
+        assert_eq!(find(second.pinhole.uid).expires_in, None);
+        assert_eq!(t.maps().pinholes.len(), 2);
+        // The client, not another, closes it after the restart.
+        t.close_pinhole(
+            "udp:[2001:db8:77::11]:3478".parse().expect("id"),
+            By::Client(pcp),
+        )
+        .expect("its own");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -135,6 +135,7 @@ fn table_code(err: &TableError) -> u8 {
             ..
         }
         | TableError::NotOwner(..)
+        | TableError::PinholeNotOwner(..)
         | TableError::Static(_) => code::NOT_AUTHORIZED,
         // Deleting what is not there is no error; callers do not get here with it.
         TableError::NoSuchShare(_) | TableError::NoSuchPinhole(_) => code::SUCCESS,

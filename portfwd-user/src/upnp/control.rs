@@ -95,7 +95,9 @@ pub fn table_fault(err: &TableError, version: u8) -> Fault {
         }
         | TableError::Quota { .. }
         | TableError::NoFreePort(_) => Fault::NO_PORT_MAPS_AVAILABLE,
-        TableError::NotOwner(..) | TableError::Static(_) => Fault::NOT_AUTHORIZED,
+        TableError::NotOwner(..) | TableError::PinholeNotOwner(..) | TableError::Static(_) => {
+            Fault::NOT_AUTHORIZED
+        }
         TableError::NoSuchShare(_) | TableError::NoSuchPinhole(_) => Fault::NO_SUCH_ENTRY,
         TableError::Dataplane(_) | TableError::State(_) | TableError::Stopped => {
             Fault::ACTION_FAILED
