@@ -734,6 +734,7 @@ fn pinhole_spec(body: Map<String, Value>) -> Result<PinholeSpec, ApiError> {
             port: internal.port(),
         },
         remote,
+        remote_port: None,
         name,
         enabled,
     })
@@ -747,6 +748,7 @@ fn pinhole_json(view: &PinholeView) -> Value {
         "address": spec.id.addr.to_string(),
         "port": spec.id.port,
         "remote": spec.remote.map(|r| r.to_string()),
+        "remote_port": spec.remote_port,
         "name": spec.name,
         "enabled": spec.enabled,
         "active": view.active,

@@ -168,6 +168,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
             settings: settings.clone(),
             host: Arc::clone(&host),
             started: std::time::Instant::now(),
+            firewall6: config.ipv6_inbound == crate::config::Inbound6::Deny,
         },
         identity.clone(),
         lan_subnets.clone(),

@@ -9,6 +9,7 @@
 
 use std::{
     io,
+    net::Ipv6Addr,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
@@ -29,6 +30,10 @@ const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_DELNEIGH: u16 = 29;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+#[expect(clippy::cast_possible_truncation, reason = "AF_INET6 is 10")]
+const AF_INET6: u8 = libc::AF_INET6 as u8;
 
 // Interface flags (linux/if.h). The kernel reports IFF_RUNNING in link messages when the
 // device is up with carrier (dev_get_flags).
@@ -208,6 +213,137 @@ impl Monitor {
     }
 }
 
+/// What a dump of IPv6 neighbours (one datagram of it) holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct NeighbourDump {
+    neighbours: Vec<(Ipv6Addr, [u8; 6])>,
+    /// `NLMSG_DONE` or `NLMSG_ERROR` came: the dump is over.
+    done: bool,
+}
+
+/// Reads the `RTM_NEWNEIGH` messages of one datagram of a neighbour dump: the IPv6
+/// destination (`NDA_DST`) and the Ethernet address (`NDA_LLADDR`) of each; entries without
+/// both are skipped. Malformed messages end the walk (and the dump).
+fn parse_neighbours6(mut buf: &[u8]) -> NeighbourDump {
+    const HEADER: usize = 16;
+    const NDMSG: usize = 12;
+    const NDA_DST: u16 = 1;
+    const NDA_LLADDR: u16 = 2;
+    let mut dump = NeighbourDump::default();
+    while buf.len() >= HEADER {
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        let Some(message) = buf.get(..len).filter(|_| len >= HEADER) else {
+            dump.done = true;
+            return dump;
+        };
+        match kind {
+            NLMSG_ERROR | NLMSG_DONE => {
+                dump.done = true;
+                return dump;
+            }
+            RTM_NEWNEIGH if message.get(HEADER) == Some(&AF_INET6) => {
+                let mut attrs = message.get(HEADER + NDMSG..).unwrap_or_default();
+                let (mut dst, mut mac) = (None, None);
+                while attrs.len() >= 4 {
+                    let alen = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+                    let atype = u16::from_ne_bytes([attrs[2], attrs[3]]);
+                    let Some(data) = attrs.get(4..alen) else {
+                        break;
+                    };
+                    match atype {
+                        NDA_DST => dst = <[u8; 16]>::try_from(data).ok().map(Ipv6Addr::from),
+                        NDA_LLADDR => mac = <[u8; 6]>::try_from(data).ok(),
+                        _ => {}
+                    }
+                    attrs = attrs.get((alen + 3) & !3..).unwrap_or_default();
+                }
+                if let (Some(dst), Some(mac)) = (dst, mac)
+                    && mac != [0; 6]
+                {
+                    dump.neighbours.push((dst, mac));
+                }
+            }
+            _ => {}
+        }
+        buf = buf.get((len + 3) & !3..).unwrap_or_default();
+    }
+    dump
+}
+
+/// The kernel's IPv6 neighbours that have an Ethernet address, as `ip -6 neigh` lists them
+/// (an `RTM_GETNEIGH` dump of the current network namespace). The LAN has no
+/// `/proc/net/arp` for IPv6; this is how an IPv6 address is tied to a device's MAC.
+pub fn neighbours6() -> io::Result<Vec<(Ipv6Addr, [u8; 6])>> {
+    const RTM_GETNEIGH: u16 = 30;
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_DUMP: u16 = 0x300;
+    // SAFETY: plain socket(2); the result is checked and owned below.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: raw is a fresh, valid descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // A dump the kernel does not finish must not hang the caller.
+    let timeout = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: timeout is a valid timeval of the size passed.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const timeout).cast(),
+            #[expect(clippy::cast_possible_truncation, reason = "a small struct")]
+            {
+                size_of::<libc::timeval>() as libc::socklen_t
+            },
+        )
+    };
+    // nlmsghdr (length, type, flags, sequence, port id) and an ndmsg asking for AF_INET6.
+    let mut request = [0u8; 28];
+    request[0..4].copy_from_slice(&28u32.to_ne_bytes());
+    request[4..6].copy_from_slice(&RTM_GETNEIGH.to_ne_bytes());
+    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    request[16] = AF_INET6;
+    // SAFETY: request is valid for reads of its length.
+    let sent = unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut neighbours = Vec::new();
+    // A neighbour table of any size ends; this bounds a kernel that keeps sending.
+    for _ in 0..1024 {
+        // SAFETY: buf is valid for writes of its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(err);
+        }
+        #[expect(clippy::cast_sign_loss, reason = "checked non-negative")]
+        let dump = parse_neighbours6(&buf[..n as usize]);
+        neighbours.extend(dump.neighbours);
+        if dump.done || n == 0 {
+            break;
+        }
+    }
+    Ok(neighbours)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +425,48 @@ mod tests {
             classify(&batch, 2).link,
             Some(true),
             "the last message wins"
+        );
+    }
+
+    fn neighbour(family: u8, dst: &[u8], mac: &[u8]) -> Vec<u8> {
+        let mut m = message(RTM_NEWNEIGH, 12);
+        m[16] = family;
+        for (kind, data) in [(1u16, dst), (2u16, mac)] {
+            let len = 4 + data.len();
+            m.extend_from_slice(&u16::try_from(len).expect("small").to_ne_bytes());
+            m.extend_from_slice(&kind.to_ne_bytes());
+            m.extend_from_slice(data);
+            m.resize((m.len() + 3) & !3, 0);
+        }
+        let len = u32::try_from(m.len()).expect("small");
+        m[0..4].copy_from_slice(&len.to_ne_bytes());
+        m
+    }
+
+    #[test]
+    fn reads_ipv6_neighbours_and_the_end_of_the_dump() {
+        let host: Ipv6Addr = "2001:db8:77::10".parse().expect("addr");
+        let mac = [2, 0, 0, 0, 0, 0x10];
+        let mut batch = neighbour(AF_INET6, &host.octets(), &mac);
+        // IPv4 entries, incomplete ones (no MAC) and truncated attributes are skipped.
+        batch.extend(neighbour(2, &[10, 0, 0, 1], &mac));
+        batch.extend(neighbour(AF_INET6, &host.octets(), &[0; 6]));
+        batch.extend(neighbour(AF_INET6, &host.octets()[..8], &mac));
+        assert_eq!(
+            parse_neighbours6(&batch),
+            NeighbourDump {
+                neighbours: vec![(host, mac)],
+                done: false
+            }
+        );
+        batch.extend(message(NLMSG_DONE, 4));
+        assert!(parse_neighbours6(&batch).done);
+        let mut bad = neighbour(AF_INET6, &host.octets(), &mac);
+        bad[0..4].copy_from_slice(&4000u32.to_ne_bytes());
+        assert_eq!(parse_neighbours6(&bad).neighbours, []);
+        assert!(
+            parse_neighbours6(&bad).done,
+            "a message longer than the datagram ends it"
         );
     }
 }

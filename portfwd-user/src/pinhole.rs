@@ -78,6 +78,8 @@ pub struct PinholeSpec {
     pub id: PinholeId,
     /// `None`: any remote address.
     pub remote: Option<Ipv6Addr>,
+    /// `None`: any remote port (UPnP `RemotePort`; the owner's pinholes have none).
+    pub remote_port: Option<u16>,
     pub name: Option<String>,
     pub enabled: bool,
 }
@@ -271,7 +273,7 @@ impl Pinholes {
                     },
                     PinholeTarget {
                         remote: p.spec.remote.map_or([0; 16], |r| r.octets()),
-                        remote_port: 0,
+                        remote_port: p.spec.remote_port.map_or(0, u16::to_be),
                         _pad: 0,
                         slot: p.slot,
                     },
@@ -296,6 +298,7 @@ mod tests {
         PinholeSpec {
             id: s.parse().expect("id"),
             remote: None,
+            remote_port: None,
             name: None,
             enabled: true,
         }

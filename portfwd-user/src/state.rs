@@ -198,6 +198,8 @@ pub struct SavedPinhole {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<std::net::Ipv6Addr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub enabled: bool,
     #[serde(default = "api")]
@@ -510,6 +512,7 @@ mod tests {
                 SavedPinhole {
                     id: "tcp:[2001:db8::10]:443".parse().expect("id"),
                     remote: None,
+                    remote_port: None,
                     name: Some("web".into()),
                     enabled: true,
                     source: SavedSource::Api,
@@ -521,6 +524,7 @@ mod tests {
                 SavedPinhole {
                     id: "udp:[2001:db8::11]:3478".parse().expect("id"),
                     remote: Some("2001:db8:ff::2".parse().expect("addr")),
+                    remote_port: Some(3478),
                     name: None,
                     enabled: true,
                     source: SavedSource::Pcp,

@@ -892,6 +892,7 @@ impl<M: KernelMaps> Table<M> {
                 SavedPinhole {
                     id: p.spec.id,
                     remote: p.spec.remote,
+                    remote_port: p.spec.remote_port,
                     name: p.spec.name.clone(),
                     enabled: p.spec.enabled,
                     source,
@@ -1013,6 +1014,7 @@ impl<M: KernelMaps> Table<M> {
                 spec: PinholeSpec {
                     id,
                     remote: saved.remote,
+                    remote_port: saved.remote_port,
                     name: saved.name,
                     enabled: saved.enabled,
                 },
@@ -1518,8 +1520,17 @@ fn pinhole_suffix(pinhole: &Pinhole) -> String {
 /// What events add after a pinhole's id: its remote restriction and name.
 fn pinhole_suffix_spec(spec: &PinholeSpec) -> String {
     let mut text = String::new();
-    if let Some(remote) = spec.remote {
-        let _ = write!(text, " from {remote}");
+    match (spec.remote, spec.remote_port) {
+        (Some(remote), Some(port)) => {
+            let _ = write!(text, " from [{remote}]:{port}");
+        }
+        (Some(remote), None) => {
+            let _ = write!(text, " from {remote}");
+        }
+        (None, Some(port)) => {
+            let _ = write!(text, " from port {port}");
+        }
+        (None, None) => {}
     }
     if let Some(name) = &spec.name {
         let _ = write!(text, " \"{name}\"");
@@ -2636,6 +2647,7 @@ mod tests {
             spec: PinholeSpec {
                 id: id.parse().expect("id"),
                 remote: None,
+                remote_port: None,
                 name: None,
                 enabled: true,
             },

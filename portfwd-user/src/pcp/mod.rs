@@ -792,6 +792,9 @@ mod tests {
         fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
             Vec::new()
         }
+        fn neighbours6(&self) -> Vec<(Ipv6Addr, [u8; 6])> {
+            Vec::new()
+        }
         fn listening(&self, _: Proto) -> Vec<(Option<Ipv4Addr>, u16)> {
             vec![(None, 6500)]
         }

@@ -7,7 +7,12 @@
 //! What UPnP clients see of the table: the shares clients made (their own and, read-only,
 //! others'). The owner's static shares are not listed; a request on their ports is a conflict.
 
-use std::{fmt::Write as _, net::Ipv4Addr, sync::Arc, time::Instant};
+use std::{
+    fmt::Write as _,
+    net::{Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+    time::Instant,
+};
 
 use tokio::sync::watch;
 
@@ -28,6 +33,14 @@ pub trait Host: Send + Sync {
     }
     /// The IPv4 neighbours with a known MAC address.
     fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])>;
+    /// The MAC address the IPv6 neighbour table has for `addr`.
+    fn mac_of6(&self, addr: Ipv6Addr) -> Option<[u8; 6]> {
+        self.neighbours6()
+            .into_iter()
+            .find_map(|(a, mac)| (a == addr).then_some(mac))
+    }
+    /// The IPv6 neighbours with a known MAC address.
+    fn neighbours6(&self) -> Vec<(Ipv6Addr, [u8; 6])>;
     /// The ports the box itself listens on, each with its local address (`None`: every
     /// address).
     fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)>;
@@ -55,6 +68,10 @@ pub struct Control {
     pub settings: watch::Receiver<Arc<Settings>>,
     pub host: Arc<dyn Host>,
     pub started: Instant,
+    /// Whether inbound IPv6 is default-deny (`[ipv6] inbound = "deny"`): the firewall
+    /// WANIPv6FirewallControl opens pinholes in. Without it every inbound packet is let in
+    /// already, and AddPinhole says so (702).
+    pub firewall6: bool,
 }
 
 /// Output arguments of an action.
@@ -106,22 +123,22 @@ pub fn table_fault(err: &TableError, version: u8) -> Fault {
     Fault::new(code, crate::error_chain(err))
 }
 
-fn invalid(detail: impl Into<String>) -> Fault {
+pub(super) fn invalid(detail: impl Into<String>) -> Fault {
     Fault::new(Fault::INVALID_ARGS, detail)
 }
 
 /// The arguments of a request, read with the types UPnP gives them.
-struct Args<'a>(&'a Request);
+pub(super) struct Args<'a>(pub(super) &'a Request);
 
 impl Args<'_> {
-    fn text(&self, name: &str) -> Result<&str, Fault> {
+    pub(super) fn text(&self, name: &str) -> Result<&str, Fault> {
         self.0
             .arg(name)
             .map(str::trim)
             .ok_or_else(|| invalid(format!("missing argument {name}")))
     }
 
-    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T, Fault> {
+    pub(super) fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T, Fault> {
         let text = self.text(name)?;
         text.parse()
             .map_err(|_| invalid(format!("{name} `{text}` is not a number in range")))
@@ -189,7 +206,7 @@ const MAX_DESCRIPTION: usize = 256;
 
 impl Control {
     /// The settings in force now.
-    fn settings(&self) -> Arc<Settings> {
+    pub(super) fn settings(&self) -> Arc<Settings> {
         self.settings.borrow().clone()
     }
 
@@ -218,6 +235,7 @@ impl Control {
                 self.ip_connection(action, client, version, &args).await
             }
             (Service::CommonInterface, action) => self.common_interface(action),
+            (Service::Firewall6, action) => self.firewall6(action, client, &args).await,
         }
     }
 
@@ -684,6 +702,13 @@ pub struct SystemHost {
 }
 
 impl Host for SystemHost {
+    fn neighbours6(&self) -> Vec<(Ipv6Addr, [u8; 6])> {
+        crate::netlink::neighbours6().unwrap_or_else(|err| {
+            tracing::warn!("reading the IPv6 neighbour table: {err}");
+            Vec::new()
+        })
+    }
+
     fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
         let Ok(arp) = std::fs::read_to_string("/proc/net/arp") else {
             return Vec::new();
@@ -749,6 +774,9 @@ mod tests {
         fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
             self.macs.clone()
         }
+        fn neighbours6(&self) -> Vec<(Ipv6Addr, [u8; 6])> {
+            Vec::new()
+        }
         fn listening(&self, _: Proto) -> Vec<(Option<Ipv4Addr>, u16)> {
             self.listening.clone()
         }
@@ -794,6 +822,7 @@ mod tests {
                 macs: vec![(Ipv4Addr::new(10, 0, 0, 77), [2, 0, 0, 0, 0, 7])],
             }),
             started: Instant::now(),
+            firewall6: false,
         }
     }
 

@@ -15,6 +15,9 @@ pub const IP_CONN_CONTROL: &str = "/ctl/IPConn";
 pub const COMMON_IF_CONTROL: &str = "/ctl/CmnIfCfg";
 pub const IP_CONN_EVENTS: &str = "/evt/IPConn";
 pub const COMMON_IF_EVENTS: &str = "/evt/CmnIfCfg";
+pub const FIREWALL6_DESC: &str = "/WANIPv6FC.xml";
+pub const FIREWALL6_CONTROL: &str = "/ctl/IP6FCtl";
+pub const FIREWALL6_EVENTS: &str = "/evt/IP6FCtl";
 
 /// The root device description.
 #[must_use]
@@ -70,7 +73,7 @@ pub fn root(id: &Identity) -> String {
 <SCPDURL>{IP_CONN_DESC}</SCPDURL>
 <controlURL>{IP_CONN_CONTROL}</controlURL>
 <eventSubURL>{IP_CONN_EVENTS}</eventSubURL>
-</service>
+</service>{firewall}
 </serviceList>
 </device>
 </deviceList>
@@ -88,6 +91,18 @@ pub fn root(id: &Identity) -> String {
         common = Service::CommonInterface.urn(1),
         ip = Service::IpConnection.urn(v),
         addr = id.lan_addr,
+        firewall = if id.version == IgdVersion::V2 {
+            format!(
+                "\n<service>\n<serviceType>{}</serviceType>\n\
+                 <serviceId>urn:upnp-org:serviceId:WANIPv6FC1</serviceId>\n\
+                 <SCPDURL>{FIREWALL6_DESC}</SCPDURL>\n\
+                 <controlURL>{FIREWALL6_CONTROL}</controlURL>\n\
+                 <eventSubURL>{FIREWALL6_EVENTS}</eventSubURL>\n</service>",
+                Service::Firewall6.urn(1)
+            )
+        } else {
+            String::new()
+        },
     );
     out
 }
@@ -344,12 +359,102 @@ const COMMON_IF_VARS: &[Var] = &[
     ("TotalPacketsReceived", "ui4", false, &[], false),
 ];
 
+/// WANIPv6FirewallControl:1 actions (the service is IGD:2's; none is marked v2-only).
+const FIREWALL6_ACTIONS: &[(&str, &[Arg], bool)] = &[
+    (
+        "GetFirewallStatus",
+        &[
+            ("FirewallEnabled", OUT, "FirewallEnabled"),
+            ("InboundPinholeAllowed", OUT, "InboundPinholeAllowed"),
+        ],
+        false,
+    ),
+    (
+        "GetOutboundPinholeTimeout",
+        &[
+            ("RemoteHost", IN, "A_ARG_TYPE_IPv6Address"),
+            ("RemotePort", IN, "A_ARG_TYPE_Port"),
+            ("InternalClient", IN, "A_ARG_TYPE_IPv6Address"),
+            ("InternalPort", IN, "A_ARG_TYPE_Port"),
+            ("Protocol", IN, "A_ARG_TYPE_Protocol"),
+            (
+                "OutboundPinholeTimeout",
+                OUT,
+                "A_ARG_TYPE_OutboundPinholeTimeout",
+            ),
+        ],
+        false,
+    ),
+    (
+        "AddPinhole",
+        &[
+            ("RemoteHost", IN, "A_ARG_TYPE_IPv6Address"),
+            ("RemotePort", IN, "A_ARG_TYPE_Port"),
+            ("InternalClient", IN, "A_ARG_TYPE_IPv6Address"),
+            ("InternalPort", IN, "A_ARG_TYPE_Port"),
+            ("Protocol", IN, "A_ARG_TYPE_Protocol"),
+            ("LeaseTime", IN, "A_ARG_TYPE_LeaseTime"),
+            ("UniqueID", OUT, "A_ARG_TYPE_UniqueID"),
+        ],
+        false,
+    ),
+    (
+        "UpdatePinhole",
+        &[
+            ("UniqueID", IN, "A_ARG_TYPE_UniqueID"),
+            ("NewLeaseTime", IN, "A_ARG_TYPE_LeaseTime"),
+        ],
+        false,
+    ),
+    (
+        "DeletePinhole",
+        &[("UniqueID", IN, "A_ARG_TYPE_UniqueID")],
+        false,
+    ),
+    (
+        "GetPinholePackets",
+        &[
+            ("UniqueID", IN, "A_ARG_TYPE_UniqueID"),
+            ("PinholePackets", OUT, "A_ARG_TYPE_PinholePackets"),
+        ],
+        false,
+    ),
+    (
+        "CheckPinholeWorking",
+        &[
+            ("UniqueID", IN, "A_ARG_TYPE_UniqueID"),
+            ("IsWorking", OUT, "A_ARG_TYPE_Boolean"),
+        ],
+        false,
+    ),
+];
+
+const FIREWALL6_VARS: &[Var] = &[
+    ("FirewallEnabled", "boolean", true, &[], false),
+    ("InboundPinholeAllowed", "boolean", true, &[], false),
+    (
+        "A_ARG_TYPE_OutboundPinholeTimeout",
+        "ui4",
+        false,
+        &[],
+        false,
+    ),
+    ("A_ARG_TYPE_IPv6Address", "string", false, &[], false),
+    ("A_ARG_TYPE_Port", "ui2", false, &[], false),
+    ("A_ARG_TYPE_Protocol", "ui2", false, &[], false),
+    ("A_ARG_TYPE_LeaseTime", "ui4", false, &[], false),
+    ("A_ARG_TYPE_UniqueID", "ui2", false, &[], false),
+    ("A_ARG_TYPE_PinholePackets", "ui4", false, &[], false),
+    ("A_ARG_TYPE_Boolean", "boolean", false, &[], false),
+];
+
 /// The actions `service` has as advertised at `version`.
 #[must_use]
 pub fn actions(service: Service, version: IgdVersion) -> Vec<&'static str> {
     let table = match service {
         Service::IpConnection => IP_CONN_ACTIONS,
         Service::CommonInterface => COMMON_IF_ACTIONS,
+        Service::Firewall6 => FIREWALL6_ACTIONS,
     };
     table
         .iter()
@@ -364,6 +469,7 @@ pub fn scpd(service: Service, version: IgdVersion) -> String {
     let (actions, vars) = match service {
         Service::IpConnection => (IP_CONN_ACTIONS, IP_CONN_VARS),
         Service::CommonInterface => (COMMON_IF_ACTIONS, COMMON_IF_VARS),
+        Service::Firewall6 => (FIREWALL6_ACTIONS, FIREWALL6_VARS),
     };
     let v2 = version == IgdVersion::V2;
     let mut out = String::from(
@@ -425,6 +531,7 @@ mod tests {
                 root.clone(),
                 scpd(Service::IpConnection, version),
                 scpd(Service::CommonInterface, version),
+                scpd(Service::Firewall6, version),
             ] {
                 let mut reader = quick_xml::Reader::from_str(&doc);
                 loop {
@@ -436,6 +543,7 @@ mod tests {
             for (service, actions, vars) in [
                 (Service::IpConnection, IP_CONN_ACTIONS, IP_CONN_VARS),
                 (Service::CommonInterface, COMMON_IF_ACTIONS, COMMON_IF_VARS),
+                (Service::Firewall6, FIREWALL6_ACTIONS, FIREWALL6_VARS),
             ] {
                 let doc = scpd(service, version);
                 for (name, args, only_v2) in actions {
@@ -454,5 +562,10 @@ mod tests {
             }
         }
         assert!(!scpd(Service::IpConnection, IgdVersion::V1).contains("AddAnyPortMapping"));
+        assert!(root(&identity(IgdVersion::V2)).contains("WANIPv6FirewallControl:1"));
+        assert!(
+            !root(&identity(IgdVersion::V1)).contains("WANIPv6FirewallControl"),
+            "IGD:1 has no IPv6 firewall service"
+        );
     }
 }

@@ -33,6 +33,7 @@ pub struct Server {
     root: String,
     ip_conn: String,
     common_if: String,
+    firewall6: String,
 }
 
 impl Server {
@@ -43,6 +44,7 @@ impl Server {
             root: description::root(&identity),
             ip_conn: description::scpd(Service::IpConnection, version),
             common_if: description::scpd(Service::CommonInterface, version),
+            firewall6: description::scpd(Service::Firewall6, version),
             control,
             identity,
             lan,
@@ -133,10 +135,19 @@ async fn route(
         (&Method::POST, description::COMMON_IF_CONTROL) => {
             control(server, client, Service::CommonInterface, request).await
         }
+        (&Method::GET | &Method::HEAD, description::FIREWALL6_DESC) => {
+            xml(StatusCode::OK, server.firewall6.clone())
+        }
+        (&Method::POST, description::FIREWALL6_CONTROL) => {
+            control(server, client, Service::Firewall6, request).await
+        }
         // GENA: no eventing, so nobody is ever called back (CVE-2020-12695, CallStranger).
-        (method, description::IP_CONN_EVENTS | description::COMMON_IF_EVENTS)
-            if matches!(method.as_str(), "SUBSCRIBE" | "UNSUBSCRIBE") =>
-        {
+        (
+            method,
+            description::IP_CONN_EVENTS
+            | description::COMMON_IF_EVENTS
+            | description::FIREWALL6_EVENTS,
+        ) if matches!(method.as_str(), "SUBSCRIBE" | "UNSUBSCRIBE") => {
             plain(StatusCode::NOT_IMPLEMENTED, "eventing is not supported\n")
         }
         (
@@ -147,7 +158,10 @@ async fn route(
             | description::IP_CONN_CONTROL
             | description::COMMON_IF_CONTROL
             | description::IP_CONN_EVENTS
-            | description::COMMON_IF_EVENTS,
+            | description::COMMON_IF_EVENTS
+            | description::FIREWALL6_DESC
+            | description::FIREWALL6_CONTROL
+            | description::FIREWALL6_EVENTS,
         ) => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -225,11 +239,15 @@ async fn control(
 /// The action's name if the services have it, else `unknown`: a metric label must not take
 /// whatever a client sends.
 fn known_action(action: &str) -> &'static str {
-    [Service::IpConnection, Service::CommonInterface]
-        .into_iter()
-        .flat_map(|service| description::actions(service, super::IgdVersion::V2))
-        .find(|known| *known == action)
-        .unwrap_or("unknown")
+    [
+        Service::IpConnection,
+        Service::CommonInterface,
+        Service::Firewall6,
+    ]
+    .into_iter()
+    .flat_map(|service| description::actions(service, super::IgdVersion::V2))
+    .find(|known| *known == action)
+    .unwrap_or("unknown")
 }
 
 /// An action and the arguments that say what it is about, for the log.
@@ -240,6 +258,10 @@ fn describe(request: &soap::Request) -> String {
         "NewExternalPort",
         "NewInternalClient",
         "NewInternalPort",
+        "Protocol",
+        "InternalClient",
+        "InternalPort",
+        "UniqueID",
     ] {
         if let Some(value) = request.arg(name) {
             text.push(' ');

@@ -10,12 +10,14 @@
 //! | `GET /WANIPCn.xml`, `GET /WANCfg.xml` | service descriptions of WANIPConnection and WANCommonInterfaceConfig |
 //! | `POST /ctl/IPConn` | WANIPConnection actions, `:1` and `:2` whichever version is advertised ([`control`]) |
 //! | `POST /ctl/CmnIfCfg` | WANCommonInterfaceConfig actions |
+//! | `GET /WANIPv6FC.xml`, `POST /ctl/IP6FCtl` | WANIPv6FirewallControl:1 (IGD:2 only): IPv6 pinholes |
 //! | `SUBSCRIBE /evt/...` | refused (501): no eventing, so no callbacks to anyone (CallStranger) |
 //!
 //! [`policy`] decides who may open what; the share table decides what collides.
 
 pub mod control;
 pub mod description;
+pub mod firewall;
 pub mod http;
 pub mod policy;
 pub mod soap;
@@ -123,10 +125,14 @@ impl Identity {
             out.push((udn.clone(), udn.clone()));
             out.push((device_type.clone(), format!("{udn}::{device_type}")));
         }
-        for (kind, service) in [
+        let mut services = vec![
             (DeviceKind::Wan, Service::CommonInterface.urn(1)),
             (DeviceKind::Connection, Service::IpConnection.urn(v)),
-        ] {
+        ];
+        if self.version == IgdVersion::V2 {
+            services.push((DeviceKind::Connection, Service::Firewall6.urn(1)));
+        }
+        for (kind, service) in services {
             out.push((service.clone(), format!("{}::{service}", self.udn(kind))));
         }
         out
@@ -138,6 +144,8 @@ impl Identity {
 pub enum Service {
     IpConnection,
     CommonInterface,
+    /// WANIPv6FirewallControl: IPv6 pinholes (IGD:2 describes it; IGD:1 has none).
+    Firewall6,
 }
 
 impl Service {
@@ -147,6 +155,9 @@ impl Service {
             Self::IpConnection => format!("urn:schemas-upnp-org:service:WANIPConnection:{version}"),
             Self::CommonInterface => {
                 format!("urn:schemas-upnp-org:service:WANCommonInterfaceConfig:{version}")
+            }
+            Self::Firewall6 => {
+                format!("urn:schemas-upnp-org:service:WANIPv6FirewallControl:{version}")
             }
         }
     }
@@ -161,6 +172,7 @@ impl Service {
         let service = match service {
             "WANIPConnection" if (1..=2).contains(&version) => Self::IpConnection,
             "WANCommonInterfaceConfig" if version == 1 => Self::CommonInterface,
+            "WANIPv6FirewallControl" if version == 1 => Self::Firewall6,
             _ => return None,
         };
         Some((service, version))
@@ -180,6 +192,16 @@ impl Fault {
     pub const INVALID_ARGS: u16 = 402;
     pub const ACTION_FAILED: u16 = 501;
     pub const NOT_AUTHORIZED: u16 = 606;
+    pub const PINHOLE_SPACE_EXHAUSTED: u16 = 701;
+    pub const FIREWALL_DISABLED: u16 = 702;
+    pub const INBOUND_PINHOLE_NOT_ALLOWED: u16 = 703;
+    /// WANIPv6FirewallControl's NoSuchEntry (WANIPConnection's is 714).
+    pub const NO_SUCH_PINHOLE: u16 = 704;
+    pub const PROTOCOL_NOT_SUPPORTED: u16 = 705;
+    pub const INTERNAL_PORT_WILDCARD: u16 = 706;
+    pub const PROTOCOL_WILDCARD: u16 = 707;
+    pub const WILDCARD_SOURCE: u16 = 708;
+    pub const NO_PACKET_SENT: u16 = 709;
     pub const ARRAY_INDEX_INVALID: u16 = 713;
     pub const NO_SUCH_ENTRY: u16 = 714;
     pub const WILDCARD_EXTERNAL_PORT: u16 = 716;
@@ -204,6 +226,15 @@ impl Fault {
             Self::INVALID_ACTION => "Invalid Action",
             Self::INVALID_ARGS => "Invalid Args",
             Self::NOT_AUTHORIZED => "Action not authorized",
+            Self::PINHOLE_SPACE_EXHAUSTED => "PinholeSpaceExhausted",
+            Self::FIREWALL_DISABLED => "FirewallDisabled",
+            Self::INBOUND_PINHOLE_NOT_ALLOWED => "InboundPinholeNotAllowed",
+            Self::NO_SUCH_PINHOLE => "NoSuchEntry",
+            Self::PROTOCOL_NOT_SUPPORTED => "ProtocolNotSupported",
+            Self::INTERNAL_PORT_WILDCARD => "InternalPortWildcardingNotAllowed",
+            Self::PROTOCOL_WILDCARD => "ProtocolWildcardingNotAllowed",
+            Self::WILDCARD_SOURCE => "WildCardNotPermittedInSrcIP",
+            Self::NO_PACKET_SENT => "NoPacketSent",
             Self::ARRAY_INDEX_INVALID => "SpecifiedArrayIndexInvalid",
             Self::NO_SUCH_ENTRY => "NoSuchEntryInArray",
             Self::WILDCARD_EXTERNAL_PORT => "WildCardNotPermittedInExtPort",

@@ -245,7 +245,14 @@ mod tests {
     #[test]
     fn answers_match_types_up_to_our_version() {
         let v2 = identity(IgdVersion::V2);
-        assert_eq!(matches(&v2, "ssdp:all").len(), 9);
+        // Root, 3 devices by UDN and by type, 3 services (IGD:2 has WANIPv6FirewallControl).
+        assert_eq!(matches(&v2, "ssdp:all").len(), 10);
+        assert_eq!(
+            matches(&v2, "urn:schemas-upnp-org:service:WANIPv6FirewallControl:1").len(),
+            1
+        );
+        let v1 = identity(IgdVersion::V1);
+        assert_eq!(matches(&v1, "ssdp:all").len(), 9);
         assert_eq!(matches(&v2, "upnp:rootdevice").len(), 1);
         let igd1 = matches(&v2, "urn:schemas-upnp-org:device:InternetGatewayDevice:1");
         assert_eq!(igd1.len(), 1);
