@@ -601,6 +601,23 @@ pub fn serve_udp_echo(ns: &Netns, port: u16) {
 }
 
 /// An HTTP GET of `/` from inside `ns`; the body, or the error.
+/// The lab router's UPnP description.
+pub const ROOT_DESC: &str = "http://10.77.0.1:5000/rootDesc.xml";
+
+/// `upnpc -u ROOT_DESC ARGS` (Debian's miniupnpc) in the LAN host's namespace: its stdout
+/// and stderr.
+pub fn upnpc(lab: &Lab, args: &[&str]) -> String {
+    let out = lab
+        .lan
+        .command("upnpc")
+        .arg("-u")
+        .arg(ROOT_DESC)
+        .args(args)
+        .output()
+        .expect("run upnpc (is miniupnpc installed? cargo xtask test installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
 pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<String, String> {
     http_exchange(
         ns,

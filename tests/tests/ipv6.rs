@@ -10,7 +10,7 @@ use std::{
 };
 
 use portfwd_tests::{
-    Daemon, LAN_HOST6, Lab, REMOTE6, WAIT, cli_ok, http_get, serve_http_on, temp_dir,
+    Daemon, LAN_HOST6, Lab, REMOTE6, WAIT, cli_ok, http_get, serve_http_on, temp_dir, upnpc,
 };
 use serde_json::Value;
 
@@ -30,8 +30,19 @@ fn start(lab: &Lab, extra: &[&str]) -> Daemon {
 }
 
 fn reaches(lab: &Lab) -> bool {
-    http_get(&lab.remote, lan_host(80), WAIT)
+    reaches_port(lab, 80)
+}
+
+fn reaches_port(lab: &Lab, port: u16) -> bool {
+    http_get(&lab.remote, lan_host(port), WAIT)
         .is_ok_and(|body| body.starts_with("hello from the LAN host (you are [2001:db8:ff::2]"))
+}
+
+/// A config file with `[ipv6] inbound = "deny"`.
+fn deny_config(tag: &str) -> std::path::PathBuf {
+    let config = temp_dir(tag).join("portfwd.toml");
+    fs::write(&config, "[ipv6]\ninbound = \"deny\"\n").expect("config");
+    config
 }
 
 #[test]
@@ -109,8 +120,7 @@ fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
 #[test]
 fn default_deny_drops_connections_without_a_pinhole_that_the_kernel_would_forward() {
     let lab = Lab::fresh("v6deny");
-    let config = temp_dir("v6deny").join("portfwd.toml");
-    fs::write(&config, "[ipv6]\ninbound = \"deny\"\n").expect("config");
+    let config = deny_config("v6deny");
     // The kernel forwards IPv6 here: only portfwd stands in the way.
     let daemon = start(&lab, &["--config", config.to_str().expect("path")]);
     let state = daemon.state_dir().expect("state dir").to_owned();
@@ -130,4 +140,107 @@ fn default_deny_drops_connections_without_a_pinhole_that_the_kernel_would_forwar
     let remote = SocketAddr::V6(SocketAddrV6::new(REMOTE6, 8080, 0, 0));
     let body = http_get(&lab.lan, remote, WAIT).expect("out from the LAN");
     assert!(body.starts_with("hello from the remote host"), "{body}");
+}
+
+/// The number after `label` in upnpc's output.
+fn number_after(out: &str, label: &str) -> u64 {
+    let at = out
+        .find(label)
+        .unwrap_or_else(|| panic!("no `{label}` in: {out}"))
+        + label.len();
+    out[at..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after `{label}` in: {out}"))
+}
+
+#[test]
+fn upnpc_opens_updates_and_deletes_pinholes_that_carry_traffic() {
+    let lab = Lab::fresh("v6upnp");
+    // Only XDP forwards, and only through pinholes (default deny): whatever reaches the LAN
+    // host went through the pinhole upnpc made.
+    lab.block_kernel_forwarding();
+    let config = deny_config("v6upnp");
+    let mut daemon = start(&lab, &["--config", config.to_str().expect("path")]);
+    let state = daemon.state_dir().expect("state dir").to_owned();
+    serve_http_on(
+        &lab.lan,
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8080)),
+        "hello from the LAN host",
+    );
+    assert!(!reaches_port(&lab, 8080), "no pinhole yet");
+
+    let status = upnpc(&lab, &["-S"]);
+    assert!(status.contains("Firewall Enabled: Yes"), "{status}");
+    assert!(status.contains("Inbound Pinhole Allowed: Yes"), "{status}");
+
+    let out = upnpc(
+        &lab,
+        &["-A", "empty", "0", "2001:db8:77::10", "8080", "TCP", "600"],
+    );
+    let id = number_after(&out, "Pinhole ID =");
+    assert!(
+        reaches_port(&lab, 8080),
+        "IPv6 through the pinhole upnpc made"
+    );
+    let again = upnpc(
+        &lab,
+        &["-A", "empty", "0", "2001:db8:77::10", "8080", "TCP", "600"],
+    );
+    assert_eq!(
+        number_after(&again, "Pinhole ID ="),
+        id,
+        "the same pinhole: {again}"
+    );
+
+    let packets = upnpc(&lab, &["-K", &id.to_string()]);
+    assert!(number_after(&packets, "PinholePackets =") >= 3, "{packets}");
+    let working = upnpc(&lab, &["-C", &id.to_string()]);
+    assert!(working.contains("IsWorking = Yes"), "{working}");
+
+    let list: Value =
+        serde_json::from_str(&cli_ok(&lab, &state, &["share", "list", "--json"])).expect("json");
+    let pinhole = &list["pinholes"][0];
+    assert_eq!(pinhole["id"], "tcp:[2001:db8:77::10]:8080");
+    assert_eq!(pinhole["source"], "upnp");
+    assert_eq!(pinhole["client"], "10.77.0.10");
+    assert_eq!(pinhole["unique_id"].as_u64(), Some(id));
+    assert!(pinhole["expires_in"].as_u64() <= Some(600), "{pinhole}");
+
+    let out = upnpc(&lab, &["-U", &id.to_string(), "3000"]);
+    assert!(!out.contains("failed"), "{out}");
+    let list: Value =
+        serde_json::from_str(&cli_ok(&lab, &state, &["share", "list", "--json"])).expect("json");
+    assert!(
+        list["pinholes"][0]["expires_in"].as_u64() > Some(600),
+        "{list}"
+    );
+
+    // Not an address of the asking device (secure mode): refused, nothing opened.
+    let out = upnpc(
+        &lab,
+        &["-A", "empty", "0", "2001:db8:77::99", "8081", "TCP", "600"],
+    );
+    assert!(out.contains("606"), "{out}");
+
+    let out = upnpc(&lab, &["-D", &id.to_string()]);
+    assert!(!out.contains("failed"), "{out}");
+    assert!(!reaches_port(&lab, 8080), "deleted");
+    let out = upnpc(&lab, &["-D", &id.to_string()]);
+    assert!(out.contains("704"), "{out}");
+
+    // A short lease ends on its own, and the traffic with it.
+    let out = upnpc(
+        &lab,
+        &["-A", "empty", "0", "2001:db8:77::10", "8080", "TCP", "3"],
+    );
+    number_after(&out, "Pinhole ID =");
+    assert!(reaches_port(&lab, 8080), "the short pinhole works");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(!reaches_port(&lab, 8080), "expired");
+    let events = cli_ok(&lab, &state, &["events"]);
+    assert!(events.contains("share_expired"), "{events}");
+    assert!(daemon.is_running());
 }

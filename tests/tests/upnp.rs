@@ -13,11 +13,10 @@ use std::{
 };
 
 use portfwd_tests::{
-    Daemon, EXTERNAL, LAN_HOST, Lab, ROUTER_LAN, WAIT, serve_http, serve_udp_echo, tcp_reaches_lan,
-    temp_dir, udp_reaches_lan,
+    Daemon, EXTERNAL, LAN_HOST, Lab, ROOT_DESC, ROUTER_LAN, WAIT, serve_http, serve_udp_echo,
+    tcp_reaches_lan, temp_dir, udp_reaches_lan, upnpc,
 };
 
-const ROOT_DESC: &str = "http://10.77.0.1:5000/rootDesc.xml";
 const IP_CONN_1: &str = "urn:schemas-upnp-org:service:WANIPConnection:1";
 const IP_CONN_2: &str = "urn:schemas-upnp-org:service:WANIPConnection:2";
 
@@ -35,12 +34,6 @@ fn lab_with_daemon(tag: &str, extra: &[&str]) -> (Lab, Daemon) {
         daemon.ready_line
     );
     (lab, daemon)
-}
-
-/// `upnpc -u ROOT_DESC ARGS` in the LAN host's namespace.
-fn upnpc(lab: &Lab, args: &[&str]) -> String {
-    let out = run(lab.lan.command("upnpc").arg("-u").arg(ROOT_DESC).args(args));
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 fn run(command: &mut std::process::Command) -> Output {
