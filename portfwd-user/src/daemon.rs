@@ -128,7 +128,8 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     let mut table = Table::new(lan_subnets.clone(), dataplane, wan_index, lan_index);
     table.set_settings(config.upnp.clone());
     table.set_flap_window(config.flap_window);
-    table.set_lan6(netinfo::ipv6_prefixes(&config.lan));
+    let lan6 = netinfo::ipv6_prefixes(&config.lan);
+    table.set_lan6(lan6.clone());
     table.set_ipv6_deny(config.ipv6_inbound == crate::config::Inbound6::Deny)?;
     let external = netinfo::external_addr(&config.wan)?;
     table.set_external(external)?;
@@ -181,19 +182,33 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         config.upnp.notify_interval,
         stopped(),
     ));
-    let pcp_task = tokio::spawn(pcp::serve(
-        pcp_socket,
-        Arc::new(pcp::Responder {
-            table: handle.clone(),
-            metrics: Arc::clone(&metrics),
-            settings,
-            pcp: config.pcp.clone(),
-            host: Arc::clone(&host),
-            lan: lan_subnets.clone(),
-            started: std::time::Instant::now(),
-        }),
-        stopped(),
-    ));
+    let responder = Arc::new(pcp::Responder {
+        table: handle.clone(),
+        metrics: Arc::clone(&metrics),
+        settings,
+        pcp: config.pcp.clone(),
+        host: Arc::clone(&host),
+        lan: lan_subnets.clone(),
+        lan6,
+        started: std::time::Instant::now(),
+    });
+    // PCP over IPv6 is an addition: a kernel without IPv6 still gets IPv4 NAT-PMP and PCP.
+    let pcp_ipv6 = match pcp::six::bind6(&config.lan, lan_index) {
+        Ok(socket) => Some(tokio::spawn(pcp::six::serve6(
+            socket,
+            lan_index,
+            Arc::clone(&responder),
+            stopped(),
+        ))),
+        Err(err) => {
+            tracing::warn!(
+                "PCP over IPv6 not served ([::]:5351 on {}): {err}",
+                config.lan
+            );
+            None
+        }
+    };
+    let pcp_task = tokio::spawn(pcp::serve(pcp_socket, responder, stopped()));
     let api_addr = api_listener
         .local_addr()
         .map_or_else(|_| config.api.listen.to_string(), |a| a.to_string());
@@ -242,6 +257,9 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         let _ = ssdp_task.await;
         let _ = http_task.await;
         let _ = pcp_task.await;
+        if let Some(task) = pcp_ipv6 {
+            let _ = task.await;
+        }
         let _ = api_task.await;
     })
     .await;

@@ -6,7 +6,7 @@
 
 use std::{
     fs,
-    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket},
     num::NonZeroU16,
     process::Output,
     thread,
@@ -17,8 +17,8 @@ use crab_nat::{
     GatewayAddress, InternetProtocol, PortMapping, PortMappingOptions, PortMappingType,
 };
 use portfwd_tests::{
-    Daemon, EXTERNAL, LAN_HOST, Lab, Netns, ROUTER_LAN, serve_http, serve_udp_echo,
-    tcp_reaches_lan, temp_dir, udp_reaches_lan,
+    Daemon, EXTERNAL, LAN_HOST, LAN_HOST6, Lab, Netns, ROUTER_LAN, ROUTER_LAN6, WAIT, http_get,
+    serve_http, serve_http_on, serve_udp_echo, tcp_reaches_lan, temp_dir, udp_reaches_lan,
 };
 
 const SERVER: SocketAddrV4 = SocketAddrV4::new(ROUTER_LAN, 5351);
@@ -221,6 +221,63 @@ fn crab_nat_pcp_and_nat_pmp_mappings_carry_traffic() {
     .expect("NAT-PMP delete");
     assert!(!udp_reaches_lan(&lab, 5400), "NAT-PMP share deleted");
     assert!(listed(&lab, &daemon).is_empty());
+}
+
+/// HTTP from the remote host to the LAN host's own IPv6 address and `port`.
+fn reaches_lan6(lab: &Lab, port: u16) -> bool {
+    http_get(
+        &lab.remote,
+        SocketAddr::V6(SocketAddrV6::new(LAN_HOST6, port, 0, 0)),
+        WAIT,
+    )
+    .is_ok_and(|body| body.starts_with("hello over IPv6"))
+}
+
+#[test]
+fn crab_nat_pcp_over_ipv6_opens_a_pinhole_that_carries_traffic() {
+    let (lab, daemon) = lab_with_daemon("crab6", &[]);
+    lab.learn_lan_neighbour();
+    lab.learn_remote_neighbour();
+    serve_http_on(
+        &lab.lan,
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8443)),
+        "hello over IPv6",
+    );
+    assert!(
+        !reaches_lan6(&lab, 8443),
+        "no pinhole: the blocked kernel does not forward"
+    );
+    let gateway = GatewayAddress::IpV6(ROUTER_LAN6, None);
+    let mapping = in_lan(&lab, move || {
+        PortMapping::new(
+            gateway,
+            IpAddr::V6(LAN_HOST6),
+            InternetProtocol::Tcp,
+            port(8443),
+            options(0, 600),
+        )
+    })
+    .expect("PCP mapping over IPv6");
+    let PortMappingType::Pcp { external_ip, .. } = mapping.mapping_type() else {
+        panic!("not PCP: {mapping:?}");
+    };
+    // A firewall, not a NAT: the host's own address and port are what the internet sees.
+    assert_eq!(external_ip, IpAddr::V6(LAN_HOST6));
+    assert_eq!(mapping.external_port().get(), 8443);
+    assert!(reaches_lan6(&lab, 8443), "IPv6 through the PCP pinhole");
+    let state_dir = daemon.state_dir().expect("own state dir");
+    let out = portfwd_tests::cli_ok(&lab, state_dir, &["share", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let pinhole = &list["pinholes"][0];
+    assert_eq!(pinhole["id"], "tcp:[2001:db8:77::10]:8443", "{list}");
+    assert_eq!(pinhole["source"], "pcp");
+    assert_eq!(pinhole["client"], "2001:db8:77::10");
+
+    in_lan(&lab, move || async move {
+        mapping.try_drop().await.map_err(|(e, _)| e)
+    })
+    .expect("PCP delete over IPv6");
+    assert!(!reaches_lan6(&lab, 8443), "the pinhole is closed");
 }
 
 fn pcp_map(client: Ipv4Addr, nonce: u8, internal: u16, external: u16, lifetime: u32) -> Vec<u8> {

@@ -24,6 +24,7 @@
 //!   still held to secure mode.
 //! * Version 1 and versions above 2 are answered `UNSUPP_VERSION` in PCP's layout, version 2.
 
+pub mod six;
 pub mod wire;
 
 use std::{
@@ -102,6 +103,8 @@ pub struct Responder {
     pub pcp: PcpSettings,
     pub host: Arc<dyn Host>,
     pub lan: Vec<LanSubnet>,
+    /// The LAN's global IPv6 prefixes: who may ask over IPv6 ([`six`]).
+    pub lan6: Vec<crate::pinhole::Prefix6>,
     /// Epoch 0.
     pub started: Instant,
 }
@@ -813,6 +816,7 @@ mod tests {
         }];
         let mut table = Table::new(lan.clone(), MemoryMaps::default(), 1, 2);
         table.set_external(Some(EXTERNAL)).expect("external");
+        table.set_lan6(lan6());
         table
             .replace_static(vec!["tcp:8080=10.0.0.20:80".parse().expect("spec")])
             .expect("static");
@@ -828,8 +832,122 @@ mod tests {
             pcp,
             host: Arc::new(Quiet),
             lan,
+            lan6: lan6(),
             started: Instant::now(),
         }
+    }
+
+    fn lan6() -> Vec<crate::pinhole::Prefix6> {
+        vec![crate::pinhole::Prefix6 {
+            addr: "2001:db8:77::1".parse().expect("addr"),
+            prefix_len: 64,
+        }]
+    }
+
+    const ME6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x77, 0, 0, 0, 0, 0x10);
+
+    /// A PCP MAP from `client` over IPv6 for its own `port`, suggesting `external`.
+    fn map6(client: Ipv6Addr, nonce: u8, port: u16, external: u16, lifetime: u32) -> Vec<u8> {
+        let mut d = vec![2, code::OP_MAP, 0, 0];
+        d.extend_from_slice(&lifetime.to_be_bytes());
+        d.extend_from_slice(&client.octets());
+        d.extend_from_slice(&[nonce; 12]);
+        d.extend_from_slice(&[6, 0, 0, 0]);
+        d.extend_from_slice(&port.to_be_bytes());
+        d.extend_from_slice(&external.to_be_bytes());
+        d.extend_from_slice(&[0; 16]);
+        d
+    }
+
+    #[tokio::test]
+    async fn pcp_over_ipv6_opens_renews_and_closes_pinholes_with_its_nonce() {
+        let r = responder("", PcpSettings::default());
+        let answer = r
+            .answer6(ME6, &map6(ME6, 1, 8443, 9000, 600))
+            .await
+            .expect("answer");
+        assert_eq!(answer[3], code::SUCCESS, "{answer:?}");
+        assert_eq!(
+            u32::from_be_bytes([answer[4], answer[5], answer[6], answer[7]]),
+            600
+        );
+        // A firewall: the external port and address are the internal ones.
+        assert_eq!(u16::from_be_bytes([answer[42], answer[43]]), 8443);
+        assert_eq!(&answer[44..60], &ME6.octets());
+        let pinholes = r.table.pinholes().await.expect("list");
+        assert_eq!(pinholes.len(), 1);
+        assert_eq!(
+            pinholes[0].pinhole.spec.id.to_string(),
+            "tcp:[2001:db8:77::10]:8443"
+        );
+        assert_eq!(
+            pinholes[0].pinhole.origin,
+            Origin::Pcp6 {
+                client: ME6,
+                nonce: [1; 12]
+            }
+        );
+
+        // Another nonce can neither take it over nor delete it; the right one renews it.
+        let other = r
+            .answer6(ME6, &map6(ME6, 2, 8443, 0, 600))
+            .await
+            .expect("answer");
+        assert_eq!(other[3], code::NOT_AUTHORIZED);
+        let other = r
+            .answer6(ME6, &map6(ME6, 2, 8443, 0, 0))
+            .await
+            .expect("answer");
+        assert_eq!(other[3], code::NOT_AUTHORIZED);
+        let renewed = r
+            .answer6(ME6, &map6(ME6, 1, 8443, 0, 10))
+            .await
+            .expect("answer");
+        assert_eq!(renewed[3], code::SUCCESS);
+        assert_eq!(
+            u32::from_be_bytes([renewed[4], renewed[5], renewed[6], renewed[7]]),
+            120,
+            "raised to the minimum lifetime"
+        );
+
+        // The header must name the sender; PREFER_FAILURE with another port cannot be had.
+        let lying = r
+            .answer6(
+                ME6,
+                &map6("2001:db8:77::11".parse().expect("addr"), 1, 8443, 0, 60),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(lying[3], code::ADDRESS_MISMATCH);
+        let mut prefer = map6(ME6, 1, 5000, 6000, 60);
+        prefer.extend_from_slice(&[2, 0, 0, 0]);
+        let refused = r.answer6(ME6, &prefer).await.expect("answer");
+        assert_eq!(refused[3], code::CANNOT_PROVIDE_EXTERNAL);
+
+        // Not a host of the LAN prefix, or NAT-PMP over IPv6: no answer at all.
+        let outside: Ipv6Addr = "2001:db8:99::10".parse().expect("addr");
+        assert!(
+            r.answer6(outside, &map6(outside, 1, 8443, 0, 60))
+                .await
+                .is_none()
+        );
+        assert!(r.answer6(ME6, &[0, 0]).await.is_none());
+
+        let closed = r
+            .answer6(ME6, &map6(ME6, 1, 8443, 0, 0))
+            .await
+            .expect("answer");
+        assert_eq!(closed[3], code::SUCCESS);
+        assert!(r.table.pinholes().await.expect("list").is_empty());
+        let again = r
+            .answer6(ME6, &map6(ME6, 1, 8443, 0, 0))
+            .await
+            .expect("answer");
+        assert_eq!(
+            again[3],
+            code::SUCCESS,
+            "closing what is not there succeeds"
+        );
     }
 
     fn pmp_map(proto: u8, internal: u16, external: u16, lifetime: u32) -> Vec<u8> {
