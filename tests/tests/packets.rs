@@ -644,6 +644,7 @@ fn open(f: &mut Fixture, id: &str, remote: Option<Ipv6Addr>) {
         .open_pinhole(PinholeSpec {
             id: id.parse().expect("pinhole id"),
             remote,
+            remote_port: None,
             name: None,
             enabled: true,
         })

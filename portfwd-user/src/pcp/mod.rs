@@ -28,7 +28,7 @@ pub mod six;
 pub mod wire;
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -285,11 +285,13 @@ impl Responder {
                     granted.lifetime,
                 ))
             }
-            Ok(Request::Pcp(request)) => Some(self.pcp(from, request, epoch).await),
+            Ok(Request::Pcp(request)) => Some(self.pcp(IpAddr::V4(from), &request, epoch).await),
         }
     }
 
-    async fn pcp(&self, from: Ipv4Addr, request: Pcp, epoch: u32) -> Vec<u8> {
+    /// A PCP request from `from`: over IPv4 a MAP or PEER is a share ([`Self::pcp_map`]),
+    /// over IPv6 a pinhole ([`six`]).
+    async fn pcp(&self, from: IpAddr, request: &Pcp, epoch: u32) -> Vec<u8> {
         let (opcode, action) = match &request.op {
             PcpOp::Announce => (code::OP_ANNOUNCE, "announce"),
             PcpOp::Map(_) => (code::OP_MAP, "map"),
@@ -297,13 +299,13 @@ impl Responder {
         };
         let answer = match &request.op {
             PcpOp::Announce => Ok((0, Vec::new())),
-            PcpOp::Map(map) => self.pcp_map(from, &request, map, None).await,
+            PcpOp::Map(map) => self.map_or_open(from, request, map, None).await,
             PcpOp::Peer {
                 map,
                 remote_port,
                 remote,
             } => self
-                .pcp_map(from, &request, map, Some((*remote_port, *remote)))
+                .map_or_open(from, request, map, Some((*remote_port, *remote)))
                 .await
                 .map(|(lifetime, mut body)| {
                     body.extend(wire::peer_fields(*remote_port, *remote));
@@ -323,6 +325,19 @@ impl Responder {
                 self.metrics.request("pcp", action, code::name(result));
                 wire::pcp_reply(opcode, result, error_lifetime(result), epoch, &request.body)
             }
+        }
+    }
+
+    async fn map_or_open(
+        &self,
+        from: IpAddr,
+        request: &Pcp,
+        map: &Map,
+        peer: Option<(u16, Ipv6Addr)>,
+    ) -> Result<(u32, Vec<u8>), Fail> {
+        match from {
+            IpAddr::V4(from) => self.pcp_map(from, request, map, peer).await,
+            IpAddr::V6(from) => self.pinhole(from, request, map, peer).await,
         }
     }
 
@@ -434,23 +449,7 @@ impl Responder {
                 )
             })?,
         };
-        let proto = match map.protocol {
-            6 => Some(Proto::Tcp),
-            17 => Some(Proto::Udp),
-            0 if map.internal_port == 0 => None,
-            0 => {
-                return Err(Fail::new(
-                    code::MALFORMED_REQUEST,
-                    "protocol 0 (all) with an internal port",
-                ));
-            }
-            other => {
-                return Err(Fail::new(
-                    code::UNSUPP_PROTOCOL,
-                    format!("protocol {other}: TCP and UDP only"),
-                ));
-            }
-        };
+        let proto = protocol(map)?;
         Ok((internal_addr, proto))
     }
 
@@ -650,6 +649,23 @@ fn same_endpoint(share: &ShareEntry, proto: Proto, internal: SocketAddrV4) -> bo
 
 /// The remote host PCP `FILTER` options restrict a mapping to, where the data plane can
 /// enforce it.
+/// The protocol a MAP or PEER names (`None`: all, which only deleting may ask for).
+fn protocol(map: &Map) -> Result<Option<Proto>, Fail> {
+    match map.protocol {
+        6 => Ok(Some(Proto::Tcp)),
+        17 => Ok(Some(Proto::Udp)),
+        0 if map.internal_port == 0 => Ok(None),
+        0 => Err(Fail::new(
+            code::MALFORMED_REQUEST,
+            "protocol 0 (all) with an internal port",
+        )),
+        other => Err(Fail::new(
+            code::UNSUPP_PROTOCOL,
+            format!("protocol {other}: TCP and UDP only"),
+        )),
+    }
+}
+
 fn filter_remote(filters: &[wire::Filter]) -> Result<Option<Ipv4Addr>, Fail> {
     match filters {
         [] => Ok(None),

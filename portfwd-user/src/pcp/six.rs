@@ -20,7 +20,7 @@
 //!   `ff02::1` port 5350 on the LAN.
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6},
     sync::Arc,
     time::Duration,
 };
@@ -28,8 +28,8 @@ use std::{
 use tokio::net::UdpSocket;
 
 use super::{
-    Fail, Responder, error_lifetime,
-    wire::{self, Map, Pcp, PcpOp, Refused, Request, code},
+    Fail, Responder, error_lifetime, protocol,
+    wire::{self, Map, Pcp, Refused, Request, code},
 };
 use crate::{
     pinhole::{PinholeError, PinholeId, PinholeSpec},
@@ -95,44 +95,7 @@ impl Responder {
                 self.metrics.request("natpmp", "unknown", "dropped");
                 None
             }
-            Ok(Request::Pcp(request)) => Some(self.pcp6(from, &request, epoch).await),
-        }
-    }
-
-    async fn pcp6(&self, from: Ipv6Addr, request: &Pcp, epoch: u32) -> Vec<u8> {
-        let (opcode, action) = match &request.op {
-            PcpOp::Announce => (code::OP_ANNOUNCE, "announce"),
-            PcpOp::Map(_) => (code::OP_MAP, "map"),
-            PcpOp::Peer { .. } => (code::OP_PEER, "peer"),
-        };
-        let answer = match &request.op {
-            PcpOp::Announce => Ok((0, Vec::new())),
-            PcpOp::Map(map) => self.pinhole(from, request, map, None).await,
-            PcpOp::Peer {
-                map,
-                remote_port,
-                remote,
-            } => self
-                .pinhole(from, request, map, Some((*remote_port, *remote)))
-                .await
-                .map(|(lifetime, mut body)| {
-                    body.extend(wire::peer_fields(*remote_port, *remote));
-                    (lifetime, body)
-                }),
-        };
-        match answer {
-            Ok((lifetime, mut body)) => {
-                self.metrics.request("pcp", action, "ok");
-                if !matches!(request.op, PcpOp::Announce) {
-                    body.extend(wire::encode_options(&request.options));
-                }
-                wire::pcp_reply(opcode, code::SUCCESS, lifetime, epoch, &body)
-            }
-            Err(Fail(result, detail)) => {
-                tracing::info!("PCP {action} from {from} refused: {detail}");
-                self.metrics.request("pcp", action, code::name(result));
-                wire::pcp_reply(opcode, result, error_lifetime(result), epoch, &request.body)
-            }
+            Ok(Request::Pcp(request)) => Some(self.pcp(IpAddr::V6(from), &request, epoch).await),
         }
     }
 
@@ -151,7 +114,7 @@ impl Responder {
     }
 
     /// MAP, or PEER with `peer`, for an IPv6 host: the lifetime granted and the MAP fields.
-    async fn pinhole(
+    pub(super) async fn pinhole(
         &self,
         from: Ipv6Addr,
         request: &Pcp,
@@ -188,23 +151,7 @@ impl Responder {
             client: from,
             nonce: map.nonce,
         };
-        let proto = match map.protocol {
-            6 => Some(Proto::Tcp),
-            17 => Some(Proto::Udp),
-            0 if map.internal_port == 0 => None,
-            0 => {
-                return Err(Fail::new(
-                    code::MALFORMED_REQUEST,
-                    "protocol 0 (all) with an internal port",
-                ));
-            }
-            other => {
-                return Err(Fail::new(
-                    code::UNSUPP_PROTOCOL,
-                    format!("protocol {other}: TCP and UDP only"),
-                ));
-            }
-        };
+        let proto = protocol(map)?;
         if request.lifetime == 0 {
             self.close6(origin, internal, proto, map.internal_port)
                 .await?;
