@@ -726,6 +726,14 @@ pub async fn serve(
 ) {
     let socket = Arc::new(socket);
     let announcer = tokio::spawn(announce(Arc::clone(&socket), Arc::clone(&responder)));
+    answer_on(&socket, &responder, shutdown).await;
+    announcer.abort();
+}
+
+/// Answers the datagrams `socket` receives until `shutdown` completes: an IPv4 sender's as
+/// NAT-PMP or PCP ([`Responder::answer`]), an IPv6 sender's as PCP over IPv6
+/// ([`Responder::answer6`]).
+async fn answer_on(socket: &UdpSocket, responder: &Responder, shutdown: impl Future<Output = ()>) {
     let mut buf = vec![0u8; wire::MAX_MESSAGE + 4];
     tokio::pin!(shutdown);
     loop {
@@ -740,8 +748,14 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let SocketAddr::V4(from) = from else { continue };
-                if let Some(answer) = responder.answer(*from.ip(), &buf[..len]).await
+                let answer = match from {
+                    SocketAddr::V4(v4) => responder.answer(*v4.ip(), &buf[..len]).await,
+                    SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_none() => {
+                        responder.answer6(*v6.ip(), &buf[..len]).await
+                    }
+                    SocketAddr::V6(_) => None,
+                };
+                if let Some(answer) = answer
                     && let Err(err) = socket.send_to(&answer, from).await
                 {
                     tracing::debug!("answering {from}: {err}");
@@ -749,7 +763,6 @@ pub async fn serve(
             }
         }
     }
-    announcer.abort();
 }
 
 /// Sends the address-change announcements: NAT-PMP's external-address answer and PCP's

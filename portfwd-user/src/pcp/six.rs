@@ -20,7 +20,7 @@
 //!   `ff02::1` port 5350 on the LAN.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6},
     sync::Arc,
     time::Duration,
 };
@@ -341,32 +341,6 @@ pub async fn serve6(
             }
         }
     });
-    let mut buf = vec![0u8; wire::MAX_MESSAGE + 4];
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            received = socket.recv_from(&mut buf) => {
-                let (len, from) = match received {
-                    Ok(r) => r,
-                    Err(err) => {
-                        tracing::warn!("PCP IPv6 socket: {err}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let SocketAddr::V6(peer) = from else { continue };
-                let client = match peer.ip().to_ipv4_mapped() {
-                    Some(_) => continue,
-                    None => *peer.ip(),
-                };
-                if let Some(answer) = responder.answer6(client, &buf[..len]).await
-                    && let Err(err) = socket.send_to(&answer, from).await
-                {
-                    tracing::debug!("answering {from}: {err}");
-                }
-            }
-        }
-    }
+    super::answer_on(&socket, &responder, shutdown).await;
     announcer.abort();
 }
