@@ -14,7 +14,7 @@
 //! # remote = "198.51.100.7"  # only this remote host may use the share
 //! # enabled = false          # keep the share, but do not forward it
 //!
-//! [upnp]                # see crate::upnp::policy for every setting and its default
+//! [upnp]                # see crate::policy for every setting and its default
 //! igd_version = 2
 //!
 //! [pcp]                 # NAT-PMP and PCP on UDP 5351 of the LAN address
@@ -49,23 +49,11 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
-    pcp::PcpSettings,
+    policy::{PcpSettings, Settings, UpnpConfig},
     share::{Proto, ShareId, ShareSpec},
-    upnp::{Settings, policy::UpnpConfig},
 };
 
-/// How the XDP programs are attached.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpMode {
-    /// Native (driver) mode, falling back to generic mode where the driver refuses.
-    #[default]
-    Auto,
-    /// Native (driver) mode only.
-    Native,
-    /// Generic (skb) mode: works on any interface, slower.
-    Skb,
-}
+pub use crate::dataplane::XdpMode;
 
 /// The config file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -175,8 +163,8 @@ pub struct Config {
     pub shares: Vec<ShareSpec>,
     pub file: Option<PathBuf>,
     pub state_dir: PathBuf,
+    /// The owner's settings from the file: `[upnp]` and `[pcp]`.
     pub upnp: Settings,
-    pub pcp: PcpSettings,
     pub ipv6_inbound: Inbound6,
     pub api: ApiSettings,
     /// A WAN outage shorter than this is logged as one event.
@@ -237,8 +225,10 @@ impl Config {
         if let Some(port) = overrides.upnp_port {
             upnp.port = port;
         }
-        let upnp = upnp.compile().map_err(ConfigError::Upnp)?;
+        let mut upnp = upnp.compile().map_err(ConfigError::Upnp)?;
         file.pcp.check().map_err(ConfigError::Pcp)?;
+        // The owner's settings in force hold NAT-PMP and PCP's too: admission reads them there.
+        upnp.pcp = file.pcp;
         let webhook = file
             .api
             .webhook
@@ -259,7 +249,6 @@ impl Config {
                 .or(file.state_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             upnp,
-            pcp: file.pcp,
             ipv6_inbound: file.ipv6.inbound,
             api: ApiSettings {
                 listen: overrides.api.or(file.api.listen).unwrap_or(DEFAULT_API),

@@ -29,18 +29,16 @@ use crate::{
     config::Config,
     dataplane::{AttachedMode, Dataplane, DataplaneError},
     events::{self, EventLog},
+    host::{Host, SystemHost},
     metrics::Metrics,
     netinfo::{self, NetInfoError},
     netlink::Monitor,
     pcp,
     share::ShareSpec,
-    state::{Saved, StateDir, StateError},
-    table::{self, Table, TableError, TableHandle},
-    upnp::{
-        Identity, Service,
-        control::{Control, Host, SystemHost},
-        description, http, ssdp,
-    },
+    state::{StateDir, StateError},
+    store::Writer,
+    table::{self, Loaded, Table, TableError, TableHandle},
+    upnp::{Identity, Service, control::Control, description, http, ssdp},
     webhook,
 };
 
@@ -86,7 +84,6 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     // Loading needs the privileges everything else needs too: the clearest first error.
     let mut dataplane = Dataplane::load()?;
     let state = StateDir::open(&config.state_dir)?;
-    let saved = load_saved(&state);
     let lan_addr = lan_subnets
         .first()
         .map(|s| s.addr)
@@ -103,6 +100,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         source,
     })?;
     let api_listener = bind_api(&config)?;
+    let (journal, loaded) = load_store(&state)?;
     let mut events = EventLog::open(&state, events::DEFAULT_CAPACITY).unwrap_or_else(|err| {
         tracing::error!(
             "event log kept in memory only: {}",
@@ -110,6 +108,9 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         );
         EventLog::memory(events::DEFAULT_CAPACITY)
     });
+    // Signals are taken from here on: a SIGTERM right after the ready line must stop the
+    // daemon cleanly, not kill it with the default action.
+    let signals = Signals::install()?;
 
     warn_if_not_forwarding(&config.wan);
     warn_if_not_forwarding(&config.lan);
@@ -125,32 +126,49 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     };
     let (wan_program, lan_program) = (program_id(PROG_WAN), program_id(PROG_LAN));
 
-    let mut table = Table::new(lan_subnets.clone(), dataplane, wan_index, lan_index);
-    table.set_settings(config.upnp.clone());
-    table.set_flap_window(config.flap_window);
+    let host: Arc<dyn Host> = Arc::new(SystemHost {
+        wan: config.wan.clone(),
+        lan_ifindex: lan_index,
+    });
+    let deny6 = config.ipv6_inbound == crate::config::Inbound6::Deny;
     let lan6 = netinfo::ipv6_prefixes(&config.lan);
-    table.set_lan6(lan6.clone());
-    table.set_ipv6_deny(config.ipv6_inbound == crate::config::Inbound6::Deny)?;
+    let mut table = Table::builder(
+        lan_subnets.clone(),
+        Box::new(dataplane),
+        Arc::clone(&host),
+        wan_index,
+        lan_index,
+    )
+    .lan6(lan6.clone())
+    .settings(config.upnp.clone())
+    .flap_window(config.flap_window)
+    .ipv6_deny(deny6)
+    .build(table::now())?;
     let external = netinfo::external_addr(&config.wan)?;
     table.set_external(external)?;
     table.forwarding_changed()?;
-    let now = tokio::time::Instant::now();
-    table.set_link(netinfo::link_up(&config.wan), now)?;
+    table.set_link(netinfo::link_up(&config.wan))?;
     table.replace_static(config.shares.clone())?;
-    // Only now: restoring saves, and the file must not lose shares that fail to restore
-    // because the kernel was not ready.
-    table.set_state(state);
-    let restored = table.restore(saved, now);
+    let restored = table.restore(loaded.saved);
     let metrics = Arc::new(Metrics::default());
-    events.set_metrics(Arc::clone(&metrics));
+    events.observe(Box::new({
+        let metrics = Arc::clone(&metrics);
+        move |event| metrics.event(event.kind)
+    }));
     if let Some(url) = config.api.webhook.clone() {
         let (queue, notices) = tokio::sync::mpsc::channel(webhook::QUEUE);
         events.set_webhook(queue);
         tokio::spawn(webhook::run(url, notices));
     }
-    table.set_events(events);
-    let settings = table.settings();
-    let (handle, task) = table::spawn(table);
+    let events_path = events.path().map(std::path::Path::to_owned);
+    table.arm(events);
+    let writer = Writer::spawn(journal, events_path).map_err(|source| {
+        DaemonError::State(StateError::Store {
+            path: state.path().join(table::STORE),
+            source,
+        })
+    })?;
+    let (handle, task) = table::spawn(table, Some(writer));
 
     let (stop_servers, servers_stopped) = watch::channel(());
     let stopped = move || {
@@ -159,17 +177,13 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
             let _ = rx.changed().await;
         }
     };
-    let host: Arc<dyn Host> = Arc::new(SystemHost {
-        wan: config.wan.clone(),
-    });
     let server = Arc::new(http::Server::new(
         Control {
             table: handle.clone(),
             metrics: Arc::clone(&metrics),
-            settings: settings.clone(),
             host: Arc::clone(&host),
             started: std::time::Instant::now(),
-            firewall6: config.ipv6_inbound == crate::config::Inbound6::Deny,
+            firewall6: deny6,
         },
         identity.clone(),
         lan_subnets.clone(),
@@ -185,9 +199,6 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     let responder = Arc::new(pcp::Responder {
         table: handle.clone(),
         metrics: Arc::clone(&metrics),
-        settings,
-        pcp: config.pcp.clone(),
-        host: Arc::clone(&host),
         lan: lan_subnets.clone(),
         lan6,
         started: std::time::Instant::now(),
@@ -236,21 +247,21 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         stopped(),
     ));
 
-    let shares = handle.entries().await?;
+    let shares = handle.snapshot().shares.len();
     announce_ready(
-        &config,
-        wan_mode,
-        lan_mode,
-        external,
-        shares.len(),
-        &identity,
-        &api_addr,
+        &config, wan_mode, lan_mode, external, shares, &identity, &api_addr,
     );
+    if loaded.migrated {
+        tracing::info!(
+            "state.json of an earlier portfwd brought over into {}; the old file is kept",
+            state.path().join(table::STORE).display()
+        );
+    }
     if restored > 0 {
-        tracing::info!("restored {restored} share(s) from the state directory");
+        tracing::info!("restored {restored} share(s) and pinhole(s) from the state directory");
     }
 
-    let result = serve(&config, &flag_shares, &handle, &mut monitor).await;
+    let result = serve(&config, &flag_shares, &handle, &mut monitor, signals).await;
     // Servers first (SSDP says goodbye), then the table, whose end detaches the programs.
     let _ = stop_servers.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -272,19 +283,49 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     result
 }
 
-/// What the state directory holds. A file that cannot be read is set aside and the daemon
-/// starts without it.
-fn load_saved(state: &StateDir) -> Saved {
-    state.load().unwrap_or_else(|err| {
-        let kept = state.set_aside().map_or_else(String::new, |aside| {
-            format!("; the file is kept as {}", aside.display())
-        });
-        tracing::error!(
-            "saved shares and settings not restored: {}{kept}",
-            crate::error_chain(&err)
-        );
-        Saved::default()
-    })
+/// What the state directory holds, and the journal to go on with. A store or `state.json` that
+/// cannot be read is set aside and the daemon starts without it.
+fn load_store(state: &StateDir) -> Result<(crate::store::Journal, Loaded), DaemonError> {
+    match table::load(state, true) {
+        Ok(loaded) => {
+            if loaded.1.dropped_bytes > 0 {
+                tracing::warn!(
+                    "the journal ended in a torn record ({} bytes), dropped: a change that was never acknowledged",
+                    loaded.1.dropped_bytes
+                );
+            }
+            Ok(loaded)
+        }
+        Err(err) => {
+            let kept = state.set_aside().map_or_else(String::new, |aside| {
+                format!("; the old state is kept as {}", aside.display())
+            });
+            tracing::error!(
+                "saved shares and settings not restored: {}{kept}",
+                crate::error_chain(&err)
+            );
+            // Not from `state.json` again: the store had replaced it.
+            Ok(table::load(state, false)?)
+        }
+    }
+}
+
+/// The signals the daemon answers, installed before it says it is ready.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, DaemonError> {
+        let signal = |kind| signal(kind).map_err(DaemonError::Signals);
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
 }
 
 /// Binds the API listener. Anything but loopback is the owner's explicit choice: say so.
@@ -338,7 +379,7 @@ fn identity(
     {
         hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
     }
-    let boot_secs = crate::state::unix_now();
+    let boot_secs = crate::clock::unix_now();
     Ok(Identity {
         uuid,
         version,
@@ -358,7 +399,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
         .is_err()
     {
         tracing::warn!("/dev/urandom unreadable: identifiers made from the time, not secret");
-        let seed = crate::state::unix_now() ^ u64::from(std::process::id());
+        let seed = crate::clock::unix_now() ^ u64::from(std::process::id());
         for (i, byte) in bytes.iter_mut().enumerate() {
             *byte = seed
                 .rotate_left(u32::try_from(i % 8).unwrap_or(0) * 8)
@@ -456,24 +497,19 @@ async fn serve(
     flag_shares: &[ShareSpec],
     handle: &TableHandle,
     monitor: &mut Monitor,
+    mut signals: Signals,
 ) -> Result<(), DaemonError> {
-    let signal = |kind| signal(kind).map_err(DaemonError::Signals);
-    let (mut int, mut term, mut hup) = (
-        signal(SignalKind::interrupt())?,
-        signal(SignalKind::terminate())?,
-        signal(SignalKind::hangup())?,
-    );
     loop {
         tokio::select! {
-            _ = int.recv() => break,
-            _ = term.recv() => break,
-            _ = hup.recv() => reload(config, flag_shares, handle).await,
+            _ = signals.int.recv() => break,
+            _ = signals.term.recv() => break,
+            _ = signals.hup.recv() => reload(config, flag_shares, handle).await,
             changes = monitor.next() => {
                 let changes = changes.map_err(DaemonError::Netlink)?;
-                handle.forwarding_changed().await?;
+                handle.change(Table::forwarding_changed).await?;
                 if changes.addresses {
                     let external = netinfo::external_addr(&config.wan)?;
-                    handle.set_external(external).await?;
+                    handle.change(move |t| t.set_external(external)).await?;
                 }
                 // After lost notifications the kernel's word is re-read; otherwise the
                 // notification says it.
@@ -481,7 +517,7 @@ async fn serve(
                     .link
                     .or_else(|| changes.lost.then(|| netinfo::link_up(&config.wan)));
                 if let Some(up) = link {
-                    handle.set_link(up).await?;
+                    handle.change(move |t| t.set_link(up)).await?;
                 }
             }
         }
@@ -501,7 +537,7 @@ async fn reload(config: &Config, flag_shares: &[ShareSpec], handle: &TableHandle
             return;
         }
     };
-    match handle.replace_static(shares).await {
+    match handle.change(move |t| t.replace_static(shares)).await {
         Ok(applied) => tracing::info!(
             "reloaded shares: {} written, {} removed",
             applied.upserts,

@@ -4,27 +4,27 @@
 //! The share table's task records events as its changes commit, so the log never shows a
 //! change that was refused or rolled back. Each event goes to the daemon's log (tracing), to
 //! the in-memory window the API serves, and to `events.jsonl` in the state directory: one JSON
-//! object per line, appended and `fdatasync`ed. The file is bounded: when it holds twice the
-//! window, it is rewritten (atomically) with the last window's worth. A damaged line (say, the
-//! last one after a power cut) is skipped when the file is read back, not fatal.
+//! object per line. The log never touches the disk itself: it hands the lines to the table,
+//! which gives them to the writer thread with the change they belong to (appended and synced
+//! with it, see [`crate::store`]). The file is bounded: when it holds twice the window, it is
+//! replaced (atomically) by the last window's worth. A damaged line (say, the last one after a
+//! power cut) is skipped when the file is read back, not fatal.
 //!
 //! Followers (`portfwd events --follow`, the API's long poll) watch the id of the newest event.
 
-use std::{
-    collections::VecDeque, fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::PathBuf,
-    sync::Arc,
-};
+use std::{collections::VecDeque, fs, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    metrics::Metrics,
+    clock::unix_now,
     share::ShareId,
-    state::{StateDir, StateError, unix_now},
+    state::{StateDir, StateError},
 };
 
-const EVENTS: &str = "events.jsonl";
+/// The log's file in the state directory.
+pub const EVENTS: &str = "events.jsonl";
 /// Events kept in memory and, at least, on disk.
 pub const DEFAULT_CAPACITY: usize = 1000;
 
@@ -137,6 +137,9 @@ impl NewEvent {
     }
 }
 
+/// Something told of every event recorded (the metrics count them).
+pub type Observer = Box<dyn Fn(&Event) + Send>;
+
 /// The log.
 pub struct EventLog {
     events: VecDeque<Event>,
@@ -145,14 +148,16 @@ pub struct EventLog {
     disk: Option<Disk>,
     newest: watch::Sender<u64>,
     webhook: Option<mpsc::Sender<Event>>,
-    metrics: Option<Arc<Metrics>>,
+    observers: Vec<Observer>,
 }
 
+/// The file's side: what it holds and what is still to be written to it.
 struct Disk {
-    state: StateDir,
-    file: fs::File,
     path: PathBuf,
     lines: usize,
+    unwritten: Vec<u8>,
+    /// The whole file anew (the window), when it has grown to twice the window.
+    rewrite: Option<Vec<u8>>,
 }
 
 impl EventLog {
@@ -166,7 +171,7 @@ impl EventLog {
             disk: None,
             newest: watch::Sender::new(0),
             webhook: None,
-            metrics: None,
+            observers: Vec::new(),
         }
     }
 
@@ -196,15 +201,17 @@ impl EventLog {
         }
         log.next_id = log.events.back().map_or(1, |e| e.id + 1);
         log.newest.send_replace(log.next_id - 1);
-        let file = append(&path).map_err(|source| StateError::Write {
-            path: path.clone(),
-            source,
-        })?;
+        // A torn last line must not swallow the next one.
+        let unwritten = if text.is_empty() || text.ends_with('\n') {
+            Vec::new()
+        } else {
+            vec![b'\n']
+        };
         log.disk = Some(Disk {
-            state: state.clone(),
-            file,
             path,
             lines,
+            unwritten,
+            rewrite: None,
         });
         Ok(log)
     }
@@ -214,9 +221,24 @@ impl EventLog {
         self.webhook = Some(webhook);
     }
 
-    /// Counts the events recorded from now on.
-    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
-        self.metrics = Some(metrics);
+    /// Tells `observer` of every event recorded from now on.
+    pub fn observe(&mut self, observer: Observer) {
+        self.observers.push(observer);
+    }
+
+    /// Where the log's file is, if it has one.
+    #[must_use]
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.disk.as_ref().map(|d| d.path.as_path())
+    }
+
+    /// The lines recorded since the last call, to append to the file, and the whole file
+    /// anew if it is due to be replaced (written after the lines).
+    pub fn take_unwritten(&mut self) -> (Vec<u8>, Option<Vec<u8>>) {
+        match &mut self.disk {
+            Some(disk) => (std::mem::take(&mut disk.unwritten), disk.rewrite.take()),
+            None => (Vec::new(), None),
+        }
     }
 
     fn keep(&mut self, event: Event) {
@@ -244,17 +266,12 @@ impl EventLog {
             detail,
         };
         self.next_id += 1;
-        if let Some(metrics) = &self.metrics {
-            metrics.event(kind);
+        for observer in &self.observers {
+            observer(&event);
         }
         // The detail names the share where there is one.
         tracing::info!("{}: {} ({})", kind.name(), event.detail, event.source);
-        if let Err(err) = self.write(&event) {
-            tracing::error!(
-                "event log not written: {}; the event is kept in memory only",
-                crate::error_chain(&err)
-            );
-        }
+        self.stage(&event);
         if notify
             && let Some(webhook) = &self.webhook
             && webhook.try_send(event.clone()).is_err()
@@ -268,37 +285,27 @@ impl EventLog {
             .unwrap_or_else(|| unreachable!("just kept"))
     }
 
-    fn write(&mut self, event: &Event) -> Result<(), StateError> {
+    /// Queues `event`'s line for the file (and the whole window, when the file is due to be
+    /// replaced).
+    fn stage(&mut self, event: &Event) {
         let Some(disk) = &mut self.disk else {
-            return Ok(());
+            return;
         };
         // Serialising plain data cannot fail.
-        let mut line = serde_json::to_vec(event).unwrap_or_default();
-        line.push(b'\n');
-        let written = disk
-            .file
-            .write_all(&line)
-            .and_then(|()| disk.file.sync_data());
-        written.map_err(|source| StateError::Write {
-            path: disk.path.clone(),
-            source,
-        })?;
+        disk.unwritten
+            .extend(serde_json::to_vec(event).unwrap_or_default());
+        disk.unwritten.push(b'\n');
         disk.lines += 1;
         if disk.lines >= 2 * self.capacity {
-            // Compact: the window (which now ends with `event`) replaces the file.
+            // The window (which now ends with `event`) replaces the file.
             let mut text = Vec::new();
             for kept in self.events.iter().skip(1).chain([event]) {
                 text.extend(serde_json::to_vec(kept).unwrap_or_default());
                 text.push(b'\n');
             }
-            disk.state.write_atomic(EVENTS, &text, 0o600)?;
-            disk.file = append(&disk.path).map_err(|source| StateError::Write {
-                path: disk.path.clone(),
-                source,
-            })?;
+            disk.rewrite = Some(text);
             disk.lines = self.capacity;
         }
-        Ok(())
     }
 
     /// Up to `limit` events after id `after`, oldest first; without `after`, the newest
@@ -335,14 +342,6 @@ impl EventLog {
     }
 }
 
-fn append(path: &std::path::Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,22 +373,40 @@ mod tests {
         assert_eq!(ids(log.page(Some(5), 10)), Vec::<u64>::new());
     }
 
+    /// Does with the staged lines what the writer thread does.
+    fn flush(log: &mut EventLog, path: &std::path::Path) {
+        use std::io::Write as _;
+        let (lines, rewrite) = log.take_unwritten();
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .expect("open");
+        file.write_all(&lines).expect("append");
+        if let Some(all) = rewrite {
+            fs::write(path, all).expect("rewrite");
+        }
+    }
+
     #[test]
     fn the_file_is_bounded_and_read_back_past_a_damaged_line() {
         let dir = temp_dir("disk");
         let state = StateDir::open(&dir).expect("open");
+        let path = dir.join(EVENTS);
         {
             let mut log = EventLog::open(&state, 4).expect("log");
+            assert_eq!(log.path(), Some(path.as_path()));
             for n in 1..=9 {
                 log.record(made(n));
+                flush(&mut log, &path);
             }
         }
-        let text = fs::read_to_string(dir.join(EVENTS)).expect("file");
+        let text = fs::read_to_string(&path).expect("file");
         assert!(text.lines().count() < 8, "compacted: {text}");
         // A torn last line, as a power cut leaves it.
-        let mut file = append(&dir.join(EVENTS)).expect("append");
-        file.write_all(b"{\"id\":10,\"ti").expect("write");
-        drop(file);
+        let mut torn = text.into_bytes();
+        torn.extend_from_slice(b"{\"id\":10,\"ti");
+        fs::write(&path, torn).expect("write");
         let mut log = EventLog::open(&state, 4).expect("reopen");
         let ids: Vec<u64> = log.page(None, 10).iter().map(|e| e.id).collect();
         assert_eq!(ids, [6, 7, 8, 9]);

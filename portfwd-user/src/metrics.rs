@@ -30,10 +30,15 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{
-    events::EventKind,
-    table::{ShareView, TableStatus, Verdicts},
-};
+use crate::events::EventKind;
+
+/// Counts of what happened to the table, kept by it and exported here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub lease_expirations: u64,
+    pub external_changes: u64,
+    pub wan_link_changes: u64,
+}
 
 /// The content type of the OpenMetrics text [`render`] makes (what Prometheus asks for first).
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -125,12 +130,29 @@ impl Metrics {
     }
 }
 
+/// One share at scrape time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareSample {
+    /// Its id, `tcp:8080`.
+    pub share: String,
+    /// Its internal endpoint.
+    pub internal: String,
+    /// Where it came from (`static`, `upnp`, `natpmp`, `pcp`).
+    pub source: &'static str,
+    pub stats: portfwd_common::ShareStats,
+    pub active: bool,
+}
+
 /// What a scrape reads from the table and the kernel.
 pub struct Snapshot<'a> {
-    pub shares: &'a [ShareView],
-    pub status: &'a TableStatus,
-    pub verdicts: &'a Verdicts,
-    /// The interfaces of the WAN and LAN programs, in [`Verdicts`] order.
+    pub shares: &'a [ShareSample],
+    /// Shares by source.
+    pub by_source: &'a std::collections::BTreeMap<&'static str, usize>,
+    pub counters: Counters,
+    pub wan_up: bool,
+    /// Per-direction verdict counters, the WAN program's first.
+    pub verdicts: &'a [[u64; portfwd_common::VERDICT_COUNT as usize]; 2],
+    /// The interfaces of the WAN and LAN programs, in `verdicts` order.
     pub interfaces: [&'a str; 2],
     pub uptime_secs: u64,
 }
@@ -196,11 +218,10 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot<'_>) -> String {
     let bytes = Family::<ShareDirLabels, Counter>::default();
     let active = Family::<ShareLabels, Gauge>::default();
     for view in snapshot.shares {
-        let spec = &view.entry.spec;
         let labels = ShareLabels {
-            share: spec.id.to_string(),
-            internal: spec.internal.to_string(),
-            source: view.entry.origin.source(),
+            share: view.share.clone(),
+            internal: view.internal.clone(),
+            source: view.source,
         };
         let with = |direction| ShareDirLabels {
             share: labels.share.clone(),
@@ -234,8 +255,8 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot<'_>) -> String {
     );
 
     let by_source = Family::<SourceLabels, Gauge>::default();
-    for source in ["static", "upnp"] {
-        let count = snapshot.status.by_source.get(source).copied().unwrap_or(0);
+    for source in ["static", "upnp", "natpmp", "pcp"] {
+        let count = snapshot.by_source.get(source).copied().unwrap_or(0);
         by_source
             .get_or_create(&SourceLabels { source })
             .set(i64::try_from(count).unwrap_or(i64::MAX));
@@ -277,7 +298,7 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot<'_>) -> String {
         "Events recorded in the event log, by kind",
         metrics.events.clone(),
     );
-    let counters = snapshot.status.counters;
+    let counters = snapshot.counters;
     registry.register(
         "lease_expirations",
         "Leased shares removed because their lease ran out",
@@ -296,7 +317,7 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot<'_>) -> String {
     registry.register(
         "wan_link_up",
         "1 while the WAN link is up",
-        gauge(u64::from(snapshot.status.wan_up)),
+        gauge(u64::from(snapshot.wan_up)),
     );
 
     let mut text = String::new();
@@ -308,7 +329,6 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{Counters, ShareEntry};
     use portfwd_common::ShareStats;
 
     #[test]
@@ -317,12 +337,10 @@ mod tests {
         metrics.request("upnp", "AddPortMapping", "ok");
         metrics.request("upnp", "AddPortMapping", "718");
         metrics.event(EventKind::ShareCreated);
-        let shares = vec![ShareView {
-            entry: ShareEntry {
-                spec: "tcp:8080=10.0.0.10:80".parse().expect("spec"),
-                origin: crate::share::Origin::Api,
-                expires_in: None,
-            },
+        let shares = vec![ShareSample {
+            share: "tcp:8080".into(),
+            internal: "10.0.0.10:80".into(),
+            source: "static",
             stats: ShareStats {
                 packets_in: 3,
                 bytes_in: 180,
@@ -331,23 +349,17 @@ mod tests {
             },
             active: true,
         }];
-        let status = TableStatus {
-            external: None,
-            wan_up: true,
-            wan_down_since: None,
-            counters: Counters {
-                lease_expirations: 4,
-                ..Counters::default()
-            },
-            by_source: [("static", 1)].into(),
-            active: 1,
-            last_event: 1,
-        };
+        let by_source = [("static", 1)].into();
         let text = render(
             &metrics,
             &Snapshot {
                 shares: &shares,
-                status: &status,
+                by_source: &by_source,
+                counters: Counters {
+                    lease_expirations: 4,
+                    ..Counters::default()
+                },
+                wan_up: true,
                 verdicts: &[[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]],
                 interfaces: ["wan0", "lan0"],
                 uptime_secs: 9,

@@ -278,12 +278,39 @@ pub fn neighbours6() -> io::Result<Vec<(Ipv6Addr, [u8; 6])>> {
     const RTM_GETNEIGH: u16 = 30;
     const NLM_F_REQUEST: u16 = 0x1;
     const NLM_F_DUMP: u16 = 0x300;
+    let fd = request_socket(libc::NETLINK_ROUTE)?;
+    // nlmsghdr (length, type, flags, sequence, port id) and an ndmsg asking for AF_INET6.
+    let mut request = [0u8; 28];
+    request[0..4].copy_from_slice(&28u32.to_ne_bytes());
+    request[4..6].copy_from_slice(&RTM_GETNEIGH.to_ne_bytes());
+    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    request[16] = AF_INET6;
+    send_request(&fd, &request)?;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut neighbours = Vec::new();
+    // A neighbour table of any size ends; this bounds a kernel that keeps sending.
+    for _ in 0..1024 {
+        let n = recv_datagram(&fd, &mut buf)?;
+        let dump = parse_neighbours6(&buf[..n]);
+        neighbours.extend(dump.neighbours);
+        if dump.done || n == 0 {
+            break;
+        }
+    }
+    Ok(neighbours)
+}
+
+/// A netlink socket of `protocol` (`NETLINK_ROUTE`, `NETLINK_SOCK_DIAG`) for one request and
+/// its answer, in the current network namespace. Blocking, with a receive timeout: a kernel
+/// that never answers (or a dump it never finishes) must not hang the caller.
+pub(crate) fn request_socket(protocol: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); the result is checked and owned below.
     let raw = unsafe {
         libc::socket(
             libc::AF_NETLINK,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
+            protocol,
         )
     };
     if raw < 0 {
@@ -291,13 +318,12 @@ pub fn neighbours6() -> io::Result<Vec<(Ipv6Addr, [u8; 6])>> {
     }
     // SAFETY: raw is a fresh, valid descriptor nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // A dump the kernel does not finish must not hang the caller.
     let timeout = libc::timeval {
         tv_sec: 1,
         tv_usec: 0,
     };
     // SAFETY: timeout is a valid timeval of the size passed.
-    unsafe {
+    let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
@@ -309,39 +335,50 @@ pub fn neighbours6() -> io::Result<Vec<(Ipv6Addr, [u8; 6])>> {
             },
         )
     };
-    // nlmsghdr (length, type, flags, sequence, port id) and an ndmsg asking for AF_INET6.
-    let mut request = [0u8; 28];
-    request[0..4].copy_from_slice(&28u32.to_ne_bytes());
-    request[4..6].copy_from_slice(&RTM_GETNEIGH.to_ne_bytes());
-    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    request[16] = AF_INET6;
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Sends one request to the kernel (an unbound netlink socket's default destination).
+pub(crate) fn send_request(fd: &OwnedFd, request: &[u8]) -> io::Result<()> {
     // SAFETY: request is valid for reads of its length.
     let sent = unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut neighbours = Vec::new();
-    // A neighbour table of any size ends; this bounds a kernel that keeps sending.
-    for _ in 0..1024 {
+    Ok(())
+}
+
+/// Receives one datagram into `buf` and says how long it is. A datagram longer than `buf` is an
+/// error rather than an answer silently cut short (`MSG_TRUNC` makes recv(2) report the real
+/// length); the receive timeout reads as `WouldBlock`.
+pub(crate) fn recv_datagram(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
         // SAFETY: buf is valid for writes of its length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+            )
+        };
+        if let Ok(n) = usize::try_from(n) {
+            if n > buf.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "netlink datagram larger than the receive buffer",
+                ));
             }
+            return Ok(n);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
             return Err(err);
         }
-        #[expect(clippy::cast_sign_loss, reason = "checked non-negative")]
-        let dump = parse_neighbours6(&buf[..n as usize]);
-        neighbours.extend(dump.neighbours);
-        if dump.done || n == 0 {
-            break;
-        }
     }
-    Ok(neighbours)
 }
 
 #[cfg(test)]

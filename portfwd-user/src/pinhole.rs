@@ -12,11 +12,11 @@ use std::{
     fmt,
     net::Ipv6Addr,
     str::FromStr,
+    time::Instant,
 };
 
 use portfwd_common::{MAX_PINHOLES, PinholeKey, PinholeTarget};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use crate::share::{Origin, Proto, SpecError};
 
@@ -26,6 +26,34 @@ pub struct PinholeId {
     pub proto: Proto,
     pub addr: Ipv6Addr,
     pub port: u16,
+}
+
+impl PinholeId {
+    /// The data plane's key for this pinhole.
+    #[must_use]
+    pub fn key(self) -> PinholeKey {
+        PinholeKey {
+            addr: self.addr.octets(),
+            port: self.port.to_be(),
+            proto: self.proto.number(),
+            _pad: 0,
+        }
+    }
+
+    /// The pinhole a data plane key stands for.
+    #[must_use]
+    pub fn of_key(key: &PinholeKey) -> Option<Self> {
+        let proto = match key.proto {
+            portfwd_common::IPPROTO_TCP => Proto::Tcp,
+            portfwd_common::IPPROTO_UDP => Proto::Udp,
+            _ => return None,
+        };
+        Some(Self {
+            proto,
+            addr: Ipv6Addr::from(key.addr),
+            port: u16::from_be(key.port),
+        })
+    }
 }
 
 impl fmt::Display for PinholeId {
@@ -138,10 +166,11 @@ pub struct Pinhole {
     pub expires: Option<Instant>,
 }
 
-/// All pinholes. Owned by the table task, beside the shares.
+/// All pinholes. Owned by the table task, beside the shares; the map is persistent, so a
+/// snapshot for readers is a clone in O(1).
 #[derive(Clone, Debug, Default)]
 pub struct Pinholes {
-    open: BTreeMap<PinholeId, Pinhole>,
+    open: imbl::OrdMap<PinholeId, Pinhole>,
     free_slots: BTreeSet<u32>,
     next_slot: u32,
     uids: BTreeMap<u16, PinholeId>,
@@ -161,6 +190,53 @@ impl Pinholes {
 
     pub fn iter(&self) -> impl Iterator<Item = &Pinhole> {
         self.open.values()
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// The pinholes as they are now, for readers (O(1)).
+    #[must_use]
+    pub fn snapshot(&self) -> imbl::OrdMap<PinholeId, Pinhole> {
+        self.open.clone()
+    }
+
+    /// Whether `addr` is a host of one of the LAN's global prefixes.
+    #[must_use]
+    pub fn on_lan(&self, addr: Ipv6Addr) -> bool {
+        self.lan.iter().any(|p| p.has_host(addr))
+    }
+
+    /// Puts `pinhole` in as it is (slot and `UniqueID` included), replacing one with the same
+    /// identity; returns that one. What undoing a change and restoring saved state use.
+    pub fn insert(&mut self, pinhole: Pinhole) -> Option<Pinhole> {
+        let old = self.remove(&pinhole.spec.id);
+        if !self.free_slots.remove(&pinhole.slot) {
+            self.free_slots.extend(self.next_slot..pinhole.slot);
+            self.next_slot = self.next_slot.max(pinhole.slot + 1);
+        }
+        self.uids.insert(pinhole.uid, pinhole.spec.id);
+        self.open.insert(pinhole.spec.id, pinhole);
+        old
+    }
+
+    /// What the kernel map should hold for `id`: its target while it is enabled.
+    #[must_use]
+    pub fn target(&self, id: &PinholeId) -> Option<PinholeTarget> {
+        let p = self.open.get(id).filter(|p| p.spec.enabled)?;
+        Some(PinholeTarget {
+            remote: p.spec.remote.map_or([0; 16], |r| r.octets()),
+            remote_port: p.spec.remote_port.map_or(0, u16::to_be),
+            _pad: 0,
+            slot: p.slot,
+        })
     }
 
     #[must_use]
@@ -261,24 +337,8 @@ impl Pinholes {
     #[must_use]
     pub fn desired(&self) -> BTreeMap<PinholeKey, PinholeTarget> {
         self.open
-            .values()
-            .filter(|p| p.spec.enabled)
-            .map(|p| {
-                (
-                    PinholeKey {
-                        addr: p.spec.id.addr.octets(),
-                        port: p.spec.id.port.to_be(),
-                        proto: p.spec.id.proto.number(),
-                        _pad: 0,
-                    },
-                    PinholeTarget {
-                        remote: p.spec.remote.map_or([0; 16], |r| r.octets()),
-                        remote_port: p.spec.remote_port.map_or(0, u16::to_be),
-                        _pad: 0,
-                        slot: p.slot,
-                    },
-                )
-            })
+            .keys()
+            .filter_map(|id| Some((id.key(), self.target(id)?)))
             .collect()
     }
 }

@@ -23,14 +23,13 @@ use std::{
     net::{IpAddr, Ipv4Addr, SocketAddrV4},
     os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
-    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    policy::Overlay,
     share::{Origin, Proto, ShareId},
-    upnp::policy::Overlay,
 };
 
 const STATE: &str = "state.json";
@@ -65,6 +64,12 @@ pub enum StateError {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("cannot open the store in {path}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: crate::store::StoreError,
     },
     #[error(
         "{path} was written by a newer portfwd (format {found}, this one reads {STATE_VERSION})"
@@ -315,12 +320,16 @@ impl StateDir {
     /// owner has), as `NAME.unreadable-SECONDS`; the new name, if the move worked.
     #[must_use]
     pub fn set_aside(&self) -> Option<PathBuf> {
-        let name = if self.path.join(STATE).exists() {
+        let name = if self.path.join("store").exists() {
+            "store"
+        } else if self.path.join(STATE).exists() {
             STATE
         } else {
             LEASES
         };
-        let aside = self.path.join(format!("{name}.unreadable-{}", unix_now()));
+        let aside = self
+            .path
+            .join(format!("{name}.unreadable-{}", crate::clock::unix_now()));
         fs::rename(self.path.join(name), &aside).ok()?;
         Some(aside)
     }
@@ -393,87 +402,12 @@ impl StateDir {
     }
 }
 
-/// Seconds since the Unix epoch now.
-#[must_use]
-pub fn unix_now() -> u64 {
-    wall_deadline(Duration::ZERO)
-}
-
-/// Seconds since the Unix epoch at `now + after`.
-#[must_use]
-pub fn wall_deadline(after: Duration) -> u64 {
-    (SystemTime::now() + after)
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Time left until `deadline` (seconds since the Unix epoch); zero once it has passed.
-#[must_use]
-pub fn wall_remaining(deadline: u64) -> Duration {
-    (UNIX_EPOCH + Duration::from_secs(deadline))
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO)
-}
-
-/// A UTC calendar time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Civil {
-    pub year: i64,
-    /// 1-12.
-    pub month: u8,
-    /// 1-31.
-    pub day: u8,
-    pub hour: u8,
-    pub minute: u8,
-    pub second: u8,
-    /// 0 for Thursday (1970-01-01 was one), up to 6.
-    pub weekday_from_thursday: usize,
-}
-
-impl Civil {
-    /// The calendar time `secs` seconds after the Unix epoch (Howard Hinnant's
-    /// `civil_from_days`).
-    #[must_use]
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "each part is range-bound by the arithmetic"
-    )]
-    pub fn from_unix(secs: u64) -> Self {
-        let days = i64::try_from(secs / 86_400).unwrap_or(0);
-        let rem = secs % 86_400;
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        Self {
-            year: yoe + era * 400 + i64::from(month <= 2),
-            month: month as u8,
-            day: day as u8,
-            hour: (rem / 3600) as u8,
-            minute: (rem % 3600 / 60) as u8,
-            second: (rem % 60) as u8,
-            weekday_from_thursday: days.rem_euclid(7) as usize,
-        }
-    }
-
-    /// RFC 3339, `2026-11-21T09:30:00Z`.
-    #[must_use]
-    pub fn rfc3339(self) -> String {
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::clock::{Civil, wall_deadline, wall_remaining};
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("portfwd-state-{tag}-{}", std::process::id()));

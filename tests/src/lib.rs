@@ -476,6 +476,11 @@ impl Daemon {
         self.own_state_dir.as_deref()
     }
 
+    /// The daemon's process id (`ip netns exec` execs it, so this is portfwd itself).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the daemon with SIGKILL (nothing of its own runs after) and waits for it.
     pub fn kill(mut self) {
         self.signal(libc::SIGKILL);

@@ -6,7 +6,6 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
-use portfwd::dataplane::KernelMaps as _;
 use portfwd::{
     dataplane::Dataplane,
     pinhole::{PinholeSpec, Prefix6},
@@ -203,13 +202,19 @@ struct Facts {
 
 /// The real data plane and share table, loaded in the router namespace.
 struct Fixture {
-    table: Table<Dataplane>,
+    table: Table,
     facts: Facts,
 }
 
 impl Fixture {
     fn program(&self, name: &'static str) -> &Xdp {
-        self.table.maps().program(name).expect("program")
+        self.table
+            .maps()
+            .as_any()
+            .downcast_ref::<Dataplane>()
+            .expect("the kernel's maps")
+            .program(name)
+            .expect("program")
     }
 
     /// Runs `frame` through `name` as if it arrived on `ingress`.
@@ -246,7 +251,8 @@ impl Fixture {
     /// Counters of the share with external port `port`.
     fn stats(&self, port: u16) -> portfwd_common::ShareStats {
         self.table
-            .list(tokio::time::Instant::now())
+            .snapshot()
+            .share_views(self.table.reader().as_ref(), std::time::Instant::now())
             .expect("list")
             .into_iter()
             .find(|s| s.entry.spec.id.ext_port == port && s.entry.spec.id.remote.is_none())
@@ -280,16 +286,23 @@ fn with_shares(shares: &[&str], test: impl FnOnce(&mut Fixture) + Send + 'static
             addr: ROUTER_LAN,
             prefix_len: 24,
         }];
-        let mut table = Table::new(
+        let host = std::sync::Arc::new(portfwd::host::SystemHost {
+            wan: "wan".into(),
+            lan_ifindex: facts.lan,
+        });
+        let mut table = Table::builder(
             subnets,
-            Dataplane::load().expect("load"),
+            Box::new(Dataplane::load().expect("load")),
+            host,
             facts.wan,
             facts.lan,
-        );
+        )
+        .lan6(lan6)
+        .build(std::time::Instant::now())
+        .expect("table");
         table.forwarding_changed().expect("generation");
         table.set_external(Some(EXTERNAL)).expect("external");
         table.replace_static(specs).expect("shares");
-        table.set_lan6(lan6);
         test(&mut Fixture { table, facts });
     });
 }

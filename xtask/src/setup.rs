@@ -2,7 +2,8 @@
 //!
 //! The XDP programs need the `nightly` toolchain with `rust-src` (core is built from source for
 //! the bpfel target) and `bpf-linker`, which is built against Debian's LLVM 22 (the LLVM that
-//! rustc 1.97 uses). The lab needs `ip`, `ethtool`, `nft` and `setpriv`.
+//! rustc 1.97 uses). The lab needs `ip`, `ethtool`, `nft` and `setpriv`; the control-plane
+//! bench needs miniupnpd.
 
 use std::process::{Command, Stdio};
 
@@ -151,4 +152,23 @@ pub fn test_clients() -> Result<()> {
         ],
         "the UPnP, NAT-PMP and metrics tests (upnpc, natpmpc, promtool)",
     )
+}
+
+/// miniupnpd, the peer of `cargo xtask bench control`: Debian's nftables build, alone.
+///
+/// `miniupnpd-nftables` holds the binary (and nft helper scripts); the service (init script,
+/// systemd unit, debconf questions, `/etc/default/miniupnpd`) belongs to the `miniupnpd`
+/// package, which this does not install, so nothing starts a miniupnpd on the host: the bench
+/// runs its own, inside the lab's router namespace only, with a config of its own.
+pub fn miniupnpd() -> Result<()> {
+    apt_install(
+        &missing_packages(&["miniupnpd-nftables"]),
+        "the control-plane bench's peer, miniupnpd (the binary only, without the miniupnpd package's service)",
+    )?;
+    if missing_packages(&["miniupnpd"]).is_empty() {
+        println!(
+            "xtask: note: the `miniupnpd` package (its service) is installed too; the bench does not use it and runs its own miniupnpd in the lab's namespace"
+        );
+    }
+    Ok(())
 }

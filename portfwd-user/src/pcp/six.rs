@@ -28,38 +28,17 @@ use std::{
 use tokio::net::UdpSocket;
 
 use super::{
-    Fail, Responder, error_lifetime, protocol,
+    Fail, Responder, error_lifetime, protocol, table_fail,
     wire::{self, Map, Pcp, Refused, Request, code},
 };
 use crate::{
-    pinhole::{PinholeError, PinholeId, PinholeSpec},
-    share::{Origin, Proto},
-    table::{By, PinholeRequest, TableError},
+    pinhole::{PinholeId, PinholeSpec},
+    share::Origin,
+    table::{Mechanism, PinholeAsk},
 };
 
 /// Where IPv6 announcements go: all nodes on the LAN link, the clients' port.
 const ANNOUNCE_TO: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-
-/// The result code a refused pinhole change is for PCP.
-fn pinhole_code(err: &TableError) -> u8 {
-    match err {
-        TableError::Quota { .. } => code::USER_EX_QUOTA,
-        TableError::Pinhole {
-            source: PinholeError::Full { .. },
-            ..
-        } => code::NO_RESOURCES,
-        TableError::Pinhole {
-            source: PinholeError::Duplicate(_) | PinholeError::NotOnLan { .. },
-            ..
-        }
-        | TableError::PinholeNotOwner(..) => code::NOT_AUTHORIZED,
-        _ => code::NETWORK_FAILURE,
-    }
-}
-
-fn pinhole_fail(err: &TableError) -> Fail {
-    Fail::new(pinhole_code(err), crate::error_chain(err))
-}
 
 impl Responder {
     /// Whether `addr` is a host of one of the LAN's global IPv6 prefixes.
@@ -99,20 +78,6 @@ impl Responder {
         }
     }
 
-    /// The IPv4 address of the device `addr` belongs to (same MAC in both neighbour tables),
-    /// and that MAC.
-    fn device_of(&self, addr: Ipv6Addr) -> (Option<Ipv4Addr>, Option<[u8; 6]>) {
-        let Some(mac) = self.host.mac_of6(addr) else {
-            return (None, None);
-        };
-        let twin = self
-            .host
-            .neighbours()
-            .into_iter()
-            .find_map(|(v4, m)| (m == mac).then_some(v4));
-        (twin, Some(mac))
-    }
-
     /// MAP, or PEER with `peer`, for an IPv6 host: the lifetime granted and the MAP fields.
     pub(super) async fn pinhole(
         &self,
@@ -130,19 +95,12 @@ impl Responder {
                 ),
             ));
         }
-        let settings = self.settings();
         let internal = match request.options.third_party {
             None => from,
-            Some(_) if !self.pcp.third_party => {
+            Some(_) if !self.table.snapshot().settings.pcp.third_party => {
                 return Err(Fail::new(
                     code::UNSUPP_OPTION,
                     "THIRD_PARTY is not allowed here (pcp.third_party)",
-                ));
-            }
-            Some(addr) if settings.secure_mode && addr != from => {
-                return Err(Fail::new(
-                    code::NOT_AUTHORIZED,
-                    format!("secure mode: {from} may not open pinholes for {addr}"),
                 ));
             }
             Some(addr) => addr,
@@ -153,8 +111,11 @@ impl Responder {
         };
         let proto = protocol(map)?;
         if request.lifetime == 0 {
-            self.close6(origin, internal, proto, map.internal_port)
-                .await?;
+            let port = map.internal_port;
+            self.table
+                .change(move |t| t.release_pinholes(origin, internal, proto, port))
+                .await
+                .map_err(|err| table_fail(&err, false))?;
             return Ok((0, wire::map_fields(map, 0, Ipv6Addr::UNSPECIFIED)));
         }
         let Some(proto) = proto.filter(|_| map.internal_port != 0) else {
@@ -163,73 +124,7 @@ impl Responder {
                 "opening every port (internal port 0) is not offered",
             ));
         };
-        self.admit6(&settings, from, internal, request, map)?;
         let port = map.internal_port;
-        let (remote, remote_port) = match peer {
-            Some((port, addr)) if port == 0 || addr.is_unspecified() => {
-                return Err(Fail::new(
-                    code::MALFORMED_REQUEST,
-                    "PEER without a remote peer",
-                ));
-            }
-            Some((port, addr)) => (Some(addr), Some(port)),
-            None => filter6(&request.options.filters)?,
-        };
-        let lease = self.lifetime(request.lifetime, &settings);
-        let view = self
-            .table
-            .lease_pinhole(PinholeRequest {
-                spec: PinholeSpec {
-                    id: PinholeId {
-                        proto,
-                        addr: internal,
-                        port,
-                    },
-                    remote,
-                    remote_port,
-                    name: None,
-                    enabled: true,
-                },
-                origin,
-                lease: Some(lease),
-                limits: settings.limits,
-            })
-            .await
-            .map_err(|e| pinhole_fail(&e))?;
-        let lifetime = view
-            .expires_in
-            .map_or(u32::MAX, |left| {
-                u32::try_from(left.as_secs()).unwrap_or(u32::MAX)
-            })
-            .max(1);
-        Ok((lifetime, wire::map_fields(map, port, internal)))
-    }
-
-    /// Everything but the table's own rules: the switch, the device, the port rules, and
-    /// `PREFER_FAILURE` with an external address or port a firewall cannot give.
-    fn admit6(
-        &self,
-        settings: &crate::upnp::Settings,
-        from: Ipv6Addr,
-        internal: Ipv6Addr,
-        request: &Pcp,
-        map: &Map,
-    ) -> Result<(), Fail> {
-        if !self.pcp.enabled {
-            return Err(Fail::new(
-                code::NOT_AUTHORIZED,
-                "NAT-PMP and PCP are turned off (pcp.enabled)",
-            ));
-        }
-        let (device, mac) = self.device_of(from);
-        let device = device.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        settings
-            .check_device(device, mac)
-            .map_err(|r| Fail::new(code::NOT_AUTHORIZED, r.to_string()))?;
-        let port = map.internal_port;
-        settings
-            .check_mapping(device, port, device, port)
-            .map_err(|r| Fail::new(code::NOT_AUTHORIZED, r.to_string()))?;
         // A firewall assigns the internal address and port themselves.
         let other_port = map.external_port != 0 && map.external_port != port;
         let other_addr = !map.external.is_unspecified()
@@ -241,46 +136,44 @@ impl Responder {
                 format!("over IPv6 the external address and port are [{internal}]:{port}"),
             ));
         }
-        Ok(())
-    }
-
-    /// Closes the pinholes `origin` opened for `internal` of `proto` (`None`: any) and `port`
-    /// (0: all). A pinhole of the same client with another nonce is `NOT_AUTHORIZED` when
-    /// named, skipped when deleting all; closing what is not there succeeds.
-    async fn close6(
-        &self,
-        origin: Origin,
-        internal: Ipv6Addr,
-        proto: Option<Proto>,
-        port: u16,
-    ) -> Result<(), Fail> {
-        let pinholes = self.table.pinholes().await.map_err(|e| pinhole_fail(&e))?;
-        let mine = pinholes.iter().map(|v| &v.pinhole).filter(|p| {
-            p.origin.owner() == origin.owner()
-                && p.spec.id.addr == internal
-                && proto.is_none_or(|proto| proto == p.spec.id.proto)
-                && (port == 0 || p.spec.id.port == port)
-        });
-        for pinhole in mine {
-            if pinhole.origin != origin {
-                if port == 0 {
-                    continue;
-                }
+        let (remote, remote_port) = match peer {
+            Some((port, addr)) if port == 0 || addr.is_unspecified() => {
                 return Err(Fail::new(
-                    code::NOT_AUTHORIZED,
-                    format!("{} was opened with another nonce", pinhole.spec.id),
+                    code::MALFORMED_REQUEST,
+                    "PEER without a remote peer",
                 ));
             }
-            match self
-                .table
-                .close_pinhole(pinhole.spec.id, By::Client(origin))
-                .await
-            {
-                Ok(_) | Err(TableError::NoSuchPinhole(_)) => {}
-                Err(err) => return Err(pinhole_fail(&err)),
-            }
-        }
-        Ok(())
+            Some((port, addr)) => (Some(addr), Some(port)),
+            None => filter6(&request.options.filters)?,
+        };
+        let ask = PinholeAsk {
+            spec: PinholeSpec {
+                id: PinholeId {
+                    proto,
+                    addr: internal,
+                    port,
+                },
+                remote,
+                remote_port,
+                name: None,
+                enabled: true,
+            },
+            origin,
+            mechanism: Mechanism::Pcp,
+            lease: request.lifetime,
+        };
+        let view = self
+            .table
+            .change(move |t| t.admit_pinhole(ask))
+            .await
+            .map_err(|e| table_fail(&e, false))?;
+        let lifetime = view
+            .expires_in
+            .map_or(u32::MAX, |left| {
+                u32::try_from(left.as_secs()).unwrap_or(u32::MAX)
+            })
+            .max(1);
+        Ok((lifetime, wire::map_fields(map, port, internal)))
     }
 }
 

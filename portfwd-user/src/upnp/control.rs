@@ -1,71 +1,27 @@
 //! WANIPConnection and WANCommonInterfaceConfig actions.
 //!
-//! Each action reads its arguments, asks [`Settings`] whether the client may do it, and asks the
-//! share table to do it; every refusal becomes one [`Fault`] through [`table_fault`], so the
-//! same collision reads 729 to an IGD:2 client and 718 to an IGD:1 client.
+//! Each action reads its arguments and asks the share table's owner, which decides with its own
+//! current settings ([`crate::table`]'s admission); every refusal becomes one [`Fault`]
+//! through [`table_fault`], so the same collision reads 729 to an IGD:2 client and 718 to an
+//! IGD:1 client.
 //!
 //! What UPnP clients see of the table: the shares clients made (their own and, read-only,
 //! others'). The owner's static shares are not listed; a request on their ports is a conflict.
 
-use std::{
-    fmt::Write as _,
-    net::{Ipv4Addr, Ipv6Addr},
-    sync::Arc,
-    time::Instant,
-};
+use std::{fmt::Write as _, net::Ipv4Addr, sync::Arc, time::Instant};
 
-use tokio::sync::watch;
-
-use super::{Fault, Service, Settings, policy::Refusal, soap::Request};
+use super::{Fault, Service, soap::Request};
 use crate::{
+    host::Host,
+    policy::Settings,
     share::{Origin, Proto, ShareError, ShareId, ShareSpec},
-    table::{By, LeaseRequest, ShareEntry, TableError, TableHandle},
+    table::{Ask, Hunt, Mechanism, ShareEntry, TableError, TableHandle},
 };
-
-/// What the control point needs to know of the box beyond the share table. The system one
-/// reads `/proc` and `/sys`; tests bring their own.
-pub trait Host: Send + Sync {
-    /// The MAC address the neighbour table has for `addr`.
-    fn mac_of(&self, addr: Ipv4Addr) -> Option<[u8; 6]> {
-        self.neighbours()
-            .into_iter()
-            .find_map(|(a, mac)| (a == addr).then_some(mac))
-    }
-    /// The IPv4 neighbours with a known MAC address.
-    fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])>;
-    /// The MAC address the IPv6 neighbour table has for `addr`.
-    fn mac_of6(&self, addr: Ipv6Addr) -> Option<[u8; 6]> {
-        self.neighbours6()
-            .into_iter()
-            .find_map(|(a, mac)| (a == addr).then_some(mac))
-    }
-    /// The IPv6 neighbours with a known MAC address.
-    fn neighbours6(&self) -> Vec<(Ipv6Addr, [u8; 6])>;
-    /// The ports the box itself listens on, each with its local address (`None`: every
-    /// address).
-    fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)>;
-    /// Whether the WAN link is up.
-    fn wan_up(&self) -> bool;
-    /// The WAN interface's counters.
-    fn wan_stats(&self) -> WanStats;
-}
-
-/// Counters of the WAN interface, and its speed in bit/s (0 if unknown).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WanStats {
-    pub tx_bytes: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub rx_packets: u64,
-    pub bit_rate: u64,
-}
 
 /// The control point: answers actions for LAN clients.
 pub struct Control {
     pub table: TableHandle,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// The settings in force; the owner changes them through the API.
-    pub settings: watch::Receiver<Arc<Settings>>,
     pub host: Arc<dyn Host>,
     pub started: Instant,
     /// Whether inbound IPv6 is default-deny (`[ipv6] inbound = "deny"`): the firewall
@@ -88,35 +44,31 @@ fn other_mechanism(version: u8) -> u16 {
     }
 }
 
-/// The fault a refused table change is for a client speaking IGD `version`.
+/// The fault a refused table change is for a client speaking IGD `version`: the one
+/// translation of [`TableError`] for WANIPConnection.
 #[must_use]
 pub fn table_fault(err: &TableError, version: u8) -> Fault {
     let code = match err {
-        TableError::Conflict {
+        TableError::Refused(_)
+        | TableError::NotOwner(..)
+        | TableError::PinholeNotOwner(..)
+        | TableError::Static(_) => Fault::NOT_AUTHORIZED,
+        TableError::BoxListens { .. }
+        | TableError::Conflict {
             origin: Origin::Static | Origin::Api,
             ..
         } => other_mechanism(version),
-        TableError::Conflict { .. }
-        | TableError::Pinhole { .. }
-        | TableError::Share {
-            source: ShareError::Duplicate(_) | ShareError::InternalInUse { .. },
-            ..
-        } => Fault::CONFLICT_IN_MAPPING,
-        TableError::Share {
-            source: ShareError::NotOnLan { .. },
-            ..
-        } => Fault::INVALID_ARGS,
-        TableError::Share {
-            source: ShareError::Full { .. },
-            ..
-        }
-        | TableError::Quota { .. }
-        | TableError::NoFreePort(_) => Fault::NO_PORT_MAPS_AVAILABLE,
-        TableError::NotOwner(..) | TableError::PinholeNotOwner(..) | TableError::Static(_) => {
-            Fault::NOT_AUTHORIZED
-        }
+        TableError::Conflict { .. } | TableError::Pinhole { .. } => Fault::CONFLICT_IN_MAPPING,
+        TableError::Share { source, .. } => match source {
+            ShareError::Duplicate(_) | ShareError::InternalInUse { .. } => {
+                Fault::CONFLICT_IN_MAPPING
+            }
+            ShareError::NotOnLan { .. } => Fault::INVALID_ARGS,
+            ShareError::Full { .. } => Fault::NO_PORT_MAPS_AVAILABLE,
+        },
+        TableError::Quota { .. } | TableError::NoFreePort { .. } => Fault::NO_PORT_MAPS_AVAILABLE,
         TableError::NoSuchShare(_) | TableError::NoSuchPinhole(_) => Fault::NO_SUCH_ENTRY,
-        TableError::Dataplane(_) | TableError::State(_) | TableError::Stopped => {
+        TableError::Dataplane(_) | TableError::Store(_) | TableError::Stopped => {
             Fault::ACTION_FAILED
         }
     };
@@ -192,22 +144,13 @@ impl Args<'_> {
     }
 }
 
-/// A mapping request read from AddPortMapping or AddAnyPortMapping.
-struct Mapping {
-    id: ShareId,
-    internal: std::net::SocketAddrV4,
-    enabled: bool,
-    description: String,
-    lease: u32,
-}
-
 /// Descriptions are kept to this many characters.
 const MAX_DESCRIPTION: usize = 256;
 
 impl Control {
     /// The settings in force now.
     pub(super) fn settings(&self) -> Arc<Settings> {
-        self.settings.borrow().clone()
+        Arc::clone(&self.table.snapshot().settings)
     }
 
     /// Runs `request` for `client` on the service behind the control URL it was posted to.
@@ -246,16 +189,14 @@ impl Control {
         version: u8,
         args: &Args<'_>,
     ) -> Result<Outputs, Fault> {
+        let external = self.table.snapshot().external;
         match action {
             "GetExternalIPAddress" => Ok(vec![(
                 "NewExternalIPAddress",
-                self.external()
-                    .await?
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
+                external.map(|a| a.to_string()).unwrap_or_default(),
             )]),
             "GetStatusInfo" => {
-                let connected = self.host.wan_up() && self.external().await?.is_some();
+                let connected = self.host.wan_up() && external.is_some();
                 Ok(vec![
                     (
                         "NewConnectionStatus",
@@ -286,7 +227,7 @@ impl Control {
                 ))
             }
             "RequestConnection" => {
-                if self.host.wan_up() && self.external().await?.is_some() {
+                if self.host.wan_up() && external.is_some() {
                     Ok(Vec::new())
                 } else {
                     Err(Fault::new(
@@ -299,13 +240,13 @@ impl Control {
                 Fault::NOT_AUTHORIZED,
                 "LAN clients may not take the internet connection down",
             )),
-            "AddPortMapping" => self.add(client, version, args).await,
-            "AddAnyPortMapping" => self.add_any(client, version, args).await,
+            "AddPortMapping" => self.add(client, version, args, Hunt::Exact).await,
+            "AddAnyPortMapping" => self.add(client, version, args, Hunt::Near).await,
             "DeletePortMapping" => self.delete(client, args).await,
             "DeletePortMappingRange" => self.delete_range(client, args).await,
-            "GetSpecificPortMappingEntry" => self.specific(args).await,
-            "GetGenericPortMappingEntry" => self.generic(args).await,
-            "GetListOfPortMappings" => self.list(client, args).await,
+            "GetSpecificPortMappingEntry" => self.specific(args),
+            "GetGenericPortMappingEntry" => self.generic(args),
+            "GetListOfPortMappings" => self.list(client, args),
             other => Err(Fault::new(
                 Fault::INVALID_ACTION,
                 format!("no action {other}"),
@@ -342,28 +283,21 @@ impl Control {
         }
     }
 
-    async fn external(&self) -> Result<Option<Ipv4Addr>, Fault> {
-        self.table.external().await.map_err(|e| table_fault(&e, 2))
-    }
-
-    async fn shares(&self) -> Result<Vec<ShareEntry>, Fault> {
-        let list = self.table.entries().await.map_err(|e| table_fault(&e, 2))?;
-        Ok(list
-            .into_iter()
+    /// The shares UPnP clients see: those clients made over UPnP.
+    pub(super) fn shares(&self) -> Vec<ShareEntry> {
+        let now = crate::table::now();
+        self.table
+            .snapshot()
+            .entries(now)
             .filter(|s| matches!(s.origin, Origin::Upnp { .. }))
-            .collect())
+            .collect()
     }
 
-    fn check_client(&self, client: Ipv4Addr) -> Result<(), Fault> {
-        self.settings()
-            .check_client(client, self.host.mac_of(client))
-            .map_err(|r| Fault::new(Fault::NOT_AUTHORIZED, r.to_string()))
-    }
-
-    fn mapping(args: &Args<'_>, wildcard_ok: bool) -> Result<Mapping, Fault> {
+    /// The mapping AddPortMapping or AddAnyPortMapping asks for.
+    fn ask(client: Ipv4Addr, version: u8, args: &Args<'_>, hunt: Hunt) -> Result<Ask, Fault> {
         let remote = args.remote()?;
         let ext_port = args.port("NewExternalPort")?;
-        if ext_port == 0 && !wildcard_ok {
+        if ext_port == 0 && hunt == Hunt::Exact {
             return Err(Fault::new(
                 Fault::WILDCARD_EXTERNAL_PORT,
                 "external port 0 (any): use AddAnyPortMapping",
@@ -384,171 +318,116 @@ impl Control {
             .take(MAX_DESCRIPTION)
             .collect();
         let lease = args.number("NewLeaseDuration")?;
-        Ok(Mapping {
-            id: ShareId {
-                proto,
-                ext_port,
-                remote,
+        Ok(Ask {
+            origin: Origin::Upnp { client },
+            mechanism: Mechanism::Upnp { v2: version >= 2 },
+            spec: ShareSpec {
+                id: ShareId {
+                    proto,
+                    ext_port,
+                    remote,
+                },
+                internal,
+                name: (!description.is_empty()).then_some(description),
+                enabled,
             },
-            internal,
-            enabled,
-            description,
+            hunt,
             lease,
         })
     }
 
-    /// Everything but the share table's own rules: permission, rules, the box's own ports.
-    async fn admissible(&self, client: Ipv4Addr, version: u8, m: &Mapping) -> Result<(), Fault> {
-        self.settings()
-            .check_mapping(client, m.id.ext_port, *m.internal.ip(), m.internal.port())
-            .map_err(|r| Fault::new(Fault::NOT_AUTHORIZED, r.to_string()))?;
-        let external = self.external().await?;
-        if listens(&self.host.listening(m.id.proto), m.id.ext_port, external) {
-            return Err(Fault::new(
-                other_mechanism(version),
-                format!(
-                    "the box itself listens on {} port {}",
-                    m.id.proto, m.id.ext_port
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    fn request(&self, client: Ipv4Addr, version: u8, m: &Mapping) -> LeaseRequest {
-        let spec = ShareSpec {
-            id: m.id,
-            internal: m.internal,
-            name: (!m.description.is_empty()).then(|| m.description.clone()),
-            enabled: m.enabled,
-        };
-        LeaseRequest {
-            spec,
-            origin: Origin::Upnp { client },
-            lease: self.settings().lease(m.lease, version >= 2),
-            limits: self.settings().limits,
-        }
-    }
-
-    async fn lease(&self, client: Ipv4Addr, version: u8, m: &Mapping) -> Result<(), Fault> {
-        self.table
-            .lease(self.request(client, version, m))
-            .await
-            .map(drop)
-            .map_err(|e| table_fault(&e, version))
-    }
-
-    async fn add(&self, client: Ipv4Addr, version: u8, args: &Args<'_>) -> Result<Outputs, Fault> {
-        self.check_client(client)?;
-        let m = Self::mapping(args, false)?;
-        self.admissible(client, version, &m).await?;
-        self.lease(client, version, &m).await?;
-        Ok(Vec::new())
-    }
-
-    /// AddAnyPortMapping: the requested port if it is free, else the nearest free port the
-    /// rules allow (above first, then below). A client that already has this internal endpoint
-    /// shared keeps its port (the lease is renewed).
-    async fn add_any(
+    /// AddPortMapping ([`Hunt::Exact`]) and AddAnyPortMapping ([`Hunt::Near`]: the requested
+    /// port if it is free, else the nearest free port the rules allow; a client that already
+    /// has this internal endpoint shared keeps its port, renewed). The table's owner decides.
+    async fn add(
         &self,
         client: Ipv4Addr,
         version: u8,
         args: &Args<'_>,
+        hunt: Hunt,
     ) -> Result<Outputs, Fault> {
-        self.check_client(client)?;
-        let mut m = Self::mapping(args, true)?;
-        let shares = self.table.entries().await.map_err(|e| table_fault(&e, 2))?;
-        if let Some(mine) = shares.iter().find(|s| {
-            s.origin == (Origin::Upnp { client })
-                && s.spec.id.proto == m.id.proto
-                && s.spec.id.remote == m.id.remote
-                && s.spec.internal == m.internal
-        }) {
-            m.id.ext_port = mine.spec.id.ext_port;
-            self.lease(client, version, &m).await?;
-            return Ok(vec![("NewReservedPort", m.id.ext_port.to_string())]);
-        }
-        let taken = |port: u16| {
-            shares
-                .iter()
-                .any(|s| s.spec.id.proto == m.id.proto && s.spec.id.ext_port == port)
-        };
-        let wanted = if m.id.ext_port == 0 {
-            m.internal.port()
-        } else {
-            m.id.ext_port
-        };
-        let (ip, port) = (*m.internal.ip(), m.internal.port());
-        if let Err(refusal @ Refusal::NotSelf { .. }) =
-            self.settings().check_mapping(client, wanted, ip, port)
-        {
-            return Err(Fault::new(Fault::NOT_AUTHORIZED, refusal.to_string()));
-        }
-        let listening = self.host.listening(m.id.proto);
-        let external = self.external().await?;
-        // A port the snapshot showed free can be taken meanwhile: a few, tried in order.
-        let candidates: Vec<u16> = nearest(wanted)
-            .filter(|&p| {
-                !taken(p)
-                    && self.settings().check_mapping(client, p, ip, port).is_ok()
-                    && !listens(&listening, p, external)
-            })
-            .take(8)
-            .collect();
-        let reserved = self
+        // A client that may not change anything hears that before anything about its
+        // arguments.
+        let ask = Self::ask(client, version, args, hunt);
+        let mechanism = Mechanism::Upnp { v2: version >= 2 };
+        let granted = self
             .table
-            .lease_any(self.request(client, version, &m), candidates)
-            .await
-            .map_err(|err| match table_fault(&err, version) {
-                f if [
-                    Fault::CONFLICT_IN_MAPPING,
-                    Fault::CONFLICT_WITH_OTHER_MECHANISMS,
-                ]
-                .contains(&f.code) =>
-                {
-                    Fault::new(
-                        Fault::NO_PORT_MAPS_AVAILABLE,
-                        format!("no free port near {wanted} ({f})"),
-                    )
+            .change(move |t| {
+                t.may_change(mechanism, client)?;
+                match ask {
+                    Ok(ask) => t.admit(ask).map(Ok),
+                    Err(fault) => Ok(Err(fault)),
                 }
-                f => f,
-            })?;
-        Ok(vec![("NewReservedPort", reserved.to_string())])
-    }
-
-    fn by(&self, client: Ipv4Addr, manage: bool) -> By {
-        if self.settings().secure_mode || !manage {
-            By::Client(Origin::Upnp { client })
-        } else {
-            By::AnyClient(Origin::Upnp { client })
-        }
+            })
+            .await
+            .map_err(|e| match (hunt, table_fault(&e, version)) {
+                (Hunt::Near, f)
+                    if [
+                        Fault::CONFLICT_IN_MAPPING,
+                        Fault::CONFLICT_WITH_OTHER_MECHANISMS,
+                    ]
+                    .contains(&f.code) =>
+                {
+                    Fault::new(Fault::NO_PORT_MAPS_AVAILABLE, f.detail)
+                }
+                (_, f) => f,
+            })??;
+        Ok(match hunt {
+            Hunt::Exact => Vec::new(),
+            Hunt::Near => vec![("NewReservedPort", granted.port.to_string())],
+        })
     }
 
     async fn delete(&self, client: Ipv4Addr, args: &Args<'_>) -> Result<Outputs, Fault> {
-        self.check_client(client)?;
-        let id = ShareId {
-            proto: args.proto()?,
-            ext_port: args.port("NewExternalPort")?,
-            remote: args.remote()?,
-        };
+        let id = (|| {
+            Ok::<_, Fault>(ShareId {
+                proto: args.proto()?,
+                ext_port: args.port("NewExternalPort")?,
+                remote: args.remote()?,
+            })
+        })();
         self.table
-            .remove(id, self.by(client, true))
+            .change(move |t| {
+                t.may_change(Mechanism::Upnp { v2: true }, client)?;
+                match id {
+                    Ok(id) => t
+                        .remove(id, t.client_by(Origin::Upnp { client }, true))
+                        .map(|_| Ok(())),
+                    Err(fault) => Ok(Err(fault)),
+                }
+            })
             .await
-            .map(|_| Vec::new())
-            .map_err(|e| table_fault(&e, 2))
+            .map_err(|e| table_fault(&e, 2))??;
+        Ok(Vec::new())
     }
 
     async fn delete_range(&self, client: Ipv4Addr, args: &Args<'_>) -> Result<Outputs, Fault> {
-        self.check_client(client)?;
-        let ports = args.port_range()?;
-        let proto = args.proto()?;
-        let manage = args.boolean("NewManage")?;
+        let parsed = (|| {
+            Ok::<_, Fault>((
+                args.port_range()?,
+                args.proto()?,
+                args.boolean("NewManage")?,
+            ))
+        })();
+        let (ports, proto) = match &parsed {
+            Ok((ports, proto, _)) => (ports.clone(), *proto),
+            Err(_) => (1..=1, Proto::Tcp),
+        };
         let removed = self
             .table
-            .remove_range(proto, ports.clone(), self.by(client, manage))
+            .change(move |t| {
+                t.may_change(Mechanism::Upnp { v2: true }, client)?;
+                match parsed {
+                    Ok((ports, proto, manage)) => {
+                        let by = t.client_by(Origin::Upnp { client }, manage);
+                        t.remove_range(proto, ports, by).map(|gone| Ok(gone.len()))
+                    }
+                    Err(fault) => Ok(Err(fault)),
+                }
+            })
             .await
-            .map_err(|e| table_fault(&e, 2))?;
-        if removed.is_empty() {
+            .map_err(|e| table_fault(&e, 2))??;
+        if removed == 0 {
             return Err(Fault::new(
                 Fault::PORT_MAPPING_NOT_FOUND,
                 format!(
@@ -561,43 +440,46 @@ impl Control {
         Ok(Vec::new())
     }
 
-    async fn specific(&self, args: &Args<'_>) -> Result<Outputs, Fault> {
+    fn specific(&self, args: &Args<'_>) -> Result<Outputs, Fault> {
         let id = ShareId {
             proto: args.proto()?,
             ext_port: args.port("NewExternalPort")?,
             remote: args.remote()?,
         };
-        let share = self
-            .shares()
-            .await?
-            .into_iter()
-            .find(|s| s.spec.id == id)
+        let snapshot = self.table.snapshot();
+        let share = snapshot
+            .shares
+            .get(&id)
+            .filter(|s| matches!(s.origin, Origin::Upnp { .. }))
             .ok_or_else(|| Fault::new(Fault::NO_SUCH_ENTRY, format!("no share {id}")))?;
-        let mut out = entry(&share);
+        let mut out = entry(&ShareEntry::of(share, crate::table::now()));
         out.drain(..3);
         Ok(out)
     }
 
-    async fn generic(&self, args: &Args<'_>) -> Result<Outputs, Fault> {
+    fn generic(&self, args: &Args<'_>) -> Result<Outputs, Fault> {
         let index: usize = args.number("NewPortMappingIndex")?;
-        let shares = self.shares().await?;
-        let share = shares.get(index).ok_or_else(|| {
+        let snapshot = self.table.snapshot();
+        let mut upnp = snapshot
+            .shares
+            .values()
+            .filter(|s| matches!(s.origin, Origin::Upnp { .. }));
+        let share = upnp.nth(index).ok_or_else(|| {
             Fault::new(
                 Fault::ARRAY_INDEX_INVALID,
-                format!("{} shares, no index {index}", shares.len()),
+                format!("no share at index {index}"),
             )
         })?;
-        Ok(entry(share))
+        Ok(entry(&ShareEntry::of(share, crate::table::now())))
     }
 
-    async fn list(&self, client: Ipv4Addr, args: &Args<'_>) -> Result<Outputs, Fault> {
+    fn list(&self, client: Ipv4Addr, args: &Args<'_>) -> Result<Outputs, Fault> {
         let ports = args.port_range()?;
         let proto = args.proto()?;
         let manage = args.boolean("NewManage")?;
         let count: usize = args.number("NewNumberOfPorts")?;
         let shares: Vec<ShareEntry> = self
             .shares()
-            .await?
             .into_iter()
             .filter(|s| s.spec.id.proto == proto && ports.contains(&s.spec.id.ext_port))
             .filter(|s| manage || s.origin == Origin::Upnp { client })
@@ -638,32 +520,6 @@ impl Control {
     }
 }
 
-/// Whether `port` is among `listening` on the external address or every address: a share
-/// there would hide the box's own service (UPnP refuses it; so does the API).
-#[must_use]
-pub fn listens(
-    listening: &[(Option<Ipv4Addr>, u16)],
-    port: u16,
-    external: Option<Ipv4Addr>,
-) -> bool {
-    listening
-        .iter()
-        .any(|&(addr, p)| p == port && (addr.is_none() || addr == external))
-}
-
-/// The ports nearest `port`: itself, then one above, one below, two above, and so on.
-pub(crate) fn nearest(port: u16) -> impl Iterator<Item = u16> {
-    let port = i32::from(port);
-    (0..=i32::from(u16::MAX))
-        .flat_map(move |d| {
-            [port + d, port - d]
-                .into_iter()
-                .take(if d == 0 { 1 } else { 2 })
-        })
-        .filter_map(|p| u16::try_from(p).ok())
-        .filter(|p| *p != 0)
-}
-
 /// A share as GetGenericPortMappingEntry gives it.
 fn entry(share: &ShareEntry) -> Outputs {
     let lease = share
@@ -695,72 +551,12 @@ fn entry(share: &ShareEntry) -> Outputs {
     ]
 }
 
-/// The host as the kernel tells it: `/proc/net/arp`, `/proc/net/{tcp,udp}{,6}`,
-/// `/sys/class/net/WAN/`.
-pub struct SystemHost {
-    pub wan: String,
-}
-
-impl Host for SystemHost {
-    fn neighbours6(&self) -> Vec<(Ipv6Addr, [u8; 6])> {
-        crate::netlink::neighbours6().unwrap_or_else(|err| {
-            tracing::warn!("reading the IPv6 neighbour table: {err}");
-            Vec::new()
-        })
-    }
-
-    fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
-        let Ok(arp) = std::fs::read_to_string("/proc/net/arp") else {
-            return Vec::new();
-        };
-        arp.lines()
-            .skip(1)
-            .filter_map(|line| {
-                let mut fields = line.split_whitespace();
-                let ip: Ipv4Addr = fields.next()?.parse().ok()?;
-                let mac = super::policy::parse_mac(fields.nth(2)?)?;
-                // Incomplete entries read 00:00:00:00:00:00.
-                (mac != [0; 6]).then_some((ip, mac))
-            })
-            .collect()
-    }
-
-    fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)> {
-        crate::netinfo::listening_ports(proto)
-    }
-
-    fn wan_up(&self) -> bool {
-        crate::netinfo::link_up(&self.wan)
-    }
-
-    fn wan_stats(&self) -> WanStats {
-        let read = |name: &str| {
-            std::fs::read_to_string(format!("/sys/class/net/{}/{name}", self.wan))
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .and_then(|v| u64::try_from(v).ok())
-                .unwrap_or(0)
-        };
-        WanStats {
-            tx_bytes: read("statistics/tx_bytes"),
-            rx_bytes: read("statistics/rx_bytes"),
-            tx_packets: read("statistics/tx_packets"),
-            rx_packets: read("statistics/rx_packets"),
-            // `speed` is in Mbit/s, -1 where the driver does not know (veth).
-            bit_rate: read("speed").saturating_mul(1_000_000),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use super::*;
-    use crate::{
-        dataplane::MemoryMaps,
-        share::LanSubnet,
-        table::{self, Table},
-        upnp::policy::UpnpConfig,
-    };
+    use crate::{host::WanStats, policy::UpnpConfig};
 
     const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
     const V2: &str = "urn:schemas-upnp-org:service:WANIPConnection:2";
@@ -794,33 +590,18 @@ mod tests {
 
     /// A control point over a table task (so: inside a runtime).
     fn control(config: &str, listening: Vec<(Option<Ipv4Addr>, u16)>) -> Control {
-        let mut table = Table::new(
-            vec![LanSubnet {
-                addr: Ipv4Addr::new(10, 0, 0, 1),
-                prefix_len: 24,
-            }],
-            MemoryMaps::default(),
-            1,
-            2,
-        );
-        table
-            .set_external(Some(Ipv4Addr::new(198, 51, 100, 1)))
-            .expect("external");
-        let (handle, _task) = table::spawn(table);
+        let host = Arc::new(FakeHost {
+            listening,
+            macs: vec![(Ipv4Addr::new(10, 0, 0, 77), [2, 0, 0, 0, 0, 7])],
+        });
+        let settings = toml::from_str::<UpnpConfig>(config)
+            .expect("toml")
+            .compile()
+            .expect("settings");
         Control {
-            table: handle,
+            table: crate::table::testing(settings, Arc::clone(&host) as Arc<dyn Host>, &[]),
             metrics: Arc::default(),
-            settings: watch::Sender::new(Arc::new(
-                toml::from_str::<UpnpConfig>(config)
-                    .expect("toml")
-                    .compile()
-                    .expect("settings"),
-            ))
-            .subscribe(),
-            host: Arc::new(FakeHost {
-                listening,
-                macs: vec![(Ipv4Addr::new(10, 0, 0, 77), [2, 0, 0, 0, 0, 7])],
-            }),
+            host,
             started: Instant::now(),
             firewall6: false,
         }
@@ -886,7 +667,7 @@ mod tests {
             reserved(&c, ME, &add("5000", "10.0.0.10", "2")).await,
             Ok(3999)
         );
-        assert_eq!(c.shares().await.expect("list").len(), 2);
+        assert_eq!(c.shares().len(), 2);
         // Nothing above 65535 or below 1024 is allowed: the search goes the other way.
         assert_eq!(
             reserved(&c, ME, &add("65535", "10.0.0.10", "3")).await,

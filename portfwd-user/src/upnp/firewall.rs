@@ -29,12 +29,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{
     Fault,
     control::{Args, Control, Outputs, invalid},
-    policy::Refusal,
 };
 use crate::{
     pinhole::{PinholeError, PinholeId, PinholeSpec},
+    policy::Refusal,
     share::{Origin, Proto},
-    table::{By, PinholeRequest, PinholeView, TableError},
+    table::{Mechanism, PinholeAsk, PinholeView, TableError},
 };
 
 /// The longest pinhole lease the spec allows (and the box grants), in seconds.
@@ -43,27 +43,36 @@ const MAX_LEASE: u32 = 86_400;
 /// The `Protocol` value for "any protocol".
 const ANY_PROTOCOL: u16 = 65_535;
 
-/// The fault a refused pinhole change is.
+/// The fault a refused pinhole change is: the one translation of [`TableError`] for
+/// WANIPv6FirewallControl.
 fn pinhole_fault(err: &TableError) -> Fault {
     let code = match err {
-        TableError::Pinhole {
-            source: PinholeError::Full { .. },
-            ..
-        }
-        | TableError::Quota { .. } => Fault::PINHOLE_SPACE_EXHAUSTED,
-        TableError::Pinhole {
-            source: PinholeError::NotOnLan { .. },
-            ..
-        } => Fault::INVALID_ARGS,
-        TableError::Pinhole {
-            source: PinholeError::Duplicate(_),
-            ..
-        }
+        TableError::Refused(Refusal::Disabled) => Fault::INBOUND_PINHOLE_NOT_ALLOWED,
+        TableError::Refused(
+            Refusal::PcpDisabled
+            | Refusal::Device(_)
+            | Refusal::NotSelf { .. }
+            | Refusal::NotSelf6 { .. }
+            | Refusal::Rule { .. },
+        )
         | TableError::PinholeNotOwner(..)
         | TableError::NotOwner(..)
         | TableError::Static(_) => Fault::NOT_AUTHORIZED,
-        TableError::NoSuchPinhole(_) => Fault::NO_SUCH_PINHOLE,
-        _ => Fault::ACTION_FAILED,
+        TableError::Pinhole { source, .. } => match source {
+            PinholeError::Full { .. } => Fault::PINHOLE_SPACE_EXHAUSTED,
+            PinholeError::NotOnLan { .. } => Fault::INVALID_ARGS,
+            PinholeError::Duplicate(_) => Fault::NOT_AUTHORIZED,
+        },
+        TableError::Quota { .. } => Fault::PINHOLE_SPACE_EXHAUSTED,
+        TableError::NoSuchPinhole(_) | TableError::NoSuchShare(_) => Fault::NO_SUCH_PINHOLE,
+        // IPv4 share errors cannot come of a pinhole action.
+        TableError::BoxListens { .. }
+        | TableError::Share { .. }
+        | TableError::Conflict { .. }
+        | TableError::NoFreePort { .. }
+        | TableError::Dataplane(_)
+        | TableError::Store(_)
+        | TableError::Stopped => Fault::ACTION_FAILED,
     };
     Fault::new(code, crate::error_chain(err))
 }
@@ -150,7 +159,7 @@ impl Control {
                 self.may_open(client)?;
                 let uid = args.unique_id()?;
                 let lease = args.lease_time("NewLeaseTime")?;
-                let view = self.mine(client, uid).await?;
+                let view = self.mine(client, uid)?;
                 if view.pinhole.origin != (Origin::Upnp { client }) {
                     return Err(Fault::new(
                         Fault::NOT_AUTHORIZED,
@@ -163,16 +172,20 @@ impl Control {
             "DeletePinhole" => {
                 self.firewall_on()?;
                 self.may_open(client)?;
-                let view = self.mine(client, args.unique_id()?).await?;
+                let view = self.mine(client, args.unique_id()?)?;
+                let id = view.pinhole.spec.id;
                 self.table
-                    .close_pinhole(view.pinhole.spec.id, self.pinhole_by(client))
+                    .change(move |t| {
+                        t.may_change(Mechanism::Upnp { v2: true }, client)?;
+                        t.close_pinhole(id, t.client_by(Origin::Upnp { client }, true))
+                    })
                     .await
                     .map_err(|e| pinhole_fault(&e))?;
                 Ok(Vec::new())
             }
             "GetPinholePackets" => {
                 self.firewall_on()?;
-                let view = self.mine(client, args.unique_id()?).await?;
+                let view = self.mine(client, args.unique_id()?)?;
                 // A ui4: it wraps, as the spec's 32-bit counter does.
                 let packets = view.stats.packets_in & u64::from(u32::MAX);
                 Ok(vec![("PinholePackets", packets.to_string())])
@@ -180,7 +193,7 @@ impl Control {
             "CheckPinholeWorking" => {
                 self.firewall_on()?;
                 let uid = args.unique_id()?;
-                let view = self.mine(client, uid).await?;
+                let view = self.mine(client, uid)?;
                 if view.stats.packets_in == 0 {
                     return Err(Fault::new(
                         Fault::NO_PACKET_SENT,
@@ -207,43 +220,27 @@ impl Control {
         }
     }
 
-    /// May `client` open pinholes at all: UPnP on (703), the device allowed (606).
+    /// May `client` open pinholes at all, as the settings are now: UPnP on (703), the device
+    /// allowed (606). The owner checks again when it changes anything.
     fn may_open(&self, client: Ipv4Addr) -> Result<(), Fault> {
         self.settings()
             .check_client(client, self.host.mac_of(client))
-            .map_err(|refusal| match refusal {
-                Refusal::Disabled => {
-                    Fault::new(Fault::INBOUND_PINHOLE_NOT_ALLOWED, refusal.to_string())
-                }
-                _ => Fault::new(Fault::NOT_AUTHORIZED, refusal.to_string()),
-            })
-    }
-
-    /// On whose behalf `client` closes pinholes: its own; any client's where secure mode is
-    /// off (as DeletePortMapping).
-    fn pinhole_by(&self, client: Ipv4Addr) -> By {
-        if self.settings().secure_mode {
-            By::Client(Origin::Upnp { client })
-        } else {
-            By::AnyClient(Origin::Upnp { client })
-        }
+            .map_err(|refusal| pinhole_fault(&TableError::Refused(refusal)))
     }
 
     /// The pinhole with `UniqueID` `uid`, if `client` may look at and change it: one it
     /// opened, or (secure mode off) any client's; never the owner's.
-    async fn mine(&self, client: Ipv4Addr, uid: u16) -> Result<PinholeView, Fault> {
-        let view = self
-            .table
-            .pinholes()
-            .await
+    fn mine(&self, client: Ipv4Addr, uid: u16) -> Result<PinholeView, Fault> {
+        let snapshot = self.table.snapshot();
+        let view = snapshot
+            .pinhole_by_uid(uid, self.table.reader(), crate::table::now())
             .map_err(|e| pinhole_fault(&e))?
-            .into_iter()
-            .find(|v| v.pinhole.uid == uid)
             .ok_or_else(|| Fault::new(Fault::NO_SUCH_PINHOLE, format!("no pinhole {uid}")))?;
         let owner = view.pinhole.origin.owner();
-        let allowed = match self.pinhole_by(client) {
-            By::Client(_) => owner == Some(IpAddr::V4(client)),
-            _ => owner.is_some(),
+        let allowed = if snapshot.settings.secure_mode {
+            owner == Some(IpAddr::V4(client))
+        } else {
+            owner.is_some()
         };
         if allowed {
             Ok(view)
@@ -275,22 +272,6 @@ impl Control {
         }
         let proto = args.protocol()?;
         let lease = args.lease_time("LeaseTime")?;
-        let settings = self.settings();
-        if settings.secure_mode {
-            let device = self.host.mac_of(client);
-            if device.is_none() || self.host.mac_of6(internal) != device {
-                return Err(Fault::new(
-                    Fault::NOT_AUTHORIZED,
-                    format!(
-                        "secure mode: {internal} is not an address of {client}'s device \
-                         (the IPv6 neighbour table does not give it the same MAC)"
-                    ),
-                ));
-            }
-        }
-        settings
-            .check_mapping(client, port, client, port)
-            .map_err(|r| Fault::new(Fault::NOT_AUTHORIZED, r.to_string()))?;
         let spec = PinholeSpec {
             id: PinholeId {
                 proto,
@@ -306,19 +287,22 @@ impl Control {
         Ok(vec![("UniqueID", view.pinhole.uid.to_string())])
     }
 
+    /// Opens or renews `spec` for `client`: the owner admits it (switch, device, secure mode,
+    /// rules, quota) with its own settings.
     async fn lease_pinhole(
         &self,
         client: Ipv4Addr,
         spec: PinholeSpec,
         lease: u32,
     ) -> Result<PinholeView, Fault> {
-        let settings = self.settings();
         self.table
-            .lease_pinhole(PinholeRequest {
-                spec,
-                origin: Origin::Upnp { client },
-                lease: settings.lease(lease, true),
-                limits: settings.limits,
+            .change(move |t| {
+                t.admit_pinhole(PinholeAsk {
+                    spec,
+                    origin: Origin::Upnp { client },
+                    mechanism: Mechanism::Upnp { v2: true },
+                    lease,
+                })
             })
             .await
             .map_err(|e| pinhole_fault(&e))
@@ -329,20 +313,11 @@ impl Control {
 mod tests {
     use std::{sync::Arc, time::Instant};
 
-    use tokio::sync::watch;
-
     use super::*;
     use crate::{
-        dataplane::MemoryMaps,
-        pinhole::Prefix6,
-        share::LanSubnet,
-        table::{self, Table},
-        upnp::{
-            Service,
-            control::{Host, WanStats},
-            policy::UpnpConfig,
-            soap::Request,
-        },
+        host::{Host, WanStats},
+        policy::UpnpConfig,
+        upnp::{Service, soap::Request},
     };
 
     const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
@@ -375,30 +350,13 @@ mod tests {
     }
 
     fn control(config: &str, firewall6: bool) -> Control {
-        let mut table = Table::new(
-            vec![LanSubnet {
-                addr: Ipv4Addr::new(10, 0, 0, 1),
-                prefix_len: 24,
-            }],
-            MemoryMaps::default(),
-            1,
-            2,
-        );
-        table.set_lan6(vec![Prefix6 {
-            addr: "2001:db8:77::1".parse().expect("addr"),
-            prefix_len: 64,
-        }]);
-        let (handle, _task) = table::spawn(table);
+        let settings = toml::from_str::<UpnpConfig>(config)
+            .expect("toml")
+            .compile()
+            .expect("settings");
         Control {
-            table: handle,
+            table: crate::table::testing(settings, Arc::new(Lan), &[]),
             metrics: Arc::default(),
-            settings: watch::Sender::new(Arc::new(
-                toml::from_str::<UpnpConfig>(config)
-                    .expect("toml")
-                    .compile()
-                    .expect("settings"),
-            ))
-            .subscribe(),
             host: Arc::new(Lan),
             started: Instant::now(),
             firewall6,
@@ -483,7 +441,7 @@ mod tests {
         let id = uid(&first);
         let again = add(&c, ME, MY6, "8443", "6", "60").await.expect("renew");
         assert_eq!(uid(&again), id, "the same pinhole, renewed");
-        let listed = c.table.pinholes().await.expect("list");
+        let listed = c.table.pinholes().expect("list");
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].pinhole.origin, Origin::Upnp { client: ME });
         assert!(
@@ -506,10 +464,10 @@ mod tests {
         call(&c, ME, "UpdatePinhole", &update)
             .await
             .expect("update");
-        let left = c.table.pinholes().await.expect("list")[0].expires_in;
+        let left = c.table.pinholes().expect("list")[0].expires_in;
         assert!(left.is_some_and(|left| left.as_secs() > 60), "{left:?}");
         call(&c, ME, "DeletePinhole", &by_id).await.expect("delete");
-        assert!(c.table.pinholes().await.expect("list").is_empty());
+        assert!(c.table.pinholes().expect("list").is_empty());
         assert_eq!(call(&c, ME, "DeletePinhole", &by_id).await, Err(704));
         assert_eq!(call(&c, ME, "UpdatePinhole", &update).await, Err(704));
     }
@@ -562,7 +520,7 @@ mod tests {
             .await,
             Err(402)
         );
-        assert!(c.table.pinholes().await.expect("list").is_empty());
+        assert!(c.table.pinholes().expect("list").is_empty());
     }
 
     #[tokio::test]

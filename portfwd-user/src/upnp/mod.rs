@@ -13,19 +13,18 @@
 //! | `GET /WANIPv6FC.xml`, `POST /ctl/IP6FCtl` | WANIPv6FirewallControl:1 (IGD:2 only): IPv6 pinholes |
 //! | `SUBSCRIBE /evt/...` | refused (501): no eventing, so no callbacks to anyone (CallStranger) |
 //!
-//! [`policy`] decides who may open what; the share table decides what collides.
+//! [`crate::policy`] says who may open what, and the share table's owner decides with it.
 
 pub mod control;
 pub mod description;
 pub mod firewall;
 pub mod http;
-pub mod policy;
 pub mod soap;
 pub mod ssdp;
 
 use std::{fmt, net::Ipv4Addr};
 
-pub use policy::{IgdVersion, Settings};
+pub use crate::policy::{IgdVersion, Settings};
 
 /// The identity the box advertises: device UUIDs, where its description is, and the UDA 1.1
 /// boot and configuration ids.

@@ -202,7 +202,7 @@ fn notify_all(identity: &Identity, nts: &str, max_age: Duration) -> Vec<String> 
 #[must_use]
 pub fn http_date(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let t = crate::state::Civil::from_unix(secs);
+    let t = crate::clock::Civil::from_unix(secs);
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][t.weekday_from_thursday];
     let month_name = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -418,11 +418,23 @@ fn cost_with(
         addr: Ipv4Addr::new(10, 77, 0, 1),
         prefix_len: 24,
     }];
-    let mut table = Table::new(lan, dataplane, wan_ifindex, lan_ifindex);
+    let host = std::sync::Arc::new(portfwd::host::SystemHost {
+        wan: "wan".into(),
+        lan_ifindex,
+    });
+    let mut table = Table::builder(lan, Box::new(dataplane), host, wan_ifindex, lan_ifindex)
+        .build(Instant::now())
+        .expect("table");
     table.forwarding_changed().expect("generation");
     table.set_external(Some(EXTERNAL)).expect("external");
     table.replace_static(specs(shares)).expect("shares");
-    let wan = table.maps().program(PROG_WAN).expect("wan program");
+    let wan = table
+        .maps()
+        .as_any()
+        .downcast_ref::<Dataplane>()
+        .expect("the kernel's maps")
+        .program(PROG_WAN)
+        .expect("wan program");
     let md = xdp_md(wan_ifindex);
 
     let miss_ns = time_run(wan, miss, &md, aya_xdp::PASS);

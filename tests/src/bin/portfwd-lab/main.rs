@@ -1,7 +1,9 @@
-//! `portfwd-lab`: the demo, the standing lab and the benchmark, run by `cargo xtask run`,
-//! `cargo xtask lab` and `cargo xtask bench` once xtask has installed the toolchain. Needs root.
+//! `portfwd-lab`: the demo, the standing lab and the benchmarks, run by `cargo xtask run`,
+//! `cargo xtask lab`, `cargo xtask bench` and `cargo xtask bench control` once xtask has
+//! installed the toolchain. Needs root.
 
 mod bench;
+mod control;
 
 use std::{
     process::{Command, ExitCode},
@@ -40,8 +42,25 @@ fn main() -> ExitCode {
             };
             bench::run(packets, rest == ["--record"]);
         }
+        ["bench-control", flags @ ..]
+            if flags.iter().all(|f| matches!(*f, "--record" | "--quick")) =>
+        {
+            control::run(&control::Options {
+                record: flags.contains(&"--record"),
+                quick: flags.contains(&"--quick"),
+            });
+        }
+        ["hold-connections", count, seconds] => {
+            let (Ok(count), Ok(seconds)) = (count.parse(), seconds.parse()) else {
+                eprintln!("portfwd-lab: hold-connections COUNT SECONDS");
+                return ExitCode::FAILURE;
+            };
+            control::hold_connections(count, Duration::from_secs(seconds));
+        }
         _ => {
-            eprintln!("usage: portfwd-lab demo | up | down | bench --packets N [--record]");
+            eprintln!(
+                "usage: portfwd-lab demo | up | down | bench --packets N [--record] | bench-control [--quick] [--record]"
+            );
             return ExitCode::FAILURE;
         }
     }
@@ -49,6 +68,11 @@ fn main() -> ExitCode {
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether Ctrl-C or SIGTERM came: long loops end early, and the lab still comes down.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
 
 extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
@@ -66,7 +90,7 @@ fn catch_interrupts() {
 }
 
 fn wait_for_interrupt() {
-    while !INTERRUPTED.load(Ordering::SeqCst) {
+    while !interrupted() {
         thread::sleep(Duration::from_millis(100));
     }
 }

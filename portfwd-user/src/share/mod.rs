@@ -14,6 +14,7 @@ use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4},
     str::FromStr,
+    time::Instant,
 };
 
 use portfwd_common::{
@@ -339,6 +340,8 @@ pub struct Share {
     pub origin: Origin,
     /// Counter slot in the kernel's per-share statistics.
     pub slot: u32,
+    /// When its lease ends; `None`: until removed.
+    pub expires: Option<Instant>,
 }
 
 /// The kernel map contents the table implies.
@@ -349,13 +352,54 @@ pub struct Desired {
     pub pinholes: BTreeMap<PinholeKey, PinholeTarget>,
 }
 
-/// All shares, keyed by identity. Owned by the daemon's table task.
+impl ShareId {
+    /// The WAN program's key for this share.
+    #[must_use]
+    pub fn key(self) -> ShareKey {
+        ShareKey {
+            remote_addr: self.remote.map_or(0, |r| u32::from(r).to_be()),
+            ext_port: self.ext_port.to_be(),
+            proto: self.proto.number(),
+            _pad: 0,
+        }
+    }
+
+    /// The share a WAN program key stands for (`None` for a protocol the table never writes).
+    #[must_use]
+    pub fn of_key(key: &ShareKey) -> Option<Self> {
+        let proto = match key.proto {
+            IPPROTO_TCP => Proto::Tcp,
+            IPPROTO_UDP => Proto::Udp,
+            _ => return None,
+        };
+        Some(Self {
+            proto,
+            ext_port: u16::from_be(key.ext_port),
+            remote: (key.remote_addr != 0).then(|| Ipv4Addr::from(u32::from_be(key.remote_addr))),
+        })
+    }
+}
+
+/// The LAN program's key for replies from `internal` of `proto`.
+#[must_use]
+pub fn reverse_key(proto: Proto, internal: SocketAddrV4) -> ReverseKey {
+    ReverseKey {
+        int_addr: u32::from(*internal.ip()).to_be(),
+        int_port: internal.port().to_be(),
+        proto: proto.number(),
+        _pad: 0,
+    }
+}
+
+/// All shares, keyed by identity. Owned by the daemon's table task; the map is persistent
+/// (structurally shared), so a snapshot for readers is a clone in O(1).
 #[derive(Clone, Debug)]
 pub struct ShareTable {
-    shares: BTreeMap<ShareId, Share>,
-    /// Per internal endpoint: its external port and how many shares use it (several only when
-    /// they differ by remote host), so the once-per-endpoint rule is checked without a scan.
-    endpoints: BTreeMap<(Proto, SocketAddrV4), (u16, usize)>,
+    shares: imbl::OrdMap<ShareId, Share>,
+    /// Per internal endpoint: the shares using it (several only when they differ by remote
+    /// host, all on one external port), so the once-per-endpoint rule and the reply mapping
+    /// are found without a scan.
+    endpoints: BTreeMap<(Proto, SocketAddrV4), BTreeSet<ShareId>>,
     free_slots: BTreeSet<u32>,
     next_slot: u32,
     lan: Vec<LanSubnet>,
@@ -366,7 +410,7 @@ impl ShareTable {
     #[must_use]
     pub fn new(lan: Vec<LanSubnet>) -> Self {
         Self {
-            shares: BTreeMap::new(),
+            shares: imbl::OrdMap::new(),
             endpoints: BTreeMap::new(),
             free_slots: BTreeSet::new(),
             next_slot: 0,
@@ -379,6 +423,12 @@ impl ShareTable {
         self.shares.values()
     }
 
+    /// The shares as they are now, for readers (O(1)).
+    #[must_use]
+    pub fn snapshot(&self) -> imbl::OrdMap<ShareId, Share> {
+        self.shares.clone()
+    }
+
     #[must_use]
     pub fn len(&self) -> usize {
         self.shares.len()
@@ -389,9 +439,16 @@ impl ShareTable {
         self.shares.is_empty()
     }
 
-    /// Checks `spec` against the table's rules without adding it.
-    pub fn check(&self, spec: &ShareSpec) -> Result<(), ShareError> {
-        if self.shares.contains_key(&spec.id) {
+    /// The LAN subnets shares may point into.
+    #[must_use]
+    pub fn lan(&self) -> &[LanSubnet] {
+        &self.lan
+    }
+
+    /// Checks `spec` against the table's rules without adding it. `replacing` is a share the
+    /// new one takes the place of (an edit), whose identity and endpoint do not count.
+    pub fn check(&self, spec: &ShareSpec, replacing: Option<&ShareId>) -> Result<(), ShareError> {
+        if self.shares.contains_key(&spec.id) && replacing != Some(&spec.id) {
             return Err(ShareError::Duplicate(spec.id));
         }
         if !self.lan.iter().any(|s| s.has_host(*spec.internal.ip())) {
@@ -408,24 +465,30 @@ impl ShareTable {
                 },
             });
         }
-        if let Some(&(ext_port, _)) = self.endpoints.get(&(spec.id.proto, spec.internal))
-            && ext_port != spec.id.ext_port
+        if let Some(users) = self.endpoints.get(&(spec.id.proto, spec.internal))
+            && let Some(other) = users
+                .iter()
+                .find(|id| Some(*id) != replacing && id.ext_port != spec.id.ext_port)
         {
-            let existing = self
-                .shares
-                .values()
-                .find(|s| s.spec.id.proto == spec.id.proto && s.spec.internal == spec.internal)
-                .map_or(spec.id, |s| s.spec.id);
             return Err(ShareError::InternalInUse {
                 proto: spec.id.proto,
                 internal: spec.internal,
-                existing,
+                existing: *other,
             });
         }
-        if self.free_slots.is_empty() && self.next_slot >= MAX_SHARES {
+        if replacing.is_none() && self.free_slots.is_empty() && self.next_slot >= MAX_SHARES {
             return Err(ShareError::Full { max: MAX_SHARES });
         }
         Ok(())
+    }
+
+    /// The counter slot the next new share gets, if the table has room.
+    #[must_use]
+    pub fn free_slot(&self) -> Option<u32> {
+        self.free_slots
+            .first()
+            .copied()
+            .or((self.next_slot < MAX_SHARES).then_some(self.next_slot))
     }
 
     /// Adds a static share; returns its counter slot (whose counters the caller resets).
@@ -453,21 +516,69 @@ impl ShareTable {
         self.shares.range(first..=last).map(|(_, share)| share)
     }
 
+    /// The shares of `proto` whose external ports are in `ports`, for any remote host.
+    pub fn in_ports(
+        &self,
+        proto: Proto,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> impl Iterator<Item = &Share> {
+        let first = ShareId {
+            proto,
+            ext_port: *ports.start(),
+            remote: None,
+        };
+        let last = ShareId {
+            proto,
+            ext_port: *ports.end(),
+            remote: Some(Ipv4Addr::BROADCAST),
+        };
+        self.shares.range(first..=last).map(|(_, share)| share)
+    }
+
+    /// The shares of internal endpoint `internal` of `proto`.
+    pub fn of_endpoint(
+        &self,
+        proto: Proto,
+        internal: SocketAddrV4,
+    ) -> impl Iterator<Item = &Share> {
+        self.endpoints
+            .get(&(proto, internal))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.shares.get(id))
+    }
+
     /// Adds a share made by `origin`; returns its counter slot.
     pub fn add_from(&mut self, spec: ShareSpec, origin: Origin) -> Result<u32, ShareError> {
-        self.check(&spec)?;
-        let slot = if let Some(slot) = self.free_slots.pop_first() {
-            slot
-        } else {
-            self.next_slot += 1;
-            self.next_slot - 1
-        };
-        self.endpoints
-            .entry((spec.id.proto, spec.internal))
-            .or_insert((spec.id.ext_port, 0))
-            .1 += 1;
-        self.shares.insert(spec.id, Share { spec, origin, slot });
+        self.check(&spec, None)?;
+        let slot = self
+            .free_slot()
+            .ok_or(ShareError::Full { max: MAX_SHARES })?;
+        self.insert(Share {
+            spec,
+            origin,
+            slot,
+            expires: None,
+        });
         Ok(slot)
+    }
+
+    /// Puts `share` in, with its own counter slot (taken from the free ones), replacing a
+    /// share with the same identity; returns that one. Callers check first ([`Self::check`]).
+    pub fn insert(&mut self, share: Share) -> Option<Share> {
+        let old = self.remove(&share.spec.id);
+        let slot = share.slot;
+        if !self.free_slots.remove(&slot) {
+            // A slot beyond the ones handed out so far: the ones between become free.
+            self.free_slots.extend(self.next_slot..slot);
+            self.next_slot = self.next_slot.max(slot + 1);
+        }
+        self.endpoints
+            .entry((share.spec.id.proto, share.spec.internal))
+            .or_default()
+            .insert(share.spec.id);
+        self.shares.insert(share.spec.id, share);
+        old
     }
 
     /// Takes the name and enabled flag of `spec` for the share with the same identity and
@@ -488,13 +599,46 @@ impl ShareTable {
         let share = self.shares.remove(id)?;
         self.free_slots.insert(share.slot);
         let endpoint = (share.spec.id.proto, share.spec.internal);
-        if let Some((_, users)) = self.endpoints.get_mut(&endpoint) {
-            *users -= 1;
-            if *users == 0 {
+        if let Some(users) = self.endpoints.get_mut(&endpoint) {
+            users.remove(id);
+            if users.is_empty() {
                 self.endpoints.remove(&endpoint);
             }
         }
         Some(share)
+    }
+
+    /// What the WAN program's map should hold for share `id`: its target while it is enabled.
+    #[must_use]
+    pub fn share_target(&self, id: &ShareId) -> Option<ShareTarget> {
+        let share = self.shares.get(id).filter(|s| s.spec.enabled)?;
+        Some(ShareTarget {
+            int_addr: u32::from(*share.spec.internal.ip()).to_be(),
+            int_port: share.spec.internal.port().to_be(),
+            _pad: 0,
+            slot: share.slot,
+        })
+    }
+
+    /// What the LAN program's map should hold for replies from `internal` of `proto`: the
+    /// external port of its enabled shares, the any-remote share's counter slot, and whether
+    /// remote-specific shares use it too.
+    #[must_use]
+    pub fn reverse_target(&self, proto: Proto, internal: SocketAddrV4) -> Option<ReverseTarget> {
+        let mut target: Option<ReverseTarget> = None;
+        for share in self.of_endpoint(proto, internal).filter(|s| s.spec.enabled) {
+            let t = target.get_or_insert(ReverseTarget {
+                ext_port: share.spec.id.ext_port.to_be(),
+                _pad: 0,
+                wildcard_slot: NO_SLOT,
+                flags: 0,
+            });
+            match share.spec.id.remote {
+                None => t.wildcard_slot = share.slot,
+                Some(_) => t.flags |= REVERSE_F_REMOTE_SPECIFIC,
+            }
+        }
+        target
     }
 
     /// The kernel map contents for the enabled shares.
@@ -502,39 +646,14 @@ impl ShareTable {
     pub fn desired(&self) -> Desired {
         let mut desired = Desired::default();
         for share in self.shares.values().filter(|s| s.spec.enabled) {
-            let ShareSpec { id, internal, .. } = &share.spec;
-            let proto = id.proto.number();
-            desired.shares.insert(
-                ShareKey {
-                    remote_addr: id.remote.map_or(0, |r| u32::from(r).to_be()),
-                    ext_port: id.ext_port.to_be(),
-                    proto,
-                    _pad: 0,
-                },
-                ShareTarget {
-                    int_addr: u32::from(*internal.ip()).to_be(),
-                    int_port: internal.port().to_be(),
-                    _pad: 0,
-                    slot: share.slot,
-                },
-            );
-            let reverse = desired
-                .reverse
-                .entry(ReverseKey {
-                    int_addr: u32::from(*internal.ip()).to_be(),
-                    int_port: internal.port().to_be(),
-                    proto,
-                    _pad: 0,
-                })
-                .or_insert(ReverseTarget {
-                    ext_port: id.ext_port.to_be(),
-                    _pad: 0,
-                    wildcard_slot: NO_SLOT,
-                    flags: 0,
-                });
-            match id.remote {
-                None => reverse.wildcard_slot = share.slot,
-                Some(_) => reverse.flags |= REVERSE_F_REMOTE_SPECIFIC,
+            let id = share.spec.id;
+            if let Some(target) = self.share_target(&id) {
+                desired.shares.insert(id.key(), target);
+            }
+            if let Some(target) = self.reverse_target(id.proto, share.spec.internal) {
+                desired
+                    .reverse
+                    .insert(reverse_key(id.proto, share.spec.internal), target);
             }
         }
         desired
@@ -542,182 +661,4 @@ impl ShareTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lan() -> Vec<LanSubnet> {
-        vec![LanSubnet {
-            addr: Ipv4Addr::new(10, 0, 0, 1),
-            prefix_len: 24,
-        }]
-    }
-
-    fn spec(s: &str) -> ShareSpec {
-        s.parse().expect("valid spec")
-    }
-
-    #[test]
-    fn parses_share_specs() {
-        let s = spec("tcp:8080=10.0.0.10:80");
-        assert_eq!(s.id.proto, Proto::Tcp);
-        assert_eq!(s.id.ext_port, 8080);
-        assert_eq!(s.id.remote, None);
-        assert_eq!(s.internal, "10.0.0.10:80".parse().expect("addr"));
-        let s = spec("UDP:53@198.51.100.7=10.0.0.2:5353");
-        assert_eq!(s.id.proto, Proto::Udp);
-        assert_eq!(s.id.remote, Some(Ipv4Addr::new(198, 51, 100, 7)));
-        assert_eq!(s.to_string(), "udp:53@198.51.100.7=10.0.0.2:5353");
-    }
-
-    #[test]
-    fn rejects_malformed_specs_with_the_reason() {
-        let err = |s: &str| s.parse::<ShareSpec>().expect_err(s);
-        assert_eq!(err("tcp:0=10.0.0.10:80"), SpecError::Port("0".into()));
-        assert_eq!(err("tcp:80=10.0.0.10:0"), SpecError::Port("0".into()));
-        assert_eq!(
-            err("tcp:70000=10.0.0.10:80"),
-            SpecError::Port("70000".into())
-        );
-        assert_eq!(err("sctp:80=10.0.0.10:80"), SpecError::Proto("sctp".into()));
-        assert_eq!(err("tcp:80=10.0.0:80"), SpecError::Addr("10.0.0".into()));
-        assert_eq!(err("tcp:80@x=10.0.0.1:80"), SpecError::Addr("x".into()));
-        assert!(matches!(err("tcp8080=10.0.0.10:80"), SpecError::Form(_)));
-        assert!(matches!(err("tcp:8080"), SpecError::Form(_)));
-        assert!(matches!(err(""), SpecError::Form(_)));
-    }
-
-    #[test]
-    fn share_ids_parse_and_print_alike() {
-        for text in ["tcp:8080", "udp:53@198.51.100.7"] {
-            let id: ShareId = text.parse().expect(text);
-            assert_eq!(id.to_string(), text);
-        }
-        assert_eq!("tcp".parse::<ShareId>(), Err(SpecError::Id("tcp".into())));
-        assert_eq!("tcp:0".parse::<ShareId>(), Err(SpecError::Port("0".into())));
-        assert_eq!(
-            "icmp:1".parse::<ShareId>(),
-            Err(SpecError::Proto("icmp".into()))
-        );
-    }
-
-    #[test]
-    fn table_enforces_the_sharing_rules() {
-        let mut t = ShareTable::new(lan());
-        t.add(spec("tcp:8080=10.0.0.10:80")).expect("first");
-        assert_eq!(
-            t.add(spec("tcp:8080=10.0.0.11:80")),
-            Err(ShareError::Duplicate(spec("tcp:8080=10.0.0.11:80").id))
-        );
-        // Same port, other protocol: fine.
-        t.add(spec("udp:8080=10.0.0.10:80")).expect("udp");
-        // The internal endpoint is already shared under another external port.
-        assert!(matches!(
-            t.add(spec("tcp:9090=10.0.0.10:80")),
-            Err(ShareError::InternalInUse { .. })
-        ));
-        // Same external port for one remote host, same endpoint: fine.
-        t.add(spec("tcp:8080@198.51.100.9=10.0.0.10:80"))
-            .expect("remote");
-        for bad in [
-            "tcp:1=192.168.1.5:80",
-            "tcp:2=10.0.0.1:80",
-            "tcp:3=10.0.0.0:80",
-            "tcp:4=10.0.0.255:80",
-        ] {
-            assert!(
-                matches!(t.add(spec(bad)), Err(ShareError::NotOnLan { .. })),
-                "{bad}"
-            );
-        }
-        assert_eq!(t.len(), 3);
-    }
-
-    #[test]
-    fn an_endpoint_is_free_again_once_all_its_shares_are_gone() {
-        let mut t = ShareTable::new(lan());
-        t.add(spec("tcp:8080=10.0.0.10:80")).expect("wild");
-        t.add(spec("tcp:8080@198.51.100.9=10.0.0.10:80"))
-            .expect("remote");
-        t.remove(&spec("tcp:8080=10.0.0.10:80").id);
-        assert!(
-            t.add(spec("tcp:9090=10.0.0.10:80")).is_err(),
-            "still used by one share"
-        );
-        t.remove(&spec("tcp:8080@198.51.100.9=10.0.0.10:80").id);
-        t.add(spec("tcp:9090=10.0.0.10:80")).expect("free now");
-    }
-
-    #[test]
-    fn a_full_table_is_refused_and_checks_stay_fast() {
-        let mut t = ShareTable::new(lan());
-        for port in 1..=u16::MAX {
-            t.add(spec(&format!("tcp:{port}=10.0.0.10:{port}")))
-                .expect("fits");
-        }
-        t.add(spec("udp:1=10.0.0.10:1")).expect("the 65536th");
-        assert_eq!(
-            t.add(spec("udp:2=10.0.0.10:2")),
-            Err(ShareError::Full { max: MAX_SHARES })
-        );
-    }
-
-    #[test]
-    fn slots_are_reused_after_removal() {
-        let mut t = ShareTable::new(lan());
-        let a = t.add(spec("tcp:1=10.0.0.10:1")).expect("a");
-        let b = t.add(spec("tcp:2=10.0.0.10:2")).expect("b");
-        assert_ne!(a, b);
-        t.remove(&spec("tcp:1=10.0.0.10:1").id).expect("removed");
-        assert_eq!(t.add(spec("tcp:3=10.0.0.10:3")), Ok(a));
-    }
-
-    #[test]
-    fn desired_state_has_network_order_keys_and_reverse_entries() {
-        let mut t = ShareTable::new(lan());
-        let wild = t.add(spec("tcp:8080=10.0.0.10:80")).expect("wild");
-        t.add(spec("tcp:8080@198.51.100.9=10.0.0.10:80"))
-            .expect("remote");
-        let mut off = spec("udp:53=10.0.0.12:53");
-        off.enabled = false;
-        t.add(off).expect("disabled");
-        let d = t.desired();
-        assert_eq!(d.shares.len(), 2, "disabled shares stay out of the kernel");
-        let key = ShareKey {
-            remote_addr: 0,
-            ext_port: 8080u16.to_be(),
-            proto: IPPROTO_TCP,
-            _pad: 0,
-        };
-        assert_eq!(
-            d.shares[&key],
-            ShareTarget {
-                int_addr: u32::from_be_bytes([10, 0, 0, 10]).to_be(),
-                int_port: 80u16.to_be(),
-                _pad: 0,
-                slot: wild,
-            }
-        );
-        let rev = d.reverse.values().next().expect("one endpoint");
-        assert_eq!(d.reverse.len(), 1);
-        assert_eq!(rev.ext_port, 8080u16.to_be());
-        assert_eq!(rev.wildcard_slot, wild);
-        assert_eq!(rev.flags, REVERSE_F_REMOTE_SPECIFIC);
-    }
-
-    #[test]
-    fn lan_subnet_hosts() {
-        let s = LanSubnet {
-            addr: Ipv4Addr::new(192, 168, 1, 1),
-            prefix_len: 24,
-        };
-        assert!(s.has_host(Ipv4Addr::new(192, 168, 1, 2)));
-        assert!(!s.has_host(Ipv4Addr::new(192, 168, 1, 1)), "the box itself");
-        assert!(!s.has_host(Ipv4Addr::new(192, 168, 2, 2)));
-        let p2p = LanSubnet {
-            addr: Ipv4Addr::new(10, 9, 0, 0),
-            prefix_len: 31,
-        };
-        assert!(p2p.has_host(Ipv4Addr::new(10, 9, 0, 1)));
-        assert_eq!(s.to_string(), "192.168.1.0/24");
-    }
-}
+mod tests;

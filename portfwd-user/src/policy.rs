@@ -1,11 +1,13 @@
-//! Who may open which ports over UPnP: the owner's settings, compiled from the `[upnp]` section
-//! of the config file.
+//! Who may open which ports: the owner's settings, compiled from the `[upnp]` and `[pcp]`
+//! sections of the config file, with the owner's run-time changes laid over them.
 //!
 //! The order of the checks is the order a request meets them: the global switch ("allow
 //! changes over UPnP"), the device list ("allow independent port sharing for this device", by
 //! address, subnet or MAC), secure mode (a client maps only to itself and deletes only its
 //! own shares), then the port rules, first match wins. What is left (static shares, other
-//! clients' shares, ports the box itself listens on, quotas) is the share table's to judge.
+//! clients' shares, ports the box itself listens on, quotas) the share table judges with these
+//! settings in its own task ([`crate::table`]'s admission), so a change of them applies to the
+//! very next request.
 
 use std::{
     collections::BTreeMap, fmt, net::Ipv4Addr, ops::RangeInclusive, str::FromStr, time::Duration,
@@ -13,7 +15,61 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::table::Limits;
+/// Caps on the shares and pinholes LAN clients hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Leased shares and pinholes one client may hold.
+    pub per_client: usize,
+    /// Leased shares and pinholes all clients together may hold.
+    pub total: usize,
+}
+
+impl Limits {
+    /// No caps beyond the table's size.
+    pub const NONE: Self = Self {
+        per_client: usize::MAX,
+        total: usize::MAX,
+    };
+}
+
+/// The `[pcp]` section: NAT-PMP and PCP.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PcpSettings {
+    /// Off: every mapping request is answered `NOT_AUTHORIZED`.
+    pub enabled: bool,
+    /// Whether a client may map ports for another host (PCP `THIRD_PARTY`); secure mode still
+    /// applies.
+    pub third_party: bool,
+    /// Seconds: shorter lifetimes asked for are raised to this.
+    pub min_lifetime: u32,
+    /// Seconds: longer lifetimes asked for are cut to this.
+    pub max_lifetime: u32,
+}
+
+impl Default for PcpSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            third_party: false,
+            min_lifetime: 120,
+            max_lifetime: 86_400,
+        }
+    }
+}
+
+impl PcpSettings {
+    /// Checks the section.
+    pub fn check(&self) -> Result<(), String> {
+        if self.min_lifetime == 0 || self.min_lifetime > self.max_lifetime {
+            return Err(format!(
+                "pcp.min_lifetime ({}) must be at least 1 and at most pcp.max_lifetime ({})",
+                self.min_lifetime, self.max_lifetime
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The `[upnp]` section as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -253,6 +309,8 @@ pub struct Settings {
     pub rules: Vec<Rule>,
     pub notify_interval: Duration,
     pub port: u16,
+    /// NAT-PMP and PCP (`[pcp]`).
+    pub pcp: PcpSettings,
 }
 
 /// The longest lease IGD:2 grants, and what it makes of a lease of 0.
@@ -314,6 +372,7 @@ impl UpnpConfig {
             rules,
             notify_interval: Duration::from_secs(self.notify_interval),
             port: self.port,
+            pcp: PcpSettings::default(),
         })
     }
 }
@@ -398,12 +457,21 @@ impl Settings {
 pub enum Refusal {
     #[error("port changes over UPnP are turned off")]
     Disabled,
+    #[error("NAT-PMP and PCP are turned off (pcp.enabled)")]
+    PcpDisabled,
     #[error("{0} may not share ports independently")]
     Device(Ipv4Addr),
     #[error("secure mode: {client} may only share its own ports, not {internal}'s")]
     NotSelf {
         client: Ipv4Addr,
         internal: Ipv4Addr,
+    },
+    #[error(
+        "secure mode: {client} may only open pinholes to addresses of its own device, not {internal}"
+    )]
+    NotSelf6 {
+        client: std::net::IpAddr,
+        internal: std::net::Ipv6Addr,
     },
     #[error("no rule allows external port {external} to {internal}:{internal_port}")]
     Rule {

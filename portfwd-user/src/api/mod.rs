@@ -35,9 +35,8 @@
 //! [`MAX_WAIT`]).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
     future::Future,
-    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6},
+    net::Ipv4Addr,
     str::FromStr,
     sync::Arc,
     time::{Duration, Instant},
@@ -54,14 +53,11 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 use crate::{
-    metrics::{self, Metrics, Snapshot},
-    pinhole::{PinholeError, PinholeId, PinholeSpec},
-    share::{LanSubnet, Proto, ShareError, ShareId, ShareSpec},
-    state::Civil,
-    table::{
-        PinholeView, SettingsPatch, SettingsView, SharePatch, ShareView, TableError, TableHandle,
-    },
-    upnp::control::{Host, listens},
+    host::Host,
+    metrics::{self, Metrics},
+    pinhole::PinholeError,
+    share::{LanSubnet, ShareError, ShareId},
+    table::{SharePatch, Table, TableError, TableHandle, now},
 };
 
 pub const MAX_BODY: usize = 16 * 1024;
@@ -216,9 +212,16 @@ pub fn table_error(err: &TableError) -> ApiError {
         },
         TableError::Conflict { existing, .. } => ApiError::conflict(*existing, message),
         TableError::Static(id) => ApiError::conflict(*id, message),
-        TableError::Quota { .. } | TableError::NoFreePort(_) => {
+        // A share would hide the box's own service on that port.
+        TableError::BoxListens { .. } => ApiError {
+            field: Some("external_port"),
+            ..ApiError::new(StatusCode::CONFLICT, message)
+        },
+        TableError::Quota { .. } | TableError::NoFreePort { .. } => {
             ApiError::new(StatusCode::CONFLICT, message)
         }
+        // The owner's own changes are not held to the clients' rules; only a client's are.
+        TableError::Refused(_) => ApiError::new(StatusCode::FORBIDDEN, message),
         TableError::NotOwner(..) | TableError::PinholeNotOwner(..) => {
             ApiError::new(StatusCode::FORBIDDEN, message)
         }
@@ -231,7 +234,7 @@ pub fn table_error(err: &TableError) -> ApiError {
             PinholeError::Full { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message),
         },
         TableError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),
-        TableError::Dataplane(_) | TableError::State(_) => {
+        TableError::Dataplane(_) | TableError::Store(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
         }
     }
@@ -284,7 +287,7 @@ async fn respond(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>>
             .get(hyper::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/openmetrics-text"));
-        return match scrape(api).await {
+        return match scrape(api) {
             Ok(text) => {
                 let (text, kind) = if openmetrics {
                     (text, metrics::OPENMETRICS)
@@ -426,12 +429,16 @@ async fn handle(
     let param = || params.first().map_or("", String::as_str);
     match (method, route) {
         ("GET", "/api/v1/shares") => {
-            let shares = api.table.list().await.map_err(|e| table_error(&e))?;
+            let shares = api
+                .table
+                .snapshot()
+                .share_views(api.table.reader(), now())
+                .map_err(|e| table_error(&e))?;
             let list: Vec<Value> = shares.iter().map(share_json).collect();
             Ok((StatusCode::OK, json!({ "shares": list })))
         }
         ("POST", "/api/v1/shares") => create(api, body).await,
-        ("GET", "/api/v1/shares/{id}") => share(api, share_id(param())?).await,
+        ("GET", "/api/v1/shares/{id}") => share(api, share_id(param())?),
         ("PATCH", "/api/v1/shares/{id}") => {
             let id = share_id(param())?;
             let patch = share_patch(body)?;
@@ -455,7 +462,7 @@ async fn handle(
         (_, pinhole_route) if pinhole_route.starts_with("/api/v1/pinholes") => {
             pinholes(api, method, route, param(), body).await
         }
-        ("GET", "/api/v1/devices") => devices(api).await,
+        ("GET", "/api/v1/devices") => Ok(devices(api)),
         ("PUT", "/api/v1/devices/{addr}") => {
             let addr: Ipv4Addr = param().parse().map_err(|_| {
                 ApiError::field("addr", format!("`{}` is not an IPv4 address", param()))
@@ -476,7 +483,7 @@ async fn handle(
             body.done()?;
             let removed = api
                 .table
-                .set_device(addr, allowed)
+                .change(move |t| t.set_device(addr, allowed))
                 .await
                 .map_err(|e| table_error(&e))?;
             let removed: Vec<String> = removed.iter().map(|s| s.spec.id.to_string()).collect();
@@ -489,27 +496,27 @@ async fn handle(
             no_fields(&body)?;
             let kept = api
                 .table
-                .revoke_unused()
+                .change(Table::revoke_unused)
                 .await
                 .map_err(|e| table_error(&e))?;
             let kept: Vec<String> = kept.iter().map(ToString::to_string).collect();
             Ok((StatusCode::OK, json!({ "kept": kept })))
         }
         ("GET", "/api/v1/settings") => {
-            let view = api.table.settings().await.map_err(|e| table_error(&e))?;
+            let view = api.table.snapshot().settings_view();
             Ok((StatusCode::OK, settings_json(&view)))
         }
         ("PATCH", "/api/v1/settings") => {
             let patch = settings_patch(body)?;
             let view = api
                 .table
-                .set_settings(patch)
+                .change(move |t| t.set_settings(&patch))
                 .await
                 .map_err(|e| table_error(&e))?;
             Ok((StatusCode::OK, settings_json(&view)))
         }
         ("GET", "/api/v1/events") => events(api, query).await,
-        ("GET", "/api/v1/status") => status(api).await,
+        ("GET", "/api/v1/status") => Ok(status(api)),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no such route")),
     }
 }
@@ -614,542 +621,10 @@ fn required<T>(value: Option<T>, field: &'static str) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::field(field, "missing"))
 }
 
-async fn create(api: &Api, body: Map<String, Value>) -> Reply {
-    let mut body = Fields::new(body);
-    let proto: Proto = required(body.parsed("proto", "tcp or udp")?, "proto")?;
-    let ext_port = required(body.port("external_port")?, "external_port")?;
-    let internal: SocketAddrV4 = required(
-        body.parsed("internal", "an IPv4 address and port (10.0.0.10:80)")?,
-        "internal",
-    )?;
-    if internal.port() == 0 {
-        return Err(ApiError::field("internal", "port 0 is not a port"));
-    }
-    let remote: Option<Ipv4Addr> = body.parsed("remote", "an IPv4 address")?;
-    let name = body.string("name")?.map(name).transpose()?;
-    let enabled = body.bool("enabled")?.unwrap_or(true);
-    body.done()?;
-    let spec = ShareSpec {
-        id: ShareId {
-            proto,
-            ext_port,
-            remote,
-        },
-        internal,
-        name,
-        enabled,
-    };
-    check_box_port(api, spec.id).await?;
-    let entry = api.table.create(spec).await.map_err(|e| table_error(&e))?;
-    let (_, share) = share(api, entry.spec.id).await?;
-    Ok((StatusCode::CREATED, share))
-}
-
-async fn delete_share(api: &Api, id: ShareId) -> Reply {
-    let share = api
-        .table
-        .remove(id, crate::table::By::Operator)
-        .await
-        .map_err(|e| table_error(&e))?;
-    Ok((
-        StatusCode::OK,
-        json!({ "deleted": share.spec.id.to_string(), "internal": share.spec.internal.to_string() }),
-    ))
-}
-
-/// The `/api/v1/pinholes` routes.
-async fn pinholes(
-    api: &Api,
-    method: &str,
-    route: &str,
-    param: &str,
-    body: Map<String, Value>,
-) -> Reply {
-    match (method, route) {
-        ("GET", "/api/v1/pinholes") => {
-            let list = api.table.pinholes().await.map_err(|e| table_error(&e))?;
-            let list: Vec<Value> = list.iter().map(pinhole_json).collect();
-            Ok((StatusCode::OK, json!({ "pinholes": list })))
-        }
-        ("POST", "/api/v1/pinholes") => {
-            let spec = pinhole_spec(body)?;
-            let view = api
-                .table
-                .open_pinhole(spec)
-                .await
-                .map_err(|e| table_error(&e))?;
-            Ok((StatusCode::CREATED, pinhole_json(&view)))
-        }
-        ("DELETE", "/api/v1/pinholes/{id}") => {
-            let id = pinhole_id(param)?;
-            let closed = api
-                .table
-                .close_pinhole(id, crate::table::By::Operator)
-                .await
-                .map_err(|e| table_error(&e))?;
-            Ok((
-                StatusCode::OK,
-                json!({ "deleted": closed.spec.id.to_string() }),
-            ))
-        }
-        ("POST", "/api/v1/pinholes/{id}/enable" | "/api/v1/pinholes/{id}/disable") => {
-            let id = pinhole_id(param)?;
-            no_fields(&body)?;
-            let view = api
-                .table
-                .switch_pinhole(id, route.ends_with("/enable"))
-                .await
-                .map_err(|e| table_error(&e))?;
-            Ok((StatusCode::OK, pinhole_json(&view)))
-        }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no such route")),
-    }
-}
-
-fn pinhole_id(text: &str) -> Result<PinholeId, ApiError> {
-    text.parse()
-        .map_err(|e: crate::share::SpecError| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
-}
-
-/// A pinhole from a POST body: `{"proto": "tcp", "internal": "[2001:db8::10]:443",
-/// "remote": "2001:db8:ff::2", "name": "web", "enabled": true}`.
-fn pinhole_spec(body: Map<String, Value>) -> Result<PinholeSpec, ApiError> {
-    let mut body = Fields::new(body);
-    let proto: Proto = required(body.parsed("proto", "tcp or udp")?, "proto")?;
-    let internal: SocketAddrV6 = required(
-        body.parsed("internal", "an IPv6 address and port ([2001:db8::10]:443)")?,
-        "internal",
-    )?;
-    if internal.port() == 0 {
-        return Err(ApiError::field("internal", "port 0 is not a port"));
-    }
-    let remote: Option<Ipv6Addr> = body.parsed("remote", "an IPv6 address")?;
-    let name = body.string("name")?.map(name).transpose()?;
-    let enabled = body.bool("enabled")?.unwrap_or(true);
-    body.done()?;
-    Ok(PinholeSpec {
-        id: PinholeId {
-            proto,
-            addr: *internal.ip(),
-            port: internal.port(),
-        },
-        remote,
-        remote_port: None,
-        name,
-        enabled,
-    })
-}
-
-fn pinhole_json(view: &PinholeView) -> Value {
-    let spec = &view.pinhole.spec;
-    json!({
-        "id": spec.id.to_string(),
-        "proto": spec.id.proto,
-        "address": spec.id.addr.to_string(),
-        "port": spec.id.port,
-        "remote": spec.remote.map(|r| r.to_string()),
-        "remote_port": spec.remote_port,
-        "name": spec.name,
-        "enabled": spec.enabled,
-        "active": view.active,
-        "source": view.pinhole.origin.source(),
-        "client": view.pinhole.origin.owner().map(|c| c.to_string()),
-        "unique_id": view.pinhole.uid,
-        "expires_in": view.expires_in.map(|left| left.as_secs()),
-        "counters": {
-            "packets_in": view.stats.packets_in,
-            "bytes_in": view.stats.bytes_in,
-            "packets_out": view.stats.packets_out,
-            "bytes_out": view.stats.bytes_out,
-        },
-    })
-}
-
-/// One share as the list shows it (counters, and whether it is active now).
-async fn share(api: &Api, id: ShareId) -> Reply {
-    let view = api.table.view(id).await.map_err(|e| table_error(&e))?;
-    Ok((StatusCode::OK, share_json(&view)))
-}
-
-fn share_patch(body: Map<String, Value>) -> Result<SharePatch, ApiError> {
-    let mut body = Fields::new(body);
-    let name = match body.take("name") {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::String(s)) => Some(Some(name(s)?)),
-        Some(_) => return Err(ApiError::field("name", "expected a string or null")),
-    };
-    let internal: Option<SocketAddrV4> =
-        body.parsed("internal", "an IPv4 address and port (10.0.0.10:80)")?;
-    if internal.is_some_and(|i| i.port() == 0) {
-        return Err(ApiError::field("internal", "port 0 is not a port"));
-    }
-    let patch = SharePatch {
-        name,
-        internal,
-        external_port: body.port("external_port")?,
-        enabled: body.bool("enabled")?,
-    };
-    body.done()?;
-    Ok(patch)
-}
-
-async fn edit(api: &Api, id: ShareId, patch: SharePatch) -> Reply {
-    if let Some(port) = patch.external_port {
-        check_box_port(
-            api,
-            ShareId {
-                ext_port: port,
-                ..id
-            },
-        )
-        .await?;
-    }
-    let entry = api
-        .table
-        .edit(id, patch)
-        .await
-        .map_err(|e| table_error(&e))?;
-    share(api, entry.spec.id).await
-}
-
-/// A share on a port the box itself listens on (on the external address or every address)
-/// would take the box's own service off the WAN: refused, as for UPnP clients.
-async fn check_box_port(api: &Api, id: ShareId) -> Result<(), ApiError> {
-    let external = api.table.external().await.map_err(|e| table_error(&e))?;
-    if listens(&api.host.listening(id.proto), id.ext_port, external) {
-        return Err(ApiError {
-            field: Some("external_port"),
-            ..ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "the box itself listens on {} port {}: sharing it would hide that service",
-                    id.proto, id.ext_port
-                ),
-            )
-        });
-    }
-    Ok(())
-}
-
-fn share_json(view: &ShareView) -> Value {
-    let entry = &view.entry;
-    let spec = &entry.spec;
-    let mut value = json!({
-        "id": spec.id.to_string(),
-        "proto": spec.id.proto,
-        "external_port": spec.id.ext_port,
-        "remote": spec.id.remote.map(|r| r.to_string()),
-        "internal": spec.internal.to_string(),
-        "device": spec.internal.ip().to_string(),
-        "name": spec.name,
-        "enabled": spec.enabled,
-        "active": view.active,
-        "source": entry.origin.source(),
-        "from_config": entry.origin == crate::share::Origin::Static,
-        "client": entry.origin.client().map(|c| c.to_string()),
-        "lease_remaining": entry.expires_in.map(|d| d.as_secs()),
-    });
-    value["counters"] = json!({
-        "packets_in": view.stats.packets_in,
-        "bytes_in": view.stats.bytes_in,
-        "packets_out": view.stats.packets_out,
-        "bytes_out": view.stats.bytes_out,
-    });
-    value
-}
-
-fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
-    let mut body = Fields::new(body);
-    let quota = |n: Option<u64>| n.and_then(|n| usize::try_from(n).ok());
-    let patch = SettingsPatch {
-        upnp_enabled: body.bool("upnp_enabled")?,
-        secure_mode: body.bool("secure_mode")?,
-        quota_per_client: quota(body.number(
-            "quota_per_client",
-            0..=u64::from(portfwd_common::MAX_SHARES),
-        )?),
-        quota_total: quota(body.number("quota_total", 0..=u64::from(portfwd_common::MAX_SHARES))?),
-    };
-    body.done()?;
-    Ok(patch)
-}
-
-fn settings_json(view: &SettingsView) -> Value {
-    let s = &view.effective;
-    let overlay = serde_json::to_value(&view.overlay).unwrap_or(Value::Null);
-    json!({
-        "upnp_enabled": s.enabled,
-        "secure_mode": s.secure_mode,
-        "quota_per_client": s.limits.per_client,
-        "quota_total": s.limits.total,
-        "igd_version": s.igd_version.number(),
-        "max_lease": s.max_lease.map(|d| d.as_secs()),
-        "new_devices": s.new_devices,
-        "changed_by_api": overlay,
-    })
-}
-
-async fn devices(api: &Api) -> Reply {
-    let view = api.table.settings().await.map_err(|e| table_error(&e))?;
-    let entries = api.table.entries().await.map_err(|e| table_error(&e))?;
-    let neighbours: BTreeMap<Ipv4Addr, [u8; 6]> = api
-        .host
-        .neighbours()
-        .into_iter()
-        .filter(|(addr, _)| api.lan.iter().any(|s| s.has_host(*addr)))
-        .collect();
-    let mut addrs: BTreeSet<Ipv4Addr> = neighbours.keys().copied().collect();
-    addrs.extend(view.effective.permissions.keys());
-    for entry in &entries {
-        addrs.insert(*entry.spec.internal.ip());
-        addrs.extend(entry.origin.client());
-    }
-    let list: Vec<Value> = addrs
-        .iter()
-        .map(|addr| {
-            let mac = neighbours.get(addr).copied();
-            let (allowed, from) = view.effective.permission(*addr, mac);
-            let shares: Vec<String> = entries
-                .iter()
-                .filter(|e| e.spec.internal.ip() == addr)
-                .map(|e| e.spec.id.to_string())
-                .collect();
-            let opened = entries
-                .iter()
-                .filter(|e| e.origin.client() == Some(*addr))
-                .count();
-            json!({
-                "address": addr.to_string(),
-                "mac": mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
-                "allowed": allowed,
-                "permission": from,
-                "shares": shares,
-                "opened": opened,
-            })
-        })
-        .collect();
-    Ok((StatusCode::OK, json!({ "devices": list })))
-}
-
-async fn events(api: &Api, query: &str) -> Reply {
-    let mut after = None;
-    let mut limit = 100;
-    let mut wait = Duration::ZERO;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let number = |field: &'static str| {
-            value
-                .parse::<u64>()
-                .map_err(|_| ApiError::field(field, format!("`{value}` is not a number")))
-        };
-        match key {
-            "after" => after = Some(number("after")?),
-            "limit" => {
-                limit = usize::try_from(number("limit")?)
-                    .unwrap_or(MAX_PAGE)
-                    .clamp(1, MAX_PAGE);
-            }
-            "wait" => wait = Duration::from_secs(number("wait")?).min(MAX_WAIT),
-            other => {
-                return Err(ApiError::field(
-                    "query",
-                    format!("unknown parameter `{other}` (after, limit, wait)"),
-                ));
-            }
-        }
-    }
-    let mut page = api
-        .table
-        .events(after, limit)
-        .await
-        .map_err(|e| table_error(&e))?;
-    if page.is_empty() && !wait.is_zero() {
-        let mut newest = api.table.subscribe().await.map_err(|e| table_error(&e))?;
-        let since = after.unwrap_or(0);
-        let _ = tokio::time::timeout(wait, newest.wait_for(|id| *id > since)).await;
-        page = api
-            .table
-            .events(after, limit)
-            .await
-            .map_err(|e| table_error(&e))?;
-    }
-    let last_id = page.last().map(|e| e.id).or(after);
-    let list: Vec<Value> = page
-        .iter()
-        .map(|e| {
-            let mut value = serde_json::to_value(e).unwrap_or(Value::Null);
-            value["at"] = json!(Civil::from_unix(e.time).rfc3339());
-            value
-        })
-        .collect();
-    Ok((
-        StatusCode::OK,
-        json!({ "events": list, "last_id": last_id }),
-    ))
-}
-
-async fn status(api: &Api) -> Reply {
-    let status = api.table.status().await.map_err(|e| table_error(&e))?;
-    let settings = api.table.settings().await.map_err(|e| table_error(&e))?;
-    let f = &api.facts;
-    let total: usize = status.by_source.values().sum();
-    Ok((
-        StatusCode::OK,
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_secs": f.started.elapsed().as_secs(),
-            "wan": {
-                "interface": f.wan,
-                "link": if status.wan_up { "up" } else { "down" },
-                "down_since": status.wan_down_since.map(|t| Civil::from_unix(t).rfc3339()),
-                "external_address": status.external.map(|a| a.to_string()),
-                "xdp_mode": f.wan_mode,
-                "program_id": f.wan_program,
-            },
-            "lan": {
-                "interface": f.lan,
-                "address": f.lan_address.to_string(),
-                "xdp_mode": f.lan_mode,
-                "program_id": f.lan_program,
-            },
-            "shares": {
-                "total": total,
-                "active": status.active,
-                "by_source": status.by_source,
-            },
-            "upnp": {
-                "enabled": settings.effective.enabled,
-                "url": f.upnp_url,
-            },
-            "last_event": status.last_event,
-        }),
-    ))
-}
-
-async fn scrape(api: &Api) -> Result<String, TableError> {
-    let shares = api.table.list().await?;
-    let status = api.table.status().await?;
-    let verdicts = api.table.verdicts().await?;
-    Ok(metrics::render(
-        &api.metrics,
-        &Snapshot {
-            shares: &shares,
-            status: &status,
-            verdicts: &verdicts,
-            interfaces: [&api.facts.wan, &api.facts.lan],
-            uptime_secs: api.facts.started.elapsed().as_secs(),
-        },
-    ))
-}
-
+mod owner;
+mod shares;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn the_openapi_document_names_exactly_the_routes() {
-        let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
-        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
-        let mut documented = BTreeSet::new();
-        for (path, item) in doc["paths"].as_object().expect("paths") {
-            for method in item.as_object().expect("path item").keys() {
-                if method == "parameters" {
-                    continue;
-                }
-                documented.insert((method.to_uppercase(), path.clone()));
-            }
-        }
-        let served: BTreeSet<(String, String)> = ROUTES
-            .iter()
-            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
-            .collect();
-        assert_eq!(documented, served);
-        // Every documented path with parameters routes when they are filled in.
-        for (method, path) in &served {
-            let filled = path
-                .replace("{id}", "tcp:8080")
-                .replace("{addr}", "10.0.0.5");
-            assert_eq!(
-                route(method, &filled).map(|(r, _)| r),
-                Some(path.as_str()),
-                "{method} {filled}"
-            );
-        }
-    }
-
-    #[test]
-    fn routes_take_escaped_ids_and_refuse_extra_segments() {
-        let (route_, params) =
-            route("GET", "/api/v1/shares/udp%3A53%40198.51.100.7").expect("route");
-        assert_eq!(route_, "/api/v1/shares/{id}");
-        assert_eq!(params, ["udp:53@198.51.100.7"]);
-        assert!(route("GET", "/api/v1/shares/tcp:1/x").is_none());
-        assert!(route("GET", "/api/v1/shares/").is_none());
-        assert!(route("PUT", "/api/v1/shares").is_none());
-        assert!(route("GET", "/api/v1/shares/%zz").is_none());
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        let header = |v: &'static str| HeaderValue::from_static(v);
-        assert!(authorized("abc", Some(&header("Bearer abc"))));
-        assert!(!authorized("abc", Some(&header("Bearer abd"))));
-        assert!(!authorized("abc", Some(&header("Bearer ab"))));
-        assert!(!authorized("abc", Some(&header("abc"))));
-        assert!(!authorized("abc", None));
-    }
-
-    #[test]
-    fn bodies_name_the_field_at_fault() {
-        let body = |text: &str| match serde_json::from_str::<Value>(text).expect("json") {
-            Value::Object(map) => map,
-            _ => unreachable!(),
-        };
-        let field = |r: Result<SharePatch, ApiError>| r.expect_err("refused").field;
-        assert_eq!(
-            field(share_patch(body(r#"{"internal": "10.0.0.10"}"#))),
-            Some("internal")
-        );
-        assert_eq!(
-            field(share_patch(body(r#"{"external_port": 0}"#))),
-            Some("external_port")
-        );
-        assert_eq!(
-            field(share_patch(body(r#"{"enabled": "yes"}"#))),
-            Some("enabled")
-        );
-        assert_eq!(
-            field(share_patch(body(r#"{"name": "a\u0007"}"#))),
-            Some("name")
-        );
-        assert_eq!(field(share_patch(body(r#"{"colour": 1}"#))), Some("body"));
-        let patch = share_patch(body(r#"{"name": null, "enabled": false}"#)).expect("ok");
-        assert_eq!(patch.name, Some(None));
-        assert_eq!(patch.enabled, Some(false));
-        let err = settings_patch(body(r#"{"quota_total": -1}"#)).expect_err("negative");
-        assert_eq!(err.field, Some("quota_total"));
-    }
-
-    #[test]
-    fn table_errors_map_to_statuses() {
-        let id: ShareId = "tcp:80".parse().expect("id");
-        let status = |e: TableError| table_error(&e).status;
-        assert_eq!(status(TableError::NoSuchShare(id)), StatusCode::NOT_FOUND);
-        assert_eq!(status(TableError::Static(id)), StatusCode::CONFLICT);
-        let conflict = table_error(&TableError::Conflict {
-            id,
-            existing: id,
-            origin: crate::share::Origin::Upnp {
-                client: Ipv4Addr::new(10, 0, 0, 9),
-            },
-        });
-        assert_eq!(conflict.status, StatusCode::CONFLICT);
-        assert_eq!(conflict.conflict, Some(id));
-        assert!(
-            conflict.message.contains("10.0.0.9"),
-            "{}",
-            conflict.message
-        );
-    }
-}
+use owner::{devices, events, scrape, settings_json, settings_patch, status};
+use shares::{create, delete_share, edit, pinholes, share, share_json, share_patch};

@@ -1,0 +1,30 @@
+use super::*;
+
+#[test]
+fn tables_align_and_name_the_source() {
+    let list = json!({"shares": [
+        {"id": "tcp:8080", "internal": "10.0.0.10:80", "name": "web", "enabled": true,
+         "active": true, "source": "static", "from_config": false, "client": null,
+         "lease_remaining": null,
+         "counters": {"packets_in": 3, "bytes_in": 180, "packets_out": 2, "bytes_out": 120}},
+        {"id": "udp:3074", "internal": "10.0.0.11:3074", "name": null, "enabled": false,
+         "active": false, "source": "upnp", "from_config": false, "client": "10.0.0.11",
+         "lease_remaining": 3599,
+         "counters": {"packets_in": 0, "bytes_in": 0, "packets_out": 0, "bytes_out": 0}}
+    ]});
+    let text = shares_table(&list);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("SHARE     TARGET"), "{text}");
+    assert!(
+        lines[1].contains("static") && lines[1].contains("3p/180B"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("upnp 10.0.0.11")
+            && lines[2].contains("disabled")
+            && lines[2].contains("3599s"),
+        "{text}"
+    );
+    assert_eq!(shares_table(&json!({"shares": []})), "no shares\n");
+}

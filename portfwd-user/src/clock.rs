@@ -1,0 +1,83 @@
+//! Time: seconds since the Unix epoch for what is saved and shown, and calendar times for
+//! people. The share table's deadlines are monotonic (`std::time::Instant`); these turn them
+//! into wall-clock times that survive a restart.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch now.
+#[must_use]
+pub fn unix_now() -> u64 {
+    wall_deadline(Duration::ZERO)
+}
+
+/// Seconds since the Unix epoch at `now + after`.
+#[must_use]
+pub fn wall_deadline(after: Duration) -> u64 {
+    (SystemTime::now() + after)
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Time left until `deadline` (seconds since the Unix epoch); zero once it has passed.
+#[must_use]
+pub fn wall_remaining(deadline: u64) -> Duration {
+    (UNIX_EPOCH + Duration::from_secs(deadline))
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// A UTC calendar time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    /// 1-12.
+    pub month: u8,
+    /// 1-31.
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    /// 0 for Thursday (1970-01-01 was one), up to 6.
+    pub weekday_from_thursday: usize,
+}
+
+impl Civil {
+    /// The calendar time `secs` seconds after the Unix epoch (Howard Hinnant's
+    /// `civil_from_days`).
+    #[must_use]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "each part is range-bound by the arithmetic"
+    )]
+    pub fn from_unix(secs: u64) -> Self {
+        let days = i64::try_from(secs / 86_400).unwrap_or(0);
+        let rem = secs % 86_400;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        Self {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month: month as u8,
+            day: day as u8,
+            hour: (rem / 3600) as u8,
+            minute: (rem % 3600 / 60) as u8,
+            second: (rem % 60) as u8,
+            weekday_from_thursday: days.rem_euclid(7) as usize,
+        }
+    }
+
+    /// RFC 3339, `2026-11-21T09:30:00Z`.
+    #[must_use]
+    pub fn rfc3339(self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}

@@ -1,0 +1,140 @@
+//! What the control plane needs to know of the box itself: its neighbours (device identity by
+//! MAC), the ports it listens on (a share there would hide the box's own service), and its WAN
+//! link and counters. [`SystemHost`] asks the kernel; tests bring their own [`Host`].
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::share::Proto;
+
+/// What the control point needs to know of the box beyond the share table. The system one
+/// reads `/proc` and `/sys`; tests bring their own.
+pub trait Host: Send + Sync {
+    /// The MAC address the neighbour table has for `addr`.
+    fn mac_of(&self, addr: Ipv4Addr) -> Option<[u8; 6]> {
+        self.neighbours()
+            .into_iter()
+            .find_map(|(a, mac)| (a == addr).then_some(mac))
+    }
+    /// The IPv4 neighbours with a known MAC address.
+    fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])>;
+    /// The MAC address the IPv6 neighbour table has for `addr`.
+    fn mac_of6(&self, addr: Ipv6Addr) -> Option<[u8; 6]> {
+        self.neighbours6()
+            .into_iter()
+            .find_map(|(a, mac)| (a == addr).then_some(mac))
+    }
+    /// The IPv6 neighbours with a known MAC address.
+    fn neighbours6(&self) -> Vec<(Ipv6Addr, [u8; 6])>;
+    /// The ports the box itself listens on, each with its local address (`None`: every
+    /// address).
+    fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)>;
+    /// Whether the WAN link is up.
+    fn wan_up(&self) -> bool;
+    /// The WAN interface's counters.
+    fn wan_stats(&self) -> WanStats;
+}
+
+/// Counters of the WAN interface, and its speed in bit/s (0 if unknown).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WanStats {
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_packets: u64,
+    pub bit_rate: u64,
+}
+
+/// Whether `port` is among `listening` on the external address or every address: a share
+/// there would hide the box's own service (UPnP refuses it; so does the API).
+#[must_use]
+pub fn listens(
+    listening: &[(Option<Ipv4Addr>, u16)],
+    port: u16,
+    external: Option<Ipv4Addr>,
+) -> bool {
+    listening
+        .iter()
+        .any(|&(addr, p)| p == port && (addr.is_none() || addr == external))
+}
+
+/// The host as the kernel tells it. The questions a request asks are answered at a cost that
+/// does not grow with the box's connections: one neighbour by a netlink get (not a table
+/// read), listening sockets through `NETLINK_SOCK_DIAG` asking for listeners only (the kernel
+/// then never walks the established hash, which `/proc/net/tcp` does). Whole neighbour tables
+/// (for the device list) come from `/proc/net/arp` and an rtnetlink dump; link state and
+/// counters from `/sys/class/net/WAN/`.
+pub struct SystemHost {
+    pub wan: String,
+    /// The LAN interface, where clients' neighbour entries are.
+    pub lan_ifindex: u32,
+}
+
+impl Host for SystemHost {
+    fn mac_of(&self, addr: Ipv4Addr) -> Option<[u8; 6]> {
+        crate::sockdiag::neighbour(addr.into(), self.lan_ifindex).unwrap_or_else(|err| {
+            tracing::warn!("looking up the neighbour {addr}: {err}");
+            None
+        })
+    }
+
+    fn mac_of6(&self, addr: Ipv6Addr) -> Option<[u8; 6]> {
+        crate::sockdiag::neighbour(addr.into(), self.lan_ifindex).unwrap_or_else(|err| {
+            tracing::warn!("looking up the neighbour {addr}: {err}");
+            None
+        })
+    }
+
+    fn neighbours6(&self) -> Vec<(Ipv6Addr, [u8; 6])> {
+        crate::netlink::neighbours6().unwrap_or_else(|err| {
+            tracing::warn!("reading the IPv6 neighbour table: {err}");
+            Vec::new()
+        })
+    }
+
+    fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
+        let Ok(arp) = std::fs::read_to_string("/proc/net/arp") else {
+            return Vec::new();
+        };
+        arp.lines()
+            .skip(1)
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let ip: Ipv4Addr = fields.next()?.parse().ok()?;
+                let mac = crate::policy::parse_mac(fields.nth(2)?)?;
+                // Incomplete entries read 00:00:00:00:00:00.
+                (mac != [0; 6]).then_some((ip, mac))
+            })
+            .collect()
+    }
+
+    fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)> {
+        crate::sockdiag::listening(proto).unwrap_or_else(|err| {
+            // A kernel without socket monitoring (INET_DIAG, or UDP's): /proc has the same
+            // answer, at the cost of walking every socket.
+            tracing::debug!("sock_diag: {err}; reading /proc/net instead");
+            crate::netinfo::listening_ports(proto)
+        })
+    }
+
+    fn wan_up(&self) -> bool {
+        crate::netinfo::link_up(&self.wan)
+    }
+
+    fn wan_stats(&self) -> WanStats {
+        let read = |name: &str| {
+            std::fs::read_to_string(format!("/sys/class/net/{}/{name}", self.wan))
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        WanStats {
+            tx_bytes: read("statistics/tx_bytes"),
+            rx_bytes: read("statistics/rx_bytes"),
+            tx_packets: read("statistics/tx_packets"),
+            rx_packets: read("statistics/rx_packets"),
+            // `speed` is in Mbit/s, -1 where the driver does not know (veth).
+            bit_rate: read("speed").saturating_mul(1_000_000),
+        }
+    }
+}
