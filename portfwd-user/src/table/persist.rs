@@ -268,7 +268,7 @@ impl Frozen {
                 .collect(),
         };
         // Serialising plain data into a Vec cannot fail.
-        let mut bytes = serde_json::to_vec_pretty(&SnapshotFile {
+        let mut bytes = serde_json::to_vec(&SnapshotFile {
             version: SNAPSHOT_VERSION,
             saved,
         })
