@@ -21,9 +21,21 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // The test builds' features reach the programs too.
+    let features: Vec<&str> = ["program-test", "layout-test"]
+        .into_iter()
+        .filter(|f| {
+            env::var_os(format!(
+                "CARGO_FEATURE_{}",
+                f.to_uppercase().replace('-', "_")
+            ))
+            .is_some()
+        })
+        .collect();
     let package = aya_build::Package {
         name: "portfwd-ebpf",
         root_dir: "../portfwd-ebpf",
+        features: &features,
         ..Default::default()
     };
     aya_build::build_ebpf([package], aya_build::Toolchain::default()).context(

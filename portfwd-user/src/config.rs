@@ -63,6 +63,8 @@ struct FileConfig {
     lan: Option<String>,
     xdp_mode: Option<XdpMode>,
     state_dir: Option<PathBuf>,
+    instance: Option<String>,
+    bpffs: Option<PathBuf>,
     share: Vec<FileShare>,
     upnp: UpnpConfig,
     pcp: PcpSettings,
@@ -134,6 +136,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     pub upnp_port: Option<u16>,
     pub api: Option<SocketAddr>,
+    pub instance: Option<String>,
+    pub bpffs: Option<PathBuf>,
 }
 
 /// Where the daemon keeps its state without `--state-dir` or `state_dir` in the file.
@@ -169,6 +173,11 @@ pub struct Config {
     pub api: ApiSettings,
     /// A WAN outage shorter than this is logged as one event.
     pub flap_window: Duration,
+    /// The name the pinned objects go under (`/sys/fs/bpf/portfwd/NAME`); `None`: the WAN
+    /// interface and the network namespace's inode.
+    pub instance: Option<String>,
+    /// The bpffs mount the objects are pinned in (`/sys/fs/bpf` unless told otherwise).
+    pub bpffs: PathBuf,
 }
 
 /// A configuration that cannot be used.
@@ -198,6 +207,8 @@ pub enum ConfigError {
     Webhook(String),
     #[error("wan_link.flap_window is {0}: expected 1 to 86400 seconds")]
     FlapWindow(u64),
+    #[error("instance `{0}`: expected 1 to 64 letters, digits, `.`, `_` or `-`")]
+    Instance(String),
 }
 
 impl Config {
@@ -256,6 +267,14 @@ impl Config {
                 webhook,
             },
             flap_window: Duration::from_secs(flap_window),
+            bpffs: overrides
+                .bpffs
+                .or(file.bpffs)
+                .unwrap_or_else(|| PathBuf::from(crate::dataplane::pins::BPFFS)),
+            instance: match overrides.instance.or(file.instance) {
+                Some(name) if !valid_instance(&name) => return Err(ConfigError::Instance(name)),
+                name => name,
+            },
         })
     }
 
@@ -314,6 +333,15 @@ fn file_shares(shares: Vec<FileShare>) -> Result<Vec<ShareSpec>, ConfigError> {
             Ok(spec)
         })
         .collect()
+}
+
+/// Whether `name` can name a directory of pins: no `/`, nothing hidden or odd.
+fn valid_instance(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn check_unique(shares: &[ShareSpec]) -> Result<(), ConfigError> {

@@ -54,6 +54,28 @@ enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Detach the programs and remove the pinned maps and links of a stopped daemon: a clean
+    /// stop (SIGTERM leaves forwarding in place) and what uninstalling does.
+    Down(DownArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DownArgs {
+    /// The config file the daemon ran with (for its interfaces and instance).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The WAN interface the daemon ran on.
+    #[arg(long, value_name = "IF")]
+    wan: Option<String>,
+    /// The LAN interface the daemon ran on.
+    #[arg(long, value_name = "IF")]
+    lan: Option<String>,
+    /// The instance name it ran under (`--instance`), if it was given one.
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
+    /// The bpffs mount it pinned in (`--bpffs`), if not /sys/fs/bpf.
+    #[arg(long, value_name = "DIR")]
+    bpffs: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,6 +104,14 @@ struct RunArgs {
     /// Where the REST API and /metrics listen [default: 127.0.0.1:9780].
     #[arg(long, value_name = "ADDR")]
     api: Option<std::net::SocketAddr>,
+    /// Name of the pinned objects (/sys/fs/bpf/portfwd/NAME) [default: WAN-NETNS, the WAN
+    /// interface and the network namespace's inode].
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
+    /// The bpffs mount to pin in [default: /sys/fs/bpf]. `ip netns exec` hides the host's
+    /// /sys/fs/bpf; a bpffs mounted elsewhere stays visible.
+    #[arg(long, value_name = "DIR")]
+    bpffs: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +126,7 @@ fn main() -> ExitCode {
         .init();
     let (command, connection) = match cli.command {
         Command::Run(args) => return run(args),
+        Command::Down(args) => return down(args),
         Command::Share {
             command,
             connection,
@@ -135,6 +166,8 @@ fn run(args: RunArgs) -> ExitCode {
         state_dir: args.state_dir,
         upnp_port: args.upnp_port,
         api: args.api,
+        instance: args.instance,
+        bpffs: args.bpffs,
     }) {
         Ok(config) => config,
         Err(err) => return fail(&err),
@@ -148,6 +181,39 @@ fn run(args: RunArgs) -> ExitCode {
     };
     match runtime.block_on(portfwd::daemon::run(config, flag_shares)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn down(args: DownArgs) -> ExitCode {
+    let config = match Config::load(Overrides {
+        wan: args.wan,
+        lan: args.lan,
+        file: args.config,
+        instance: args.instance,
+        bpffs: args.bpffs,
+        ..Overrides::default()
+    }) {
+        Ok(config) => config,
+        Err(err) => return fail(&err),
+    };
+    match portfwd::daemon::down(&config.bpffs, &config.wan, config.instance.as_deref()) {
+        Ok((dir, true)) => {
+            println!(
+                "detached portfwd from {} and {} and removed {}",
+                config.wan,
+                config.lan,
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((dir, false)) => {
+            println!(
+                "nothing pinned at {}: portfwd was not left running",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
         Err(err) => fail(&err),
     }
 }

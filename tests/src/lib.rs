@@ -154,8 +154,72 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// The inode of the namespace: what portfwd names its pinned instance after
+    /// (`WAN-INODE`).
+    #[must_use]
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(PathBuf::from("/run/netns").join(&self.name)).map_or(0, |m| m.ino())
+    }
+
+    /// The pin directory of the portfwd instance on WAN interface `wan` in this namespace.
+    #[must_use]
+    pub fn pins(&self, wan: &str) -> PathBuf {
+        PathBuf::from(BPFFS)
+            .join("portfwd")
+            .join(format!("{wan}-{}", self.inode()))
+    }
+}
+
+/// `portfwd down --wan wan --lan lan` in the lab's router: the daemon's pins go, and with them
+/// its programs; whether it worked, and what it printed.
+pub fn portfwd_down(lab: &Lab) -> (bool, String) {
+    let out = lab
+        .router
+        .command(portfwd_bin().to_str().expect("utf-8"))
+        .args(["down", "--wan", "wan", "--lan", "lan", "--bpffs", BPFFS])
+        .output()
+        .expect("portfwd down");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The bpffs the daemons under test pin in (`--bpffs`): `cargo xtask test` mounts it. Not
+/// `/sys/fs/bpf`, which `ip netns exec` hides behind the namespace's own sysfs.
+pub const BPFFS: &str = "/run/portfwd-test-bpffs";
+
+/// Removes pinned objects under `dir` (links, maps, their directories): what `portfwd down`
+/// does, for tests that end without it.
+pub fn remove_pins(dir: &std::path::Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_pins(&path);
+        } else {
+            let _ = fs::remove_file(&path);
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
+        // A daemon that ran here left its objects pinned (that is the point); they go with
+        // the namespace, or they would pile up in the kernel across tests.
+        let suffix = format!("-{}", self.inode());
+        if let Ok(entries) = fs::read_dir(PathBuf::from(BPFFS).join("portfwd")) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(&suffix) {
+                    remove_pins(&entry.path());
+                }
+            }
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
@@ -251,6 +315,57 @@ impl Lab {
             ns.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
         }
         lab
+    }
+
+    /// Deletes the router's WAN interface (and so the remote host's end) and makes the pair
+    /// again, as a `PPPoE` reconnect does: same names and addresses, a new interface index.
+    pub fn recreate_wan(&self) {
+        self.router.ip(&["link", "del", "wan"]);
+        self.router.ip(&[
+            "link",
+            "add",
+            "wan",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &self.remote.name,
+        ]);
+        self.router
+            .ip(&["addr", "add", "198.51.100.1/24", "dev", "wan"]);
+        self.remote
+            .ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+        self.router.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:ff::1/64",
+            "dev",
+            "wan",
+            "nodad",
+        ]);
+        self.remote.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:ff::2/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        self.router.ip(&["link", "set", "wan", "up"]);
+        self.remote.ip(&["link", "set", "eth0", "up"]);
+        self.remote.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:77::/64",
+            "via",
+            "2001:db8:ff::1",
+        ]);
+        self.remote.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
     }
 
     /// A lab with a name of its own (the process id, a counter and `tag`), so that tests
@@ -421,10 +536,14 @@ impl Daemon {
     /// Without `--state-dir` in `ARGS` the daemon gets a fresh one of its own, so tests never
     /// share leases through the default directory.
     pub fn try_start(ns: &Netns, args: &[&str]) -> Result<Self, String> {
-        let bin = portfwd_bin();
+        Self::try_start_bin(&portfwd_bin(), ns, args)
+    }
+
+    /// [`Self::try_start`] with another build of portfwd (an upgrade test's).
+    pub fn try_start_bin(bin: &std::path::Path, ns: &Netns, args: &[&str]) -> Result<Self, String> {
         let own_state_dir = (!args.contains(&"--state-dir")).then(|| temp_dir("state"));
         let mut command = ns.command(bin.to_str().expect("utf-8 path"));
-        command.arg("run").args(args);
+        command.arg("run").args(args).args(["--bpffs", BPFFS]);
         if let Some(dir) = &own_state_dir {
             command.arg("--state-dir").arg(dir);
         }

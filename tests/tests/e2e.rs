@@ -67,10 +67,30 @@ fn forwards_through_xdp(mode: &str) {
     }
     let (status, log) = daemon.stop();
     assert!(status.success(), "exit {status}: {log}");
-    // Detached on SIGTERM: without portfwd nothing reaches the LAN host any more.
+    // SIGTERM leaves forwarding in place (the objects are pinned); `portfwd down` ends it.
+    http_get(&lab.remote, external(8080), WAIT).expect("still forwarded after SIGTERM");
+    let out = lab
+        .router
+        .command(portfwd_tests::portfwd_bin().to_str().expect("utf-8"))
+        .args([
+            "down",
+            "--wan",
+            "wan",
+            "--lan",
+            "lan",
+            "--bpffs",
+            portfwd_tests::BPFFS,
+        ])
+        .output()
+        .expect("portfwd down");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         http_get(&lab.remote, external(8080), Duration::from_secs(1)).is_err(),
-        "still forwarded after the daemon stopped"
+        "still forwarded after portfwd down"
     );
     let xdp = lab.router.ip(&["link", "show", "wan"]);
     assert!(!xdp.contains("prog/xdp"), "XDP still attached: {xdp}");

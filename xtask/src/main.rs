@@ -174,12 +174,34 @@ fn test() -> Result<()> {
     setup::toolchain()?;
     setup::lab_tools()?;
     setup::test_clients()?;
-    // The end-to-end tests run the real binary; build it first so they test this tree.
-    cargo(&["build", "-p", "portfwd-user", "--bins"])?;
+    setup::bpffs()?;
     // CARGO_TARGET_DIR moves the build; relative, it is relative to the workspace.
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root().join("target"), |dir| root().join(dir));
     let bin = target.join("debug/portfwd");
+    // The upgrade tests' builds: another program (same maps), and maps of the next layout.
+    // Each is built, then copied aside before the next build replaces the binary.
+    let upgrades = target.join("upgrade");
+    std::fs::create_dir_all(&upgrades).context("creating target/upgrade")?;
+    for (feature, var) in [
+        ("program-test", "PORTFWD_BIN_PROGRAM_TEST"),
+        ("layout-test", "PORTFWD_BIN_LAYOUT_TEST"),
+    ] {
+        cargo(&[
+            "build",
+            "-p",
+            "portfwd-user",
+            "--bins",
+            "--features",
+            feature,
+        ])?;
+        let copy = upgrades.join(format!("portfwd-{feature}"));
+        std::fs::copy(&bin, &copy).with_context(|| format!("copying {}", copy.display()))?;
+        // SAFETY (of the environment): set before any thread exists; the tests read it.
+        unsafe { std::env::set_var(var, &copy) };
+    }
+    // The end-to-end tests run the real binary; build it last so they test this tree.
+    cargo(&["build", "-p", "portfwd-user", "--bins"])?;
     // SAFETY (of the environment): set before any thread exists; the tests read it.
     unsafe { std::env::set_var("PORTFWD_BIN", &bin) };
     // The default members (portfwd-ebpf only builds for the BPF target; its programs are
@@ -221,6 +243,7 @@ fn lab_driver(args: &[&str]) -> Result<()> {
     require_root(&format!("cargo xtask {}", args[0]))?;
     setup::toolchain()?;
     setup::lab_tools()?;
+    setup::bpffs()?;
     cargo(&[
         "build",
         "--release",

@@ -172,3 +172,27 @@ pub fn miniupnpd() -> Result<()> {
     }
     Ok(())
 }
+
+/// Mounts bpffs at /sys/fs/bpf if it is not (a box with systemd has it mounted at boot): the
+/// daemon pins its maps and links there, and the tests check that they outlive it.
+pub fn bpffs() -> Result<()> {
+    // /sys/fs/bpf for daemons run as on a box; /run/portfwd-test-bpffs for those the tests run
+    // with `ip netns exec`, which hides the host's /sys behind the namespace's own sysfs.
+    for dir in ["/sys/fs/bpf", "/run/portfwd-test-bpffs"] {
+        let mounted = Command::new("stat")
+            .args(["-f", "-c", "%T", dir])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "bpf_fs");
+        if mounted {
+            continue;
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+        run(
+            "mounting bpffs for the pinned maps and links",
+            "mount",
+            &["-t", "bpf", "bpf", dir],
+            &[],
+        )?;
+    }
+    Ok(())
+}

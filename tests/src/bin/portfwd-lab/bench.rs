@@ -413,7 +413,7 @@ fn cost_with(
     hit: &[u8; FRAME_LEN],
     miss: &[u8; FRAME_LEN],
 ) -> (f64, f64) {
-    let dataplane = Dataplane::load().expect("load portfwd");
+    let dataplane = Dataplane::load(None).expect("load portfwd");
     let lan = vec![LanSubnet {
         addr: Ipv4Addr::new(10, 77, 0, 1),
         prefix_len: 24,
