@@ -69,25 +69,8 @@ fn forwards_through_xdp(mode: &str) {
     assert!(status.success(), "exit {status}: {log}");
     // SIGTERM leaves forwarding in place (the objects are pinned); `portfwd down` ends it.
     http_get(&lab.remote, external(8080), WAIT).expect("still forwarded after SIGTERM");
-    let out = lab
-        .router
-        .command(portfwd_tests::portfwd_bin().to_str().expect("utf-8"))
-        .args([
-            "down",
-            "--wan",
-            "wan",
-            "--lan",
-            "lan",
-            "--bpffs",
-            portfwd_tests::BPFFS,
-        ])
-        .output()
-        .expect("portfwd down");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, out) = portfwd_tests::portfwd_down(&lab);
+    assert!(ok, "{out}");
     assert!(
         http_get(&lab.remote, external(8080), Duration::from_secs(1)).is_err(),
         "still forwarded after portfwd down"

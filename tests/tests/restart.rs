@@ -376,26 +376,9 @@ fn down_detaches_both_programs_and_removes_the_pins() {
         xdp_id(&lab, "wan").is_some(),
         "still forwarding after SIGTERM"
     );
-    let out = lab
-        .router
-        .command(portfwd_bin().to_str().expect("utf-8"))
-        .args([
-            "down",
-            "--wan",
-            "wan",
-            "--lan",
-            "lan",
-            "--bpffs",
-            portfwd_tests::BPFFS,
-        ])
-        .output()
-        .expect("portfwd down");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("detached"));
+    let (ok, out) = portfwd_tests::portfwd_down(&lab);
+    assert!(ok, "{out}");
+    assert!(out.contains("detached"), "{out}");
     assert_eq!(xdp_id(&lab, "wan"), None, "no program on the WAN");
     assert_eq!(xdp_id(&lab, "lan"), None, "none on the LAN");
     assert!(!pins.exists(), "no pins left");
