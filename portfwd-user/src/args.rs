@@ -16,7 +16,12 @@ pub const DEFAULT_CONFIG: &str = "/etc/portfwd/portfwd.toml";
 
 /// Port sharing for Linux edge boxes, forwarded in XDP.
 #[derive(Debug, Parser)]
-#[command(name = "portfwd", version, about)]
+#[command(
+    name = "portfwd",
+    version,
+    about = "Port sharing for Linux edge boxes, forwarded in XDP",
+    long_about = "Port sharing for Linux edge boxes, forwarded in XDP: `portfwd run` is the daemon; the other commands talk to it through its REST API, except `check-config`, which reads a config file alone."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -241,3 +241,94 @@ fn log_level_is_read_and_checked() {
     );
     assert_eq!(load_text(HEAD).expect("valid").log_level, None);
 }
+
+/// The Debian package's config file, `/etc/portfwd/portfwd.toml`.
+const SHIPPED: &str = include_str!("../../../packaging/debian/portfwd.toml");
+
+/// `text` with the lines that start with `prefix` uncommented (`#` and the prefix's spaces
+/// removed).
+fn uncomment(text: &str, keep: impl Fn(&str) -> bool) -> String {
+    text.lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest) if keep(rest) => rest.trim_start(),
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn is_setting(rest: &str) -> bool {
+    rest.starts_with(|c: char| c.is_ascii_lowercase()) && rest.contains(" = ")
+}
+
+#[test]
+fn the_shipped_config_wants_its_interfaces_and_states_every_default() {
+    let err = load_text(SHIPPED).expect_err("wan and lan are left to the owner");
+    assert!(
+        matches!(err, ConfigError::MissingInterface("wan")),
+        "{err:?}"
+    );
+    let filled = uncomment(SHIPPED, |rest| {
+        rest.starts_with("wan =") || rest.starts_with("lan =")
+    });
+    let mut shipped = load_text(&filled).expect("valid once wan and lan are in");
+    let mut bare = load_text("wan = \"eth0\"\nlan = \"eth1\"\n").expect("valid");
+    shipped.file = None;
+    bare.file = None;
+    assert_eq!(
+        shipped, bare,
+        "the shipped file sets nothing but the interfaces"
+    );
+    // Every `#key = value` is the default: uncommented, nothing changes.
+    let mut all = load_text(&uncomment(SHIPPED, is_setting)).expect("the defaults are valid");
+    all.file = None;
+    // Written out, the log level is what the daemon uses without one.
+    assert_eq!(all.log_level.take().as_deref(), Some("info"));
+    assert_eq!(all, bare, "a commented setting is not its default");
+    assert!(
+        SHIPPED.matches("\n#").count() > 20,
+        "the settings are present, commented"
+    );
+    for key in [
+        "xdp_mode",
+        "state_dir",
+        "log_level",
+        "igd_version",
+        "secure_mode",
+        "quota_per_client",
+        "quota_total",
+        "notify_interval",
+        "port",
+        "max_lease",
+        "devices",
+        "upnp.rule",
+        "third_party",
+        "min_lifetime",
+        "max_lifetime",
+        "inbound",
+        "listen",
+        "metrics_auth",
+        "webhook",
+        "flap_window",
+        "[[share]]",
+    ] {
+        assert!(
+            SHIPPED.contains(key),
+            "{key} is missing from the shipped config"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_config_examples_are_valid() {
+    let examples = uncomment(SHIPPED, |rest| {
+        is_setting(rest)
+            || rest.starts_with("  [")
+            || (rest.starts_with("  ") && rest.contains(" = "))
+    });
+    let config = load_text(&examples).expect("the examples are valid");
+    assert_eq!(config.shares.len(), 1);
+    assert_eq!(config.upnp.max_lease, Some(Duration::from_hours(1)));
+    assert_eq!(config.upnp.rules.len(), 1);
+    assert!(config.api.webhook.is_some());
+}
