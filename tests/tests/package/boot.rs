@@ -42,11 +42,18 @@ impl Root {
     /// `CMD` in the root, not booted (`systemd-nspawn` without `-b`: /proc, /sys and /dev are
     /// there, as `systemd-analyze` and `man` want).
     fn exec(&self, args: &[&str]) -> (bool, String) {
-        run(Command::new("systemd-nspawn")
+        let (success, out) = run(Command::new("systemd-nspawn")
             .args(["-q", "--register=no", "--keep-unit", "--console=pipe", "-D"])
             .arg(&self.dir)
-            .args(["-E", "MANPAGER=cat", "-E", "LANG=C.UTF-8"])
-            .args(args))
+            .args(["-E", "MANPAGER=cat", "-E", "LANG=C.UTF-8", "-E", "SYSTEMD_COLORS=0"])
+            .args(["-E", "SYSTEMD_URLIFY=0"])
+            .args(args));
+        // nspawn's own note on leaving (it cleans up a directory it did not make here).
+        let out: Vec<&str> = out
+            .lines()
+            .filter(|l| !l.starts_with("Attempted to remove disk file system"))
+            .collect();
+        (success, out.join("\n"))
     }
 
     fn exec_ok(&self, args: &[&str]) -> String {
