@@ -45,7 +45,14 @@ impl Root {
         let (success, out) = run(Command::new("systemd-nspawn")
             .args(["-q", "--register=no", "--keep-unit", "--console=pipe", "-D"])
             .arg(&self.dir)
-            .args(["-E", "MANPAGER=cat", "-E", "LANG=C.UTF-8", "-E", "SYSTEMD_COLORS=0"])
+            .args([
+                "-E",
+                "MANPAGER=cat",
+                "-E",
+                "LANG=C.UTF-8",
+                "-E",
+                "SYSTEMD_COLORS=0",
+            ])
             .args(["-E", "SYSTEMD_URLIFY=0"])
             .args(args));
         // nspawn's own note on leaving (it cleans up a directory it did not make here).
