@@ -149,8 +149,9 @@ pub fn test_clients() -> Result<()> {
             ("upnpc", "miniupnpc"),
             ("natpmpc", "natpmpc"),
             ("promtool", "prometheus"),
+            ("curl", "curl"),
         ],
-        "the UPnP, NAT-PMP and metrics tests (upnpc, natpmpc, promtool)",
+        "the UPnP, NAT-PMP and metrics tests and the demo's steps (upnpc, natpmpc, promtool, curl)",
     )
 }
 
