@@ -27,7 +27,7 @@ fn the_demo_next_steps_work_as_printed() {
         }
     });
     // The commands: the indented lines after "Try, from another terminal:".
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     let mut steps = Vec::new();
     let mut in_steps = false;
     while Instant::now() < deadline {
