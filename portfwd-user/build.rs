@@ -32,6 +32,16 @@ fn main() -> anyhow::Result<()> {
             .is_some()
         })
         .collect();
+    // aya-build relays everything the inner cargo prints on stderr as build-script warnings
+    // ("warning: portfwd-user@...: Compiling core ..."), dozens of lines on every first build.
+    // Its status lines are noise: compiler diagnostics still come through (aya-build reads
+    // them from cargo's JSON on stdout), and so do cargo's errors. PORTFWD_EBPF_VERBOSE=1
+    // (`cargo xtask -v`) keeps them.
+    if env::var_os("PORTFWD_EBPF_VERBOSE").is_none_or(|v| v.is_empty() || v == "0") {
+        // SAFETY: build scripts are single-threaded here; the variable is read by the cargo
+        // that aya-build spawns below, which inherits it.
+        unsafe { env::set_var("CARGO_TERM_QUIET", "true") };
+    }
     let package = aya_build::Package {
         name: "portfwd-ebpf",
         root_dir: "../portfwd-ebpf",

@@ -251,6 +251,8 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     announce_ready(
         &config, wan_mode, lan_mode, external, shares, &identity, &api_addr,
     );
+    // systemd (Type=notify): READY=1 at the same point, then STATUS= and the watchdog.
+    let service = crate::notify::Service::ready(&handle, &config.wan);
     if loaded.migrated {
         tracing::info!(
             "state.json of an earlier portfwd brought over into {}; the old file is kept",
@@ -270,6 +272,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         (wan_index, lan_index),
     )
     .await;
+    drop(service);
     // Servers first (SSDP says goodbye), then the table, whose end detaches the programs.
     let _ = stop_servers.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), async {

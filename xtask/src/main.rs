@@ -5,6 +5,7 @@
 //! `ethtool`, `nftables` and friends for the lab), installs what is missing with rustup, apt and
 //! cargo, and says so.
 
+mod deb;
 mod setup;
 
 use std::{
@@ -20,6 +21,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Show everything the builds print (the eBPF build's cargo lines too).
+    #[arg(short, long, global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -36,6 +40,12 @@ enum Cmd {
     Test,
     /// rustfmt and clippy (-D warnings) on the userspace and eBPF crates.
     Lint,
+    /// The Debian package: target/debian/portfwd_VERSION-1_ARCH.deb.
+    Deb {
+        /// Cross-build for this target (aarch64-unknown-linux-gnu for arm64 boards).
+        #[arg(long, value_name = "TRIPLE")]
+        target: Option<String>,
+    },
     /// Bring the netns lab up (until Ctrl-C) or clean up a leftover one.
     Lab {
         #[command(subcommand)]
@@ -83,6 +93,10 @@ enum LabAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.verbose {
+        // SAFETY: no other thread exists yet; the cargo runs below inherit it.
+        unsafe { std::env::set_var("PORTFWD_EBPF_VERBOSE", "1") };
+    }
     let result = match cli.command {
         Cmd::Build => {
             setup::toolchain().and_then(|()| cargo(&["build", "--release", "-p", "portfwd-user"]))
@@ -90,6 +104,7 @@ fn main() -> ExitCode {
         Cmd::Run { args } => run(&args),
         Cmd::Test => test(),
         Cmd::Lint => lint(),
+        Cmd::Deb { target } => deb::build(target.as_deref()).map(|_| ()),
         Cmd::Lab {
             action: LabAction::Up,
         } => lab_driver(&["up"]),
@@ -153,6 +168,12 @@ fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR` (relative to the workspace) or `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), |dir| root().join(dir))
+}
+
 /// Whether xtask runs as root.
 #[must_use]
 pub fn is_root() -> bool {
@@ -175,9 +196,7 @@ fn test() -> Result<()> {
     setup::lab_tools()?;
     setup::test_clients()?;
     setup::bpffs()?;
-    // CARGO_TARGET_DIR moves the build; relative, it is relative to the workspace.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root().join("target"), |dir| root().join(dir));
+    let target = target_dir();
     let bin = target.join("debug/portfwd");
     // The upgrade tests' builds: another program (same maps), and maps of the next layout.
     // Each is built, then copied aside before the next build replaces the binary.
@@ -202,8 +221,19 @@ fn test() -> Result<()> {
     }
     // The end-to-end tests run the real binary; build it last so they test this tree.
     cargo(&["build", "-p", "portfwd-user", "--bins"])?;
+    // The packages, for both architectures, and a Debian root to install them into: the
+    // package tests (tests/tests/package.rs) check, install and boot them.
+    setup::package_tests()?;
+    let amd64 = deb::build(None)?;
+    let arm64 = deb::build(Some(deb::AARCH64))?;
+    let debian_root = setup::debian_root(&target)?;
     // SAFETY (of the environment): set before any thread exists; the tests read it.
-    unsafe { std::env::set_var("PORTFWD_BIN", &bin) };
+    unsafe {
+        std::env::set_var("PORTFWD_BIN", &bin);
+        std::env::set_var("PORTFWD_DEB", &amd64);
+        std::env::set_var("PORTFWD_DEB_ARM64", &arm64);
+        std::env::set_var("PORTFWD_DEBIAN_ROOT", &debian_root);
+    }
     // The default members (portfwd-ebpf only builds for the BPF target; its programs are
     // tested through the packet tests in `tests`).
     cargo(&["test", "--no-fail-fast"])
