@@ -423,7 +423,8 @@ where
             )
         })?
         .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // No body is no fields; anything else must be a JSON object (blanks alone are not JSON).
+    if bytes.is_empty() {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(&bytes) {
