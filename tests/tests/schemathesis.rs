@@ -18,8 +18,8 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
                       response_headers_conformance,response_schema_conformance,ignored_auth,\
                       negative_data_rejection";
 /// Examples per operation and phase, and a bound on the whole run.
-const MAX_EXAMPLES: &str = "40";
-const MAX_SECONDS: &str = "240";
+const MAX_EXAMPLES: &str = "25";
+const MAX_SECONDS: &str = "150";
 
 fn schemathesis() -> PathBuf {
     std::env::var_os("PORTFWD_SCHEMATHESIS").map_or_else(
@@ -42,9 +42,12 @@ fn the_api_answers_as_its_openapi_document_says() {
     let token = fs::read_to_string(state.join("api-token")).expect("token");
     let report = state.join("schemathesis");
     let started = Instant::now();
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemathesis.toml");
     let out = lab
         .router
         .command(schemathesis.to_str().expect("utf-8 path"))
+        .arg("--config-file")
+        .arg(&config)
         .args(["run", OPENAPI, "--checks", CHECKS])
         .args([
             "--header",
