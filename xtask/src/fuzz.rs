@@ -158,9 +158,9 @@ pub fn fuzz(root: &Path, target: Option<&str>, time: Duration, inputs: &[String]
     if !inputs.is_empty() {
         // Reproduce: run the target on the given inputs only.
         let target = target.context("name the target whose inputs these are")?;
+        // Files in place of the corpus directories: libFuzzer runs each once.
         let status = fuzz_command(root, &bin, "run")
             .arg(target)
-            .arg("--")
             .args(inputs)
             .status()
             .context("running cargo fuzz run")?;

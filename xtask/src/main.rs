@@ -39,7 +39,7 @@ enum Cmd {
     Lint,
     /// The cargo-fuzz targets (nightly; installs cargo-fuzz under target/tools): every target
     /// in turn, or TARGET, each for --time seconds from its seeds and the corpus kept in
-    /// target/fuzz/corpus. `-- FILE...` runs TARGET on those inputs only (a crash's, say).
+    /// target/fuzz/corpus. `TARGET -- FILE...` runs TARGET on those inputs only (a crash's).
     Fuzz {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
