@@ -53,14 +53,31 @@ impl FromStr for Url {
                 "`{s}` has spaces or control characters in its path"
             ));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-                let port = port
-                    .parse::<u16>()
-                    .map_err(|_| format!("`{s}` has a bad port"))?;
-                (host, port)
+        let bad_port = || format!("`{s}` has a bad port");
+        // An IPv6 literal is bracketed, and only its brackets may hold colons or brackets.
+        let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+            let (addr, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("`{s}` has an unclosed `[`"))?;
+            let port = match after {
+                "" => 80,
+                after => after
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .ok_or_else(bad_port)?,
+            };
+            (&authority[..addr.len() + 2], port)
+        } else {
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad_port())?),
+                None => (authority, 80),
+            };
+            if host.is_empty() || host.contains([':', '[', ']']) {
+                return Err(format!(
+                    "`{s}` has no usable host (an IPv6 address goes in brackets)"
+                ));
             }
-            _ => (authority, 80),
+            (host, port)
         };
         Ok(Self {
             authority: format!("{host}:{port}"),
@@ -164,5 +181,35 @@ mod tests {
         assert!("http://".parse::<Url>().is_err());
         assert!("http://a:b/".parse::<Url>().is_err());
         assert!("http://a/b c".parse::<Url>().is_err());
+        let url: Url = "http://[::1]:8080/x".parse().expect("url");
+        assert_eq!(
+            (url.host.as_str(), url.authority.as_str()),
+            ("[::1]", "[::1]:8080")
+        );
+        let url: Url = "http://[::1]".parse().expect("url");
+        assert_eq!(url.authority, "[::1]:80");
+    }
+
+    #[test]
+    fn a_url_reads_back_as_written() {
+        // Found by the ids fuzz target: `http://]` read as host `]`, was written
+        // `http://]:80/`, and that read as host `]:80`.
+        for bad in [
+            "http://]",
+            "http://]:80/",
+            "http://a:b:80/",
+            "http://:80/",
+            "http://[::1/",
+        ] {
+            assert!(bad.parse::<Url>().is_err(), "{bad}");
+        }
+        for good in [
+            "http://relay.lan",
+            "http://10.0.0.2:8000/hook",
+            "http://[fe80::1]/x",
+        ] {
+            let url: Url = good.parse().expect("url");
+            assert_eq!(url.to_string().parse::<Url>(), Ok(url), "{good}");
+        }
     }
 }

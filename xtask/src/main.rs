@@ -6,6 +6,7 @@
 //! cargo, and says so.
 
 mod deb;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -38,13 +39,26 @@ enum Cmd {
     },
     /// The whole test suite: unit tests, XDP packet tests and the end-to-end tests (root).
     Test,
-    /// rustfmt and clippy (-D warnings) on the userspace and eBPF crates.
+    /// rustfmt and clippy (-D warnings) on the userspace, eBPF and fuzz crates.
     Lint,
     /// The Debian package: target/debian/portfwd_VERSION-1_ARCH.deb.
     Deb {
         /// Cross-build for this target (aarch64-unknown-linux-gnu for arm64 boards).
         #[arg(long, value_name = "TRIPLE")]
         target: Option<String>,
+    },
+    /// The cargo-fuzz targets (nightly; installs cargo-fuzz under target/tools): every target
+    /// in turn, or TARGET, each for --time seconds from its seeds and the corpus kept in
+    /// target/fuzz/corpus. `TARGET -- FILE...` runs TARGET on those inputs only (a crash's).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// One of soap, ssdp, pcp, http, config, api, store, ids.
+        target: Option<String>,
+        /// Inputs to run TARGET on, after `--`.
+        #[arg(last = true)]
+        inputs: Vec<String>,
     },
     /// Bring the netns lab up (until Ctrl-C) or clean up a leftover one.
     Lab {
@@ -105,6 +119,18 @@ fn main() -> ExitCode {
         Cmd::Test => test(),
         Cmd::Lint => lint(),
         Cmd::Deb { target } => deb::build(target.as_deref()).map(|_| ()),
+        Cmd::Fuzz {
+            time,
+            target,
+            inputs,
+        } => setup::toolchain().and_then(|()| {
+            fuzz::fuzz(
+                &root(),
+                target.as_deref(),
+                std::time::Duration::from_secs(time),
+                &inputs,
+            )
+        }),
         Cmd::Lab {
             action: LabAction::Up,
         } => lab_driver(&["up"]),
@@ -234,10 +260,24 @@ fn test() -> Result<()> {
         std::env::set_var("PORTFWD_DEB_ARM64", &arm64);
         std::env::set_var("PORTFWD_DEBIAN_ROOT", &debian_root);
     }
+    // The schemathesis suite (tests/tests/schemathesis.rs) drives the API with it.
+    let schemathesis = setup::schemathesis(&root())?;
+    // SAFETY: as above.
+    unsafe { std::env::set_var("PORTFWD_SCHEMATHESIS", &schemathesis) };
     // The default members (portfwd-ebpf only builds for the BPF target; its programs are
     // tested through the packet tests in `tests`).
-    cargo(&["test", "--no-fail-fast"])
+    let tests = cargo(&["test", "--no-fail-fast"]);
+    // Every fuzz target, briefly, from its seeds: a crash fails the run (whatever the tests
+    // said: both are reported).
+    let fuzzing = fuzz::smoke(&root(), FUZZ_SMOKE);
+    match (tests, fuzzing) {
+        (Err(tests), Err(fuzzing)) => bail!("{tests:#}\n{fuzzing:#}"),
+        (tests, fuzzing) => tests.and(fuzzing),
+    }
 }
+
+/// How long `cargo xtask test` fuzzes each target (after running its seeds).
+const FUZZ_SMOKE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn lint() -> Result<()> {
     setup::toolchain()?;
@@ -263,6 +303,24 @@ fn lint() -> Result<()> {
         .context("running clippy on portfwd-ebpf")?;
     if !status.success() {
         bail!("clippy on portfwd-ebpf failed ({status})");
+    }
+    // The fuzz crate: its own workspace, nightly (cargo-fuzz needs it), without the XDP
+    // programs, in a target directory of its own (the fuzz builds' flags differ).
+    cargo(&["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"])?;
+    let status = Command::new("rustup")
+        .args(["run", "nightly", "cargo", "clippy", "--manifest-path"])
+        .arg("fuzz/Cargo.toml")
+        .arg("--target-dir")
+        .arg(root().join("target/fuzz-clippy"))
+        .args(["--", "-D", "warnings"])
+        .current_dir(root())
+        .env("AYA_BUILD_SKIP", "1")
+        .env_remove("RUSTC")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .status()
+        .context("running clippy on the fuzz targets")?;
+    if !status.success() {
+        bail!("clippy on the fuzz targets failed ({status})");
     }
     Ok(())
 }

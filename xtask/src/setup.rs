@@ -3,9 +3,13 @@
 //! The XDP programs need the `nightly` toolchain with `rust-src` (core is built from source for
 //! the bpfel target) and `bpf-linker`, which is built against Debian's LLVM 22 (the LLVM that
 //! rustc 1.97 uses). The lab needs `ip`, `ethtool`, `nft` and `setpriv`; the control-plane
-//! bench needs miniupnpd.
+//! bench needs miniupnpd; the API's schemathesis suite needs schemathesis (from the Python Package Index, in a venv
+//! under `target/`).
 
-use std::process::{Command, Stdio};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -246,7 +250,7 @@ pub const DEBIAN_SUITE: &str = "bookworm";
 
 /// A minimal Debian root with systemd (and what the package depends on, so that `dpkg -i`
 /// needs no network), made once with debootstrap and kept under `target/`: the tests copy it.
-pub fn debian_root(target: &std::path::Path) -> Result<std::path::PathBuf> {
+pub fn debian_root(target: &Path) -> Result<PathBuf> {
     let root = target.join("debian-root").join(DEBIAN_SUITE);
     let done = root.with_extension("done");
     if done.exists() {
@@ -273,4 +277,53 @@ pub fn debian_root(target: &std::path::Path) -> Result<std::path::PathBuf> {
     )?;
     std::fs::write(&done, "")?;
     Ok(root)
+}
+
+/// The schemathesis `cargo xtask test` drives the REST API with (pinned, so that what it
+/// checks does not change under the suite).
+const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// schemathesis in a virtual environment under `target/` (installed there if missing): the
+/// path of its command.
+pub fn schemathesis(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/schemathesis");
+    let bin = venv.join("bin/schemathesis");
+    let installed = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(SCHEMATHESIS_VERSION));
+    if installed {
+        return Ok(bin);
+    }
+    if !succeeds("python3", &["-m", "venv", "--help"])
+        || !succeeds("python3", &["-m", "ensurepip", "--version"])
+    {
+        apt_install(
+            &missing_packages(&["python3", "python3-venv"]),
+            "the API's schemathesis suite runs schemathesis in a Python virtual environment",
+        )?;
+    }
+    let venv_text = venv.to_string_lossy();
+    run(
+        "making a Python virtual environment for schemathesis",
+        "python3",
+        &["-m", "venv", "--clear", &venv_text],
+        &[],
+    )?;
+    let pip = venv.join("bin/pip");
+    let requirement = format!("schemathesis=={SCHEMATHESIS_VERSION}");
+    run(
+        &format!(
+            "installing schemathesis {SCHEMATHESIS_VERSION} from PyPI (drives the REST API from its OpenAPI document)"
+        ),
+        &pip.to_string_lossy(),
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &requirement,
+        ],
+        &[],
+    )?;
+    Ok(bin)
 }

@@ -37,7 +37,6 @@
 use std::{
     future::Future,
     net::Ipv4Addr,
-    str::FromStr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -46,7 +45,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{
     Method, Request, Response, StatusCode,
-    body::Incoming,
+    body::Body,
     header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue},
 };
 use serde_json::{Map, Value, json};
@@ -253,20 +252,16 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
 
 type Reply = Result<(StatusCode, Value), ApiError>;
 
-async fn respond(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The answer to one request (any body type: the server's, or a fuzz target's).
+pub async fn respond<B>(api: &Api, request: Request<B>) -> Response<Full<Bytes>>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let Some((route, params)) = route(method.as_str(), &path) else {
-        let known_path = ROUTES.iter().any(|(_, p)| matches(p, &path).is_some());
-        return if known_path {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{method} is not allowed on {path}"),
-            )
-        } else {
-            ApiError::new(StatusCode::NOT_FOUND, format!("no route {path}"))
-        }
-        .response();
+        return not_routed(method.as_str(), &path);
     };
     let needs_token = route != "/metrics" || api.metrics_auth;
     if needs_token && !authorized(&api.token, request.headers().get(AUTHORIZATION)) {
@@ -331,6 +326,28 @@ async fn respond(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>>
     }
 }
 
+/// The answer to a request no route takes: 404, or 405 with the `Allow` header RFC 9110
+/// section 15.5.6 requires, listing the methods the path has.
+fn not_routed(method: &str, path: &str) -> Response<Full<Bytes>> {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p)| matches(p, path).is_some())
+        .map(|(m, _)| *m)
+        .collect();
+    if allowed.is_empty() {
+        return ApiError::new(StatusCode::NOT_FOUND, format!("no route {path}")).response();
+    }
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {path}"),
+    )
+    .response();
+    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(hyper::header::ALLOW, value);
+    }
+    response
+}
+
 /// Compares the token in constant time.
 fn authorized(token: &str, header: Option<&HeaderValue>) -> bool {
     let Some(given) = header
@@ -391,7 +408,11 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-async fn read_body(request: Request<Incoming>) -> Result<Map<String, Value>, ApiError> {
+async fn read_body<B>(request: Request<B>) -> Result<Map<String, Value>, ApiError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let bytes = Limited::new(request.into_body(), MAX_BODY)
         .collect()
         .await
@@ -402,7 +423,8 @@ async fn read_body(request: Request<Incoming>) -> Result<Map<String, Value>, Api
             )
         })?
         .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // No body is no fields; anything else must be a JSON object (blanks alone are not JSON).
+    if bytes.is_empty() {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(&bytes) {
@@ -526,105 +548,12 @@ fn share_id(text: &str) -> Result<ShareId, ApiError> {
         .map_err(|err: crate::share::SpecError| ApiError::field("id", err.to_string()))
 }
 
-/// A JSON object's fields, taken one by one; what is left over is an unknown field.
-struct Fields(Map<String, Value>);
-
-impl Fields {
-    fn new(map: Map<String, Value>) -> Self {
-        Self(map)
-    }
-
-    fn take(&mut self, name: &str) -> Option<Value> {
-        self.0.remove(name)
-    }
-
-    fn bool(&mut self, name: &'static str) -> Result<Option<bool>, ApiError> {
-        match self.take(name) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(_) => Err(ApiError::field(name, "expected true or false")),
-        }
-    }
-
-    fn string(&mut self, name: &'static str) -> Result<Option<String>, ApiError> {
-        match self.take(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(ApiError::field(name, "expected a string")),
-        }
-    }
-
-    fn parsed<T: FromStr>(
-        &mut self,
-        name: &'static str,
-        what: &str,
-    ) -> Result<Option<T>, ApiError> {
-        self.string(name)?
-            .map(|s| {
-                s.parse()
-                    .map_err(|_| ApiError::field(name, format!("`{s}` is not {what}")))
-            })
-            .transpose()
-    }
-
-    fn number(
-        &mut self,
-        name: &'static str,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> Result<Option<u64>, ApiError> {
-        match self.take(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(n) if range.contains(&n) => Ok(Some(n)),
-                _ => Err(ApiError::field(
-                    name,
-                    format!("{n} is out of range ({}-{})", range.start(), range.end()),
-                )),
-            },
-            Some(_) => Err(ApiError::field(name, "expected a number")),
-        }
-    }
-
-    fn port(&mut self, name: &'static str) -> Result<Option<u16>, ApiError> {
-        Ok(self
-            .number(name, 1..=u64::from(u16::MAX))?
-            .and_then(|n| u16::try_from(n).ok()))
-    }
-
-    fn done(self) -> Result<(), ApiError> {
-        match self.0.keys().next() {
-            Some(extra) => Err(ApiError::field("body", format!("unknown field `{extra}`"))),
-            None => Ok(()),
-        }
-    }
-}
-
-fn no_fields(body: &Map<String, Value>) -> Result<(), ApiError> {
-    Fields::new(body.clone()).done()
-}
-
-/// A share name: printable, at most [`MAX_NAME`] characters.
-fn name(text: String) -> Result<String, ApiError> {
-    if text.chars().count() > MAX_NAME {
-        return Err(ApiError::field(
-            "name",
-            format!("longer than {MAX_NAME} characters"),
-        ));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(ApiError::field("name", "has control characters"));
-    }
-    Ok(text)
-}
-
-fn required<T>(value: Option<T>, field: &'static str) -> Result<T, ApiError> {
-    value.ok_or_else(|| ApiError::field(field, "missing"))
-}
-
+mod fields;
 mod owner;
 mod shares;
 #[cfg(test)]
 mod tests;
 
+use fields::{Fields, name, no_fields, required};
 use owner::{devices, events, scrape, settings_json, settings_patch, status};
 use shares::{create, delete_share, edit, pinholes, share, share_json, share_patch};

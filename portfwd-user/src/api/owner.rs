@@ -90,25 +90,34 @@ pub(super) fn devices(api: &Api) -> (StatusCode, Value) {
     (StatusCode::OK, json!({ "devices": list }))
 }
 
-pub(super) async fn events(api: &Api, query: &str) -> Reply {
+/// The event page a query asks for: `after`, `limit` (1 to [`MAX_PAGE`], 100 without it) and
+/// `wait` (0 to [`MAX_WAIT`] seconds), the ranges the OpenAPI document gives; a value outside
+/// them is a 400 naming it.
+pub(super) fn events_query(query: &str) -> Result<(Option<u64>, usize, Duration), ApiError> {
     let mut after = None;
     let mut limit = 100;
     let mut wait = Duration::ZERO;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let number = |field: &'static str| {
-            value
+        let number = |field: &'static str, range: std::ops::RangeInclusive<u64>| {
+            let n = value
                 .parse::<u64>()
-                .map_err(|_| ApiError::field(field, format!("`{value}` is not a number")))
+                .map_err(|_| ApiError::field(field, format!("`{value}` is not a number")))?;
+            if range.contains(&n) {
+                Ok(n)
+            } else {
+                Err(ApiError::field(
+                    field,
+                    format!("{n} is out of range ({}-{})", range.start(), range.end()),
+                ))
+            }
         };
         match key {
-            "after" => after = Some(number("after")?),
+            "after" => after = Some(number("after", 0..=u64::MAX)?),
             "limit" => {
-                limit = usize::try_from(number("limit")?)
-                    .unwrap_or(MAX_PAGE)
-                    .clamp(1, MAX_PAGE);
+                limit = usize::try_from(number("limit", 1..=MAX_PAGE as u64)?).unwrap_or(MAX_PAGE);
             }
-            "wait" => wait = Duration::from_secs(number("wait")?).min(MAX_WAIT),
+            "wait" => wait = Duration::from_secs(number("wait", 0..=MAX_WAIT.as_secs())?),
             other => {
                 return Err(ApiError::field(
                     "query",
@@ -117,6 +126,11 @@ pub(super) async fn events(api: &Api, query: &str) -> Reply {
             }
         }
     }
+    Ok((after, limit, wait))
+}
+
+pub(super) async fn events(api: &Api, query: &str) -> Reply {
+    let (after, limit, wait) = events_query(query)?;
     let (mut page, mut newest) = api
         .table
         .ask(move |t| (t.events().page(after, limit), t.events().subscribe()))

@@ -7,16 +7,15 @@
 
 mod batch;
 mod link;
+mod memory;
 pub mod pins;
+mod reader;
 
-use std::{
-    any::Any,
-    collections::BTreeMap,
-    fs, io,
-    os::fd::AsFd as _,
-    path::PathBuf,
-    sync::{Arc, Mutex, MutexGuard},
-};
+use memory::MemoryReader;
+pub use memory::{MemoryCounters, MemoryMaps};
+use reader::DataplaneReader;
+
+use std::{any::Any, collections::BTreeMap, fs, io, path::PathBuf, sync::Arc};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -191,168 +190,6 @@ pub trait MapReader: Send + Sync {
 pub struct Applied {
     pub upserts: usize,
     pub deletes: usize,
-}
-
-/// The kernel maps kept in memory, for tests of the logic above them.
-#[derive(Debug, Default)]
-pub struct MemoryMaps {
-    pub shares: BTreeMap<ShareKey, ShareTarget>,
-    pub reverse: BTreeMap<ReverseKey, ReverseTarget>,
-    pub pinholes: BTreeMap<PinholeKey, PinholeTarget>,
-    pub config: Config,
-    pub fib_generation: u32,
-    /// Every write, in order, as `"put share"`, `"del reverse"`, ...
-    pub log: Vec<&'static str>,
-    /// Whether the maps act as pinned maps found at start: [`KernelMaps::adopted`] reports
-    /// what they hold.
-    pub pinned: bool,
-    counters: Arc<Mutex<MemoryCounters>>,
-}
-
-/// The counters of [`MemoryMaps`], shared with its readers.
-#[derive(Debug, Default)]
-pub struct MemoryCounters {
-    pub stats: BTreeMap<u32, ShareStats>,
-    pub pinhole_stats: BTreeMap<u32, ShareStats>,
-    pub verdicts: Verdicts,
-}
-
-impl MemoryMaps {
-    /// The counters, for a test to set or read.
-    pub fn counters(&self) -> MutexGuard<'_, MemoryCounters> {
-        self.counters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-struct MemoryReader(Arc<Mutex<MemoryCounters>>);
-
-impl MapReader for MemoryReader {
-    fn share_stats(&self, slots: &[u32]) -> Result<Vec<ShareStats>, DataplaneError> {
-        let c = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(slots
-            .iter()
-            .map(|s| c.stats.get(s).copied().unwrap_or_default())
-            .collect())
-    }
-    fn pinhole_stats(&self, slots: &[u32]) -> Result<Vec<ShareStats>, DataplaneError> {
-        let c = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(slots
-            .iter()
-            .map(|s| c.pinhole_stats.get(s).copied().unwrap_or_default())
-            .collect())
-    }
-    fn verdicts(&self) -> Result<Verdicts, DataplaneError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .verdicts)
-    }
-}
-
-impl KernelMaps for MemoryMaps {
-    fn put_share(&mut self, key: ShareKey, target: ShareTarget) -> Result<(), DataplaneError> {
-        self.log.push("put share");
-        self.shares.insert(key, target);
-        Ok(())
-    }
-    fn del_share(&mut self, key: &ShareKey) -> Result<(), DataplaneError> {
-        self.log.push("del share");
-        self.shares.remove(key);
-        Ok(())
-    }
-    fn put_reverse(
-        &mut self,
-        key: ReverseKey,
-        target: ReverseTarget,
-    ) -> Result<(), DataplaneError> {
-        self.log.push("put reverse");
-        self.reverse.insert(key, target);
-        Ok(())
-    }
-    fn del_reverse(&mut self, key: &ReverseKey) -> Result<(), DataplaneError> {
-        self.log.push("del reverse");
-        self.reverse.remove(key);
-        Ok(())
-    }
-    fn reset_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
-        self.counters().stats.remove(&slot);
-        Ok(())
-    }
-    fn stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
-        Ok(self
-            .counters()
-            .stats
-            .get(&slot)
-            .copied()
-            .unwrap_or_default())
-    }
-    fn set_config(&mut self, config: Config) -> Result<(), DataplaneError> {
-        self.config = config;
-        Ok(())
-    }
-    fn bump_fib_generation(&mut self) -> Result<(), DataplaneError> {
-        self.fib_generation = self.fib_generation.wrapping_add(1);
-        Ok(())
-    }
-    fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
-        Ok(self.counters().verdicts[dir as usize % 2])
-    }
-    fn put_pinhole(
-        &mut self,
-        key: PinholeKey,
-        target: PinholeTarget,
-    ) -> Result<(), DataplaneError> {
-        self.log.push("put pinhole");
-        self.pinholes.insert(key, target);
-        Ok(())
-    }
-    fn del_pinhole(&mut self, key: &PinholeKey) -> Result<(), DataplaneError> {
-        self.log.push("del pinhole");
-        self.pinholes.remove(key);
-        Ok(())
-    }
-    fn reset_pinhole_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
-        self.counters().pinhole_stats.remove(&slot);
-        Ok(())
-    }
-    fn pinhole_stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
-        Ok(self
-            .counters()
-            .pinhole_stats
-            .get(&slot)
-            .copied()
-            .unwrap_or_default())
-    }
-    fn reader(&self) -> Arc<dyn MapReader> {
-        Arc::new(MemoryReader(Arc::clone(&self.counters)))
-    }
-    fn adopted(&self) -> Adopted {
-        if !self.pinned {
-            return Adopted::default();
-        }
-        Adopted {
-            shares: self.shares.clone(),
-            reverse: self.reverse.clone(),
-            pinholes: self.pinholes.clone(),
-            config: self.config,
-            reused: true,
-        }
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
 }
 
 /// The mode an interface's program ended up attached in.
@@ -886,96 +723,5 @@ impl KernelMaps for Dataplane {
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
-    }
-}
-
-/// The counter maps through file descriptors of their own, for readers on other tasks.
-struct DataplaneReader {
-    stats: PerCpuArray<MapData, ShareStats>,
-    pinhole_stats: PerCpuArray<MapData, ShareStats>,
-    verdicts: PerCpuArray<MapData, u64>,
-}
-
-/// A second handle on the map behind `map`.
-fn reopen<V: aya::Pod>(
-    map: &PerCpuArray<MapData, V>,
-    name: &'static str,
-) -> Result<PerCpuArray<MapData, V>, DataplaneError> {
-    let err = |source| DataplaneError::Map { name, source };
-    let fd = map
-        .map()
-        .fd()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| err(aya::maps::MapError::from(e)))?;
-    let data = MapData::from_fd(fd).map_err(err)?;
-    let map = Map::from_map_data(data).map_err(err)?;
-    PerCpuArray::try_from(map).map_err(|source| DataplaneError::MapType { name, source })
-}
-
-impl DataplaneReader {
-    fn new(dataplane: &Dataplane) -> Result<Self, DataplaneError> {
-        Ok(Self {
-            stats: reopen(&dataplane.stats, MAP_SHARE_STATS)?,
-            pinhole_stats: reopen(&dataplane.pinhole_stats, MAP_PINHOLE_STATS)?,
-            verdicts: reopen(&dataplane.verdicts, MAP_VERDICTS)?,
-        })
-    }
-}
-
-/// The counters of `slots` of `map`: the slots up to the highest one in one batch read, or
-/// one lookup per slot where the kernel has no batch operations.
-fn read_slots(
-    map: &PerCpuArray<MapData, ShareStats>,
-    name: &'static str,
-    slots: &[u32],
-) -> Result<Vec<ShareStats>, DataplaneError> {
-    let Some(&highest) = slots.iter().max() else {
-        return Ok(Vec::new());
-    };
-    let cpus = aya::util::nr_cpus().map_err(|(_, io_error)| DataplaneError::Map {
-        name,
-        source: aya::maps::MapError::from(io_error),
-    })?;
-    match batch::stats(map.map().fd().as_fd(), highest + 1, cpus) {
-        Ok(all) => Ok(slots
-            .iter()
-            .map(|&slot| all.get(slot as usize).copied().unwrap_or_default())
-            .collect()),
-        Err(err) => {
-            tracing::debug!("batch lookup in {name}: {err}; one lookup per share instead");
-            slots
-                .iter()
-                .map(|&slot| sum_stats(map, name, slot))
-                .collect()
-        }
-    }
-}
-
-impl MapReader for DataplaneReader {
-    fn share_stats(&self, slots: &[u32]) -> Result<Vec<ShareStats>, DataplaneError> {
-        read_slots(&self.stats, MAP_SHARE_STATS, slots)
-    }
-    fn pinhole_stats(&self, slots: &[u32]) -> Result<Vec<ShareStats>, DataplaneError> {
-        read_slots(&self.pinhole_stats, MAP_PINHOLE_STATS, slots)
-    }
-    fn verdicts(&self) -> Result<Verdicts, DataplaneError> {
-        let mut out = [[0; VERDICT_COUNT as usize]; 2];
-        for (dir, counts) in [portfwd_common::DIR_WAN, portfwd_common::DIR_LAN]
-            .into_iter()
-            .zip(&mut out)
-        {
-            for (slot, verdict) in counts.iter_mut().zip(Verdict::ALL) {
-                let values =
-                    self.verdicts
-                        .get(&verdict_index(dir, verdict), 0)
-                        .map_err(|source| DataplaneError::Map {
-                            name: MAP_VERDICTS,
-                            source,
-                        })?;
-                *slot = values.iter().sum();
-            }
-        }
-        Ok(out)
     }
 }

@@ -101,7 +101,8 @@ fn fault_response(fault: &Fault) -> Response<Full<Bytes>> {
     )
 }
 
-async fn respond(
+/// The answer to one request from LAN host `client`.
+pub async fn respond(
     server: &Server,
     client: Ipv4Addr,
     request: Request<Incoming>,

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use quick_xml::{
-    escape::{escape, resolve_predefined_entity},
+    escape::{escape, resolve_predefined_entity, unescape},
     events::Event,
     name::ResolveResult,
     reader::NsReader,
@@ -97,7 +97,7 @@ pub fn parse(body: &str) -> Result<Request, SoapError> {
     loop {
         let (ns, event) = reader.read_resolved_event().map_err(xml)?;
         let ns = match ns {
-            ResolveResult::Bound(ns) => Some(ns.as_ref().to_owned()),
+            ResolveResult::Bound(ns) => Some(namespace(ns.as_ref())?),
             _ => None,
         };
         match event {
@@ -129,6 +129,7 @@ pub fn parse(body: &str) -> Result<Request, SoapError> {
                     At::Envelope | At::Header => at,
                     At::Body => {
                         let service = ns.ok_or(SoapError::NoNamespace)?;
+                        check_name(&name)?;
                         request = Some(Request {
                             service,
                             action: name,
@@ -141,6 +142,7 @@ pub fn parse(body: &str) -> Result<Request, SoapError> {
                         if request.args.len() == MAX_ARGS {
                             return Err(SoapError::TooManyArgs);
                         }
+                        check_name(&name)?;
                         request.args.push((name, String::new()));
                         value.clear();
                         if empty { At::Action } else { At::Arg }
@@ -195,6 +197,32 @@ pub fn parse(body: &str) -> Result<Request, SoapError> {
     } else {
         SoapError::NoAction
     })
+}
+
+/// Action and argument names are UPnP names (letters, digits, `_`, and leniently `-` and `.`):
+/// the reader takes whatever precedes the first blank as an element's name, and a name with
+/// `"`, `=` or `<` in it would be written back into the response as broken XML.
+fn check_name(name: &str) -> Result<(), SoapError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SoapError::Xml(format!(
+            "`{name}` is not an action or argument name"
+        )))
+    }
+}
+
+/// A namespace name: the `xmlns` attribute's value with its references resolved (Namespaces
+/// in XML 1.0, section 2.2), as [`response`] escapes it on the way out. The reader hands over
+/// the raw attribute text.
+fn namespace(raw: &str) -> Result<String, SoapError> {
+    unescape(raw)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|e| SoapError::Xml(e.to_string()))
 }
 
 fn push_bounded(
@@ -324,6 +352,39 @@ mod tests {
             ))),
             Err(SoapError::TooDeep)
         );
+    }
+
+    #[test]
+    fn a_namespace_reads_as_its_value_with_references_resolved() {
+        // Found by the soap fuzz target: the response escapes the service type, and the
+        // parser used to keep `&lt;` as written, so a service read back was not the one sent.
+        let r = parse(&envelope(r#"<u:A xmlns:u="urn:a&lt;b&#x41;"></u:A>"#)).expect("parse");
+        assert_eq!(r.service, "urn:a<bA");
+        let back = parse(&response(&r.service, &r.action, &[])).expect("round trip");
+        assert_eq!(back.service, r.service);
+        assert!(matches!(
+            parse(&envelope(r#"<u:A xmlns:u="urn:&e;"></u:A>"#)),
+            Err(SoapError::Xml(_))
+        ));
+    }
+
+    #[test]
+    fn names_that_are_not_names_are_refused() {
+        // Found by the soap fuzz target: an action named `A"x=<b` was taken as is and written
+        // back into the response, which then did not parse.
+        for body in [
+            r#"<u:A"x=<b xmlns:u="x"></u:A"x=<b>"#,
+            r#"<u:A xmlns:u="x"><B="1"></B="1"></u:A>"#,
+        ] {
+            assert!(
+                matches!(parse(&envelope(body)), Err(SoapError::Xml(_))),
+                "{body}"
+            );
+        }
+        let ok = parse(&envelope(
+            r#"<u:Add_Port-Mapping.2 xmlns:u="x"><New_Arg-1>1</New_Arg-1></u:Add_Port-Mapping.2>"#,
+        ));
+        assert_eq!(ok.expect("names").action, "Add_Port-Mapping.2");
     }
 
     #[test]
