@@ -6,8 +6,8 @@
 //!   `man`; then that root booted with `systemd-nspawn -b`, WAN and LAN on veth pairs to two
 //!   namespaces of the test's own: the service comes up through READY=1, a share from the
 //!   config forwards, `systemctl reload` applies a changed one, `kill -9` brings it back
-//!   through Restart=, the journal has its lines with their priorities, and remove keeps the
-//!   state while purge deletes it.
+//!   through Restart=, the journal has its lines with their priorities, and remove stops
+//!   forwarding and keeps the state while purge deletes it.
 
 #[path = "package/boot.rs"]
 mod boot;

@@ -188,35 +188,37 @@ impl Root {
         let tag = std::process::id() % 10_000;
         let (wan_host, lan_host) = (format!("pfdw{tag}"), format!("pfdl{tag}"));
         let log = self.dir.with_extension("boot.log");
-        let mut nspawn = Command::new("systemd-nspawn")
-            .args([
-                "-q",
-                "-b",
-                "--register=no",
-                "--keep-unit",
-                "--console=passive",
-                "-D",
-            ])
-            .arg(&self.dir)
-            .arg(format!("--network-veth-extra={wan_host}:wan"))
-            .arg(format!("--network-veth-extra={lan_host}:lan"))
-            .args([
-                "--capability=CAP_BPF,CAP_PERFMON",
-                "--system-call-filter=bpf perf_event_open",
-            ])
-            .arg(format!("--bind={}:/sys/fs/bpf", self.bpffs.display()))
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&log).expect("log"))
-            .stderr(Stdio::from(
-                fs::File::options().append(true).open(&log).expect("log"),
-            ))
-            .spawn()
-            .expect("systemd-nspawn");
-        let machine = match Machine::boot(&mut nspawn) {
+        let mut nspawn = Container(
+            Command::new("systemd-nspawn")
+                .args([
+                    "-q",
+                    "-b",
+                    "--register=no",
+                    "--keep-unit",
+                    "--console=passive",
+                    "-D",
+                ])
+                .arg(&self.dir)
+                .arg(format!("--network-veth-extra={wan_host}:wan"))
+                .arg(format!("--network-veth-extra={lan_host}:lan"))
+                .args([
+                    "--capability=CAP_BPF,CAP_PERFMON",
+                    "--system-call-filter=bpf perf_event_open",
+                ])
+                .arg(format!("--bind={}:/sys/fs/bpf", self.bpffs.display()))
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(&log).expect("log"))
+                .stderr(Stdio::from(
+                    fs::File::options().append(true).open(&log).expect("log"),
+                ))
+                .spawn()
+                .expect("systemd-nspawn"),
+        );
+        let machine = match Machine::boot(&mut nspawn.0) {
             Ok(machine) => machine,
             Err(why) => {
-                let _ = nspawn.kill();
-                let _ = nspawn.wait();
+                let _ = nspawn.0.kill();
+                let _ = nspawn.0.wait();
                 println!(
                     "SKIPPED the booted-systemd part: systemd-nspawn -b cannot boot the root here ({why}); its log:\n{}\n\
                      The notify protocol (READY, STATUS, WATCHDOG, STOPPING) is tested through a NOTIFY_SOCKET in service.rs; \
@@ -245,14 +247,28 @@ impl Root {
         portfwd_tests::serve_http(&lan, 8000, "the second server");
 
         machine.running_service(&remote, self);
-        machine.remove_and_purge(self);
-        shutdown(&mut nspawn);
+        machine.remove_and_purge(&remote, self);
+        drop(nspawn);
         drop(lan);
+    }
+}
+
+/// The booted container's `systemd-nspawn`, shut down when dropped: also when a test fails
+/// while it runs (a container left running would hold what the test run holds, a cargo lock's
+/// file descriptor among them).
+struct Container(Child);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        shutdown(&mut self.0);
     }
 }
 
 /// Stops the container (SIGTERM: nspawn powers it off), then kills it if it hangs.
 fn shutdown(nspawn: &mut Child) {
+    if let Ok(Some(_)) = nspawn.try_wait() {
+        return;
+    }
     let pid = i32::try_from(nspawn.id()).expect("pid");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -448,12 +464,21 @@ impl Machine {
         assert!(get(8081).contains("the second server"));
     }
 
-    fn remove_and_purge(&self, root: &Root) {
-        // remove keeps the state and the pinned objects' directory; purge deletes them.
+    fn remove_and_purge(&self, remote: &Netns, root: &Root) {
+        // remove stops the service and takes forwarding down (prerm runs `portfwd down`: a
+        // stopped daemon alone leaves its pinned programs forwarding), and keeps the state and
+        // the config; purge deletes the state.
         self.exec_ok(&["dpkg", "-r", "portfwd"]);
         assert_ne!(self.show("ActiveState"), "active");
+        let share = SocketAddr::from(([198, 51, 100, 1], 8080));
+        let forwarded = http_get(remote, share, Duration::from_secs(2));
+        assert!(
+            forwarded.is_err(),
+            "a removed package still forwards: {forwarded:?}"
+        );
+        let (pinned, _) = self.exec(&["test", "-e", "/sys/fs/bpf/portfwd"]);
+        assert!(!pinned, "remove leaves the pinned programs and maps");
         self.exec_ok(&["test", "-f", "/var/lib/portfwd/api-token"]);
-        self.exec_ok(&["test", "-d", "/sys/fs/bpf/portfwd"]);
         self.exec_ok(&["test", "-f", "/etc/portfwd/portfwd.toml"]);
         self.exec_ok(&["dpkg", "-P", "portfwd"]);
         let (kept, _) = self.exec(&["test", "-e", "/var/lib/portfwd"]);
