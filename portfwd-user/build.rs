@@ -21,9 +21,31 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // The test builds' features reach the programs too.
+    let features: Vec<&str> = ["program-test", "layout-test"]
+        .into_iter()
+        .filter(|f| {
+            env::var_os(format!(
+                "CARGO_FEATURE_{}",
+                f.to_uppercase().replace('-', "_")
+            ))
+            .is_some()
+        })
+        .collect();
+    // aya-build relays everything the inner cargo prints on stderr as build-script warnings
+    // ("warning: portfwd-user@...: Compiling core ..."), dozens of lines on every first build.
+    // Its status lines are noise: compiler diagnostics still come through (aya-build reads
+    // them from cargo's JSON on stdout), and so do cargo's errors. PORTFWD_EBPF_VERBOSE=1
+    // (`cargo xtask -v`) keeps them.
+    if env::var_os("PORTFWD_EBPF_VERBOSE").is_none_or(|v| v.is_empty() || v == "0") {
+        // SAFETY: build scripts are single-threaded here; the variable is read by the cargo
+        // that aya-build spawns below, which inherits it.
+        unsafe { env::set_var("CARGO_TERM_QUIET", "true") };
+    }
     let package = aya_build::Package {
         name: "portfwd-ebpf",
         root_dir: "../portfwd-ebpf",
+        features: &features,
         ..Default::default()
     };
     aya_build::build_ebpf([package], aya_build::Toolchain::default()).context(

@@ -96,8 +96,32 @@ pub struct ShareTarget {
     pub _pad: u16,
     /// Index of this share's counters in [`MAP_SHARE_STATS`].
     pub slot: u32,
+    pub _pad2: u32,
+    /// When the share's lease ends, in `CLOCK_BOOTTIME` nanoseconds (`bpf_ktime_get_boot_ns`);
+    /// [`NO_DEADLINE`] for shares without one. From then on the programs treat the entry as
+    /// absent, so a lease ends on time even while no daemon runs to remove it.
+    pub deadline: u64,
+    #[cfg(feature = "layout-test")]
+    /// A field only the layout-change test build has.
+    pub test_field: u64,
 }
-const _: () = assert!(size_of::<ShareTarget>() == 12);
+#[cfg(not(feature = "layout-test"))]
+const _: () = assert!(size_of::<ShareTarget>() == 24);
+
+/// [`ShareTarget::deadline`] (and the others') of an entry without a lease.
+pub const NO_DEADLINE: u64 = 0;
+
+/// The version of the maps' layout: the names, types, key and value types and sizes of every
+/// map. The daemon writes it into [`MAP_LAYOUT`] and checks it before it reuses pinned maps:
+/// the same version is reused as it is, an older one is migrated into new maps, a newer one
+/// refused. Bumped with every change of a map's type, key or value.
+#[cfg(not(feature = "layout-test"))]
+pub const LAYOUT_VERSION: u32 = 1;
+/// See the default build's value; the layout-change test build is one version on.
+#[cfg(feature = "layout-test")]
+pub const LAYOUT_VERSION: u32 = 2;
+/// One-element array holding the [`LAYOUT_VERSION`] the maps were made with (`u32`).
+pub const MAP_LAYOUT: &str = "LAYOUT";
 
 /// The internal endpoint a reply comes from.
 #[repr(C)]
@@ -133,8 +157,12 @@ pub struct ReverseTarget {
     pub wildcard_slot: u32,
     /// `REVERSE_F_*` bits.
     pub flags: u32,
+    pub _pad2: u32,
+    /// The latest lease end of the endpoint's shares ([`ShareTarget::deadline`]);
+    /// [`NO_DEADLINE`] if one of them has no lease.
+    pub deadline: u64,
 }
-const _: () = assert!(size_of::<ReverseTarget>() == 12);
+const _: () = assert!(size_of::<ReverseTarget>() == 24);
 
 /// Set in [`Config::flags`] while at least one share is tied to a remote host: only then does
 /// the WAN program look up the exact remote before the wildcard (one hash lookup saved per
@@ -261,8 +289,10 @@ pub struct PinholeTarget {
     pub _pad: u16,
     /// Index of this pinhole's counters in [`MAP_PINHOLE_STATS`].
     pub slot: u32,
+    /// When the pinhole's lease ends ([`ShareTarget::deadline`]).
+    pub deadline: u64,
 }
-const _: () = assert!(size_of::<PinholeTarget>() == 24);
+const _: () = assert!(size_of::<PinholeTarget>() == 32);
 
 /// Direction index for [`verdict_index`]: the WAN program.
 pub const DIR_WAN: u32 = 0;

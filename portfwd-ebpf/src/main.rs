@@ -43,7 +43,7 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
         bpf_fib_lookup as FibLookup, xdp_action,
     },
-    helpers::{bpf_fib_lookup, bpf_redirect},
+    helpers::{bpf_fib_lookup, bpf_ktime_get_boot_ns, bpf_redirect},
     macros::{map, xdp},
     maps::{Array, DevMap, HashMap, PerCpuArray},
     programs::XdpContext,
@@ -56,9 +56,10 @@ use network_types::{
 };
 use portfwd_common::{
     CONFIG_F_IPV6_DENY, CONFIG_F_REMOTE_SPECIFIC, Config, DIR_LAN, DIR_WAN, EGRESS_LAN, EGRESS_WAN,
-    IPPROTO_TCP, IPPROTO_UDP, MAX_PINHOLES, MAX_SHARES, NEXT_HOP_SLOTS, NO_SLOT, NextHop,
-    NextHopEntry, NextHopKey, PinholeKey, PinholeTarget, REVERSE_F_REMOTE_SPECIFIC, ReverseKey,
-    ReverseTarget, ShareKey, ShareStats, ShareTarget, VERDICT_SLOTS, Verdict, csum, next_hop_slot,
+    IPPROTO_TCP, IPPROTO_UDP, MAX_PINHOLES, MAX_SHARES, NEXT_HOP_SLOTS, NO_DEADLINE, NO_SLOT,
+    NextHop, NextHopEntry, NextHopKey, PinholeKey, PinholeTarget, REVERSE_F_REMOTE_SPECIFIC,
+    ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget, VERDICT_SLOTS, Verdict, csum,
+    next_hop_slot,
 };
 use portfwd_ebpf::ptr_at;
 
@@ -84,6 +85,19 @@ static VERDICTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(VERDICT_SLOTS,
 static PINHOLES: HashMap<PinholeKey, PinholeTarget> = HashMap::with_max_entries(MAX_PINHOLES, 0);
 #[map]
 static PINHOLE_STATS: PerCpuArray<ShareStats> = PerCpuArray::with_max_entries(MAX_PINHOLES, 0);
+/// The layout version the maps were made with (`portfwd_common::LAYOUT_VERSION`), for the
+/// daemon that finds them pinned; the programs do not read it.
+#[map]
+static LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Whether an entry with lease end `deadline` still holds. The clock is read only for leased
+/// entries: the owner's shares cost nothing. `CLOCK_BOOTTIME` keeps counting through a
+/// suspend, as the lease does.
+#[inline(always)]
+fn live(deadline: u64) -> bool {
+    // SAFETY: a helper without arguments.
+    deadline == NO_DEADLINE || unsafe { bpf_ktime_get_boot_ns() } < deadline
+}
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -432,6 +446,11 @@ fn finish(dir: u32, verdict: Verdict, action: u32) -> u32 {
     if let Some(counter) = VERDICTS.get_ptr_mut(portfwd_common::verdict_index(dir, verdict)) {
         unsafe { *counter += 1 };
     }
+    // The upgrade test's "new program": other instructions, the same maps and behaviour.
+    #[cfg(feature = "program-test")]
+    if LAYOUT.get(0).is_some_and(|v| *v == u32::MAX) {
+        return xdp_action::XDP_PASS;
+    }
     action
 }
 
@@ -469,6 +488,10 @@ fn wan(ctx: &XdpContext) -> (Verdict, u32) {
     let Some(share) = share.or_else(|| unsafe { SHARES.get(key) }.copied()) else {
         return UNTOUCHED;
     };
+    // A lease that ended while no daemon ran to remove it: as if the share were gone.
+    if !live(share.deadline) {
+        return UNTOUCHED;
+    }
 
     let int_addr = share.int_addr.to_ne_bytes();
     let hop = if pkt.ttl() > 1 {
@@ -515,6 +538,9 @@ fn lan(ctx: &XdpContext) -> (Verdict, u32) {
     let Some(reverse) = (unsafe { REVERSE.get(rkey) }) else {
         return UNTOUCHED;
     };
+    if !live(reverse.deadline) {
+        return UNTOUCHED;
+    }
     let slot = share_slot_for_reply(&pkt, reverse, &rkey);
     if slot == NO_SLOT {
         return UNTOUCHED;
@@ -712,6 +738,9 @@ fn pinhole(addr: [u8; 16], port: [u8; 2], proto: u8, peer: ([u8; 16], [u8; 2])) 
         _pad: 0,
     };
     let target = unsafe { PINHOLES.get(key) }?;
+    if !live(target.deadline) {
+        return None;
+    }
     let any = target.remote == [0; 16];
     if (!any && target.remote != peer.0)
         || (target.remote_port != 0 && target.remote_port != u16::from_ne_bytes(peer.1))

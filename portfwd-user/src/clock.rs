@@ -92,6 +92,65 @@ impl Civil {
     }
 }
 
+/// `CLOCK_BOOTTIME` now, in nanoseconds: the clock the XDP programs read lease deadlines
+/// against (`bpf_ktime_get_boot_ns`).
+#[must_use]
+pub fn boot_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
+/// One instant of the table's monotonic clock and of `CLOCK_BOOTTIME`, taken together: turns
+/// the table's deadlines into the data plane's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootClock {
+    pub now: std::time::Instant,
+    pub boot_ns: u64,
+}
+
+impl BootClock {
+    /// The clocks now.
+    #[must_use]
+    pub fn read(now: std::time::Instant) -> Self {
+        Self {
+            now,
+            boot_ns: boot_ns(),
+        }
+    }
+
+    /// `deadline` in `CLOCK_BOOTTIME` nanoseconds (never 0, which means "no deadline").
+    #[must_use]
+    pub fn boot(self, deadline: std::time::Instant) -> u64 {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        if deadline >= self.now {
+            self.boot_ns
+                .saturating_add(nanos(deadline - self.now))
+                .max(1)
+        } else {
+            self.boot_ns
+                .saturating_sub(nanos(self.now - deadline))
+                .max(1)
+        }
+    }
+
+    /// How far `later`'s boot time is from what this pairing of the clocks says it should
+    /// be: the time the box was suspended in between (`CLOCK_BOOTTIME` counts it, the
+    /// monotonic clock does not). The pairing is kept while they agree, so that the same
+    /// deadline always maps to the same value.
+    #[must_use]
+    pub fn drift(self, later: Self) -> Duration {
+        Duration::from_nanos(self.boot(later.now).abs_diff(later.boot_ns))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,7 +162,14 @@ mod tests {
         assert_eq!(wall_remaining(u64::MAX), MAX_REMAINING);
         assert_eq!(wall_remaining(0), Duration::ZERO);
         let left = wall_remaining(unix_now() + 100);
-        assert!(left <= Duration::from_secs(100) && left >= Duration::from_secs(98), "{left:?}");
-        assert!(std::time::Instant::now().checked_add(MAX_REMAINING).is_some());
+        assert!(
+            left <= Duration::from_secs(100) && left >= Duration::from_secs(98),
+            "{left:?}"
+        );
+        assert!(
+            std::time::Instant::now()
+                .checked_add(MAX_REMAINING)
+                .is_some()
+        );
     }
 }

@@ -27,7 +27,10 @@ use tokio::{
 use crate::{
     api::{self, Api, Facts},
     config::Config,
-    dataplane::{AttachedMode, Dataplane, DataplaneError},
+    dataplane::{
+        AttachedMode, Dataplane, DataplaneError,
+        pins::{self, Pins},
+    },
     events::{self, EventLog},
     host::{Host, SystemHost},
     metrics::Metrics,
@@ -82,7 +85,8 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     table::check_static(lan_subnets.clone(), config.shares.clone())?;
 
     // Loading needs the privileges everything else needs too: the clearest first error.
-    let mut dataplane = Dataplane::load()?;
+    let pins = pins_for(&config);
+    let dataplane = Dataplane::load(pins.clone())?;
     let state = StateDir::open(&config.state_dir)?;
     let lan_addr = lan_subnets
         .first()
@@ -115,16 +119,6 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     warn_if_not_forwarding(&config.wan);
     warn_if_not_forwarding(&config.lan);
     let mut monitor = Monitor::open(wan_index).map_err(DaemonError::Netlink)?;
-    let wan_mode = dataplane.attach(PROG_WAN, &config.wan, wan_index, config.xdp_mode)?;
-    let lan_mode = dataplane.attach(PROG_LAN, &config.lan, lan_index, config.xdp_mode)?;
-    let program_id = |name| {
-        dataplane
-            .program(name)
-            .ok()
-            .and_then(|p| p.info().ok())
-            .map(|info| info.id())
-    };
-    let (wan_program, lan_program) = (program_id(PROG_WAN), program_id(PROG_LAN));
 
     let host: Arc<dyn Host> = Arc::new(SystemHost {
         wan: config.wan.clone(),
@@ -150,6 +144,12 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     table.set_link(netinfo::link_up(&config.wan))?;
     table.replace_static(config.shares.clone())?;
     let restored = table.restore(loaded.saved);
+    // Only now, with the table complete, is what pinned maps hold beyond it removed; and only
+    // now do the programs run on the interfaces (a pinned link takes the new program in one
+    // update, so the maps it reads are filled before it does).
+    table.reconcile_all()?;
+    let attached = attach(&mut table, &config, wan_index, lan_index)?;
+    let (wan_mode, lan_mode, wan_program, lan_program) = attached;
     let metrics = Arc::new(Metrics::default());
     events.observe(Box::new({
         let metrics = Arc::clone(&metrics);
@@ -251,6 +251,8 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     announce_ready(
         &config, wan_mode, lan_mode, external, shares, &identity, &api_addr,
     );
+    // systemd (Type=notify): READY=1 at the same point, then STATUS= and the watchdog.
+    let service = crate::notify::Service::ready(&handle, &config.wan);
     if loaded.migrated {
         tracing::info!(
             "state.json of an earlier portfwd brought over into {}; the old file is kept",
@@ -261,7 +263,16 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
         tracing::info!("restored {restored} share(s) and pinhole(s) from the state directory");
     }
 
-    let result = serve(&config, &flag_shares, &handle, &mut monitor, signals).await;
+    let result = serve(
+        &config,
+        &flag_shares,
+        &handle,
+        &mut monitor,
+        signals,
+        (wan_index, lan_index),
+    )
+    .await;
+    drop(service);
     // Servers first (SSDP says goodbye), then the table, whose end detaches the programs.
     let _ = stop_servers.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -275,12 +286,87 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     })
     .await;
     drop(handle);
-    // The table hands back the data plane; dropping it detaches both programs.
+    // The table hands back the data plane. Pinned, its programs, maps and links stay and go
+    // on forwarding (`portfwd down` takes them away); unpinned, dropping it detaches them.
     if let Ok(table) = task.await {
         drop(table);
-        tracing::info!("detached from {} and {}", config.wan, config.lan);
+        if let Some(pins) = &pins {
+            tracing::info!(
+                "stopped; forwarding goes on from the objects pinned in {} (`portfwd down` detaches)",
+                pins.dir().display()
+            );
+        } else {
+            tracing::info!("detached from {} and {}", config.wan, config.lan);
+        }
     }
     result
+}
+
+/// Where this instance's objects are pinned, or `None` (with a warning) where bpffs is not
+/// mounted: then forwarding stops with the daemon, as it did before pinning.
+fn pins_for(config: &Config) -> Option<Pins> {
+    let root = config.bpffs.as_path();
+    if !pins::is_bpffs(root) {
+        tracing::warn!(
+            "{} is not a mounted bpffs: nothing is pinned, and forwarding stops when portfwd stops (mount it: mount -t bpf bpf {})",
+            root.display(),
+            root.display()
+        );
+        return None;
+    }
+    let name = config
+        .instance
+        .clone()
+        .unwrap_or_else(|| pins::instance_name(&config.wan));
+    Some(Pins::new(root, &name))
+}
+
+/// Attaches both programs to their interfaces (taking over pinned links), then removes the
+/// maps of an older layout: their attach modes and program ids.
+fn attach(
+    table: &mut Table,
+    config: &Config,
+    wan_index: u32,
+    lan_index: u32,
+) -> Result<(AttachedMode, AttachedMode, Option<u32>, Option<u32>), DaemonError> {
+    let Some(dataplane) = table.maps_mut().as_any_mut().downcast_mut::<Dataplane>() else {
+        return Err(DaemonError::Dataplane(DataplaneError::NoObject));
+    };
+    let wan_mode = dataplane.attach(PROG_WAN, &config.wan, wan_index, config.xdp_mode)?;
+    let lan_mode = dataplane.attach(PROG_LAN, &config.lan, lan_index, config.xdp_mode)?;
+    dataplane.commit_upgrade();
+    let program_id = |name| {
+        dataplane
+            .program(name)
+            .ok()
+            .and_then(|p| p.info().ok())
+            .map(|info| info.id())
+    };
+    Ok((
+        wan_mode,
+        lan_mode,
+        program_id(PROG_WAN),
+        program_id(PROG_LAN),
+    ))
+}
+
+/// `portfwd down`: detaches the instance's programs and removes its pins. Returns the
+/// directory and whether anything was there.
+pub fn down(
+    root: &std::path::Path,
+    wan: &str,
+    instance: Option<&str>,
+) -> Result<(std::path::PathBuf, bool), DataplaneError> {
+    let name = instance.map_or_else(|| pins::instance_name(wan), str::to_owned);
+    let pins = Pins::new(root, &name);
+    let found = pins.remove_all().map_err(|source| DataplaneError::Pin {
+        path: pins.dir().to_owned(),
+        source,
+    })?;
+    Ok((
+        pins.dir().to_owned(),
+        !found.links.is_empty() || !found.versions.is_empty(),
+    ))
 }
 
 /// What the state directory holds, and the journal to go on with. A store or `state.json` that
@@ -328,15 +414,21 @@ impl Signals {
     }
 }
 
-/// Binds the API listener. Anything but loopback is the owner's explicit choice: say so.
+/// Binds the API listener. Anything but loopback is the owner's explicit choice, and then it
+/// is bound to the LAN interface (`SO_BINDTODEVICE`): a connection from the WAN never
+/// completes its handshake, so a scan of the WAN address does not even see the port open.
 fn bind_api(config: &Config) -> Result<TcpListener, DaemonError> {
     let addr = config.api.listen;
-    if !addr.ip().is_loopback() {
+    let device = if addr.ip().is_loopback() {
+        None
+    } else {
         tracing::warn!(
-            "the API listens on {addr}, beyond this box: every route but /metrics needs the token, but keep it off the WAN"
+            "the API listens on {addr} on the LAN interface {}: every route but /metrics needs the token",
+            config.lan
         );
-    }
-    tcp_listener(addr, None).map_err(|source| DaemonError::Listen {
+        Some(config.lan.as_str())
+    };
+    tcp_listener(addr, device).map_err(|source| DaemonError::Listen {
         what: format!("the API on {addr}"),
         source,
     })
@@ -498,6 +590,7 @@ async fn serve(
     handle: &TableHandle,
     monitor: &mut Monitor,
     mut signals: Signals,
+    mut ifindexes: (u32, u32),
 ) -> Result<(), DaemonError> {
     loop {
         tokio::select! {
@@ -505,25 +598,87 @@ async fn serve(
             _ = signals.term.recv() => break,
             _ = signals.hup.recv() => reload(config, flag_shares, handle).await,
             changes = monitor.next() => {
-                let changes = changes.map_err(DaemonError::Netlink)?;
-                handle.change(Table::forwarding_changed).await?;
-                if changes.addresses {
-                    let external = netinfo::external_addr(&config.wan)?;
-                    handle.change(move |t| t.set_external(external)).await?;
-                }
-                // After lost notifications the kernel's word is re-read; otherwise the
-                // notification says it.
-                let link = changes
-                    .link
-                    .or_else(|| changes.lost.then(|| netinfo::link_up(&config.wan)));
-                if let Some(up) = link {
-                    handle.change(move |t| t.set_link(up)).await?;
+                // One bad notification (or a burst the socket lost) is no reason to stop a
+                // router's daemon: say so and carry on with the next.
+                let changes = match changes {
+                    Ok(changes) => changes,
+                    Err(err) => {
+                        tracing::error!("rtnetlink: {err}; carrying on");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if let Err(err) = follow(config, handle, monitor, &mut ifindexes, changes).await {
+                    tracing::error!("following a network change: {}", crate::error_chain(&err));
                 }
             }
         }
     }
     tracing::info!("stopping");
     Ok(())
+}
+
+/// Brings the table along with what rtnetlink reported: next hops, the external address, the
+/// WAN link, and interfaces deleted and made again (a `PPPoE` reconnect gives the WAN a new
+/// index): the programs are attached to the new interface at once.
+async fn follow(
+    config: &Config,
+    handle: &TableHandle,
+    monitor: &mut Monitor,
+    ifindexes: &mut (u32, u32),
+    changes: crate::netlink::Changes,
+) -> Result<(), DaemonError> {
+    handle.change(Table::forwarding_changed).await?;
+    let now = (
+        netinfo::ifindex(&config.wan).ok(),
+        netinfo::ifindex(&config.lan).ok(),
+    );
+    if let (Some(wan), Some(lan)) = now
+        && (wan, lan) != *ifindexes
+    {
+        let old = std::mem::replace(ifindexes, (wan, lan));
+        monitor.watch(wan);
+        let config = config.clone();
+        handle
+            .change(move |t| reattach(t, &config, old, (wan, lan)))
+            .await?;
+    }
+    if changes.addresses || changes.link.is_some() {
+        let external = netinfo::external_addr(&config.wan).unwrap_or(None);
+        handle.change(move |t| t.set_external(external)).await?;
+    }
+    // After lost notifications, or an interface made again, the kernel's word is re-read;
+    // otherwise the notification says it.
+    let link = changes
+        .link
+        .filter(|_| now.0.is_some())
+        .or_else(|| changes.lost.then(|| netinfo::link_up(&config.wan)));
+    let link = if now.0.is_none() { Some(false) } else { link };
+    if let Some(up) = link {
+        handle.change(move |t| t.set_link(up)).await?;
+    }
+    Ok(())
+}
+
+/// Attaches both programs to the interfaces now called `config.wan` and `config.lan` (new
+/// indexes), and points the data plane at them.
+fn reattach(
+    table: &mut Table,
+    config: &Config,
+    old: (u32, u32),
+    (wan, lan): (u32, u32),
+) -> Result<(), TableError> {
+    let Some(dataplane) = table.maps_mut().as_any_mut().downcast_mut::<Dataplane>() else {
+        return Ok(());
+    };
+    if wan != old.0 {
+        dataplane.attach(PROG_WAN, &config.wan, wan, config.xdp_mode)?;
+    }
+    if lan != old.1 {
+        dataplane.attach(PROG_LAN, &config.lan, lan, config.xdp_mode)?;
+    }
+    table.set_ifindexes(wan, lan, &config.wan, &config.lan)?;
+    table.set_link(netinfo::link_up(&config.wan))
 }
 
 async fn reload(config: &Config, flag_shares: &[ShareSpec], handle: &TableHandle) {

@@ -45,11 +45,13 @@ pub enum EventKind {
     /// The link went down and came back within the flap window: one event for both.
     WanFlap,
     ExternalAddress,
+    /// An interface was made again (new index) and the programs attached to it.
+    InterfaceAttached,
 }
 
 impl EventKind {
     /// All kinds, for metrics.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::ShareCreated,
         Self::ShareEdited,
         Self::ShareEnabled,
@@ -62,6 +64,7 @@ impl EventKind {
         Self::WanUp,
         Self::WanFlap,
         Self::ExternalAddress,
+        Self::InterfaceAttached,
     ];
 
     /// The name in JSON, the CLI and metrics labels.
@@ -80,6 +83,7 @@ impl EventKind {
             Self::WanUp => "wan_up",
             Self::WanFlap => "wan_flap",
             Self::ExternalAddress => "external_address",
+            Self::InterfaceAttached => "interface_attached",
         }
     }
 }

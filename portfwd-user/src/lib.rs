@@ -4,6 +4,7 @@
 //! XDP programs ([`dataplane`]); [`daemon`] wires it to the interfaces, signals and rtnetlink.
 
 pub mod api;
+pub mod args;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -12,9 +13,11 @@ pub mod daemon;
 pub mod dataplane;
 pub mod events;
 pub mod host;
+pub mod logging;
 pub mod metrics;
 pub mod netinfo;
 pub mod netlink;
+pub mod notify;
 pub mod pcp;
 pub mod pinhole;
 pub mod policy;

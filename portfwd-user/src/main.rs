@@ -1,101 +1,21 @@
 //! The `portfwd` command.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::Path, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
 use portfwd::{
-    cli::{self, Connection, DeviceCommand, EventsArgs, SettingsCommand, ShareCommand},
-    config::{Config, Overrides, XdpMode},
-    share::ShareSpec,
+    args::{Cli, Command, DownArgs, RunArgs},
+    cli,
+    config::{Config, Overrides},
 };
-
-/// Port sharing for Linux edge boxes, forwarded in XDP.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Attach to the WAN and LAN interfaces and forward the shared ports.
-    Run(RunArgs),
-    /// Add, list, change and delete port shares (through the running daemon's API).
-    Share {
-        #[command(subcommand)]
-        command: ShareCommand,
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// LAN devices and their permission to share ports independently.
-    Device {
-        #[command(subcommand)]
-        command: DeviceCommand,
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// The event log: share changes, device permissions, WAN link and address.
-    Events {
-        #[command(flatten)]
-        args: EventsArgs,
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// The daemon's status: WAN link and address, XDP modes, shares.
-    Status {
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// UPnP settings: on or off, secure mode, quotas.
-    Settings {
-        #[command(subcommand)]
-        command: SettingsCommand,
-        #[command(flatten)]
-        connection: Connection,
-    },
-}
-
-#[derive(Debug, clap::Args)]
-struct RunArgs {
-    /// Interface facing the internet.
-    #[arg(long, value_name = "IF")]
-    wan: Option<String>,
-    /// Interface facing the LAN hosts.
-    #[arg(long, value_name = "IF")]
-    lan: Option<String>,
-    /// A port share, PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80); repeatable.
-    #[arg(long = "share", value_name = "SHARE")]
-    shares: Vec<ShareSpec>,
-    /// TOML config file (interfaces, XDP mode, shares); re-read on SIGHUP.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// How to attach the XDP programs.
-    #[arg(long, value_enum, value_name = "MODE")]
-    xdp_mode: Option<XdpMode>,
-    /// Where leased shares and the UPnP identity are kept [default: /var/lib/portfwd].
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-    /// TCP port of the UPnP HTTP server on the LAN address [default: 5000].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    upnp_port: Option<u16>,
-    /// Where the REST API and /metrics listen [default: 127.0.0.1:9780].
-    #[arg(long, value_name = "ADDR")]
-    api: Option<std::net::SocketAddr>,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let (command, connection) = match cli.command {
+        // The daemon's log level may come from its config file: it sets up the log itself.
         Command::Run(args) => return run(args),
+        Command::CheckConfig { file } => return check_config(&file),
+        Command::Down(args) => return down(args),
         Command::Share {
             command,
             connection,
@@ -111,6 +31,7 @@ fn main() -> ExitCode {
             connection,
         } => (cli::Command::Settings(command), connection),
     };
+    portfwd::logging::init(None);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,10 +56,13 @@ fn run(args: RunArgs) -> ExitCode {
         state_dir: args.state_dir,
         upnp_port: args.upnp_port,
         api: args.api,
+        instance: args.instance,
+        bpffs: args.bpffs,
     }) {
         Ok(config) => config,
         Err(err) => return fail(&err),
     };
+    portfwd::logging::init(config.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -148,6 +72,56 @@ fn run(args: RunArgs) -> ExitCode {
     };
     match runtime.block_on(portfwd::daemon::run(config, flag_shares)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// `portfwd down`: the stopped daemon's programs detached, its pins removed.
+fn down(args: DownArgs) -> ExitCode {
+    let config = match Config::load(Overrides {
+        wan: args.wan,
+        lan: args.lan,
+        file: args.config,
+        instance: args.instance,
+        bpffs: args.bpffs,
+        ..Overrides::default()
+    }) {
+        Ok(config) => config,
+        Err(err) => return fail(&err),
+    };
+    match portfwd::daemon::down(&config.bpffs, &config.wan, config.instance.as_deref()) {
+        Ok((dir, true)) => {
+            println!(
+                "detached portfwd from {} and {} and removed {}",
+                config.wan,
+                config.lan,
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((dir, false)) => {
+            println!(
+                "nothing pinned at {}: portfwd was not left running",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
+    }
+}
+
+/// `portfwd check-config FILE`: the file alone (no flags, no interfaces, no privileges), as
+/// the service would start with it.
+fn check_config(file: &Path) -> ExitCode {
+    match Config::load(Overrides {
+        file: Some(file.to_owned()),
+        ..Overrides::default()
+    }) {
+        Ok(config) => {
+            println!("{}: valid", file.display());
+            print!("{}", portfwd::config::summary(&config));
+            ExitCode::SUCCESS
+        }
         Err(err) => fail(&err),
     }
 }

@@ -165,6 +165,12 @@ impl Monitor {
         })
     }
 
+    /// Follows the link of interface `watch` from now on (it was made again, with a new
+    /// index).
+    pub fn watch(&mut self, watch: u32) {
+        self.watch = watch;
+    }
+
     /// Waits for the next notifications and says what they changed. A receive-buffer overrun
     /// (ENOBUFS: notifications were lost) reports everything as changed.
     pub async fn next(&mut self) -> io::Result<Changes> {

@@ -43,13 +43,8 @@ impl PinholeId {
     /// The pinhole a data plane key stands for.
     #[must_use]
     pub fn of_key(key: &PinholeKey) -> Option<Self> {
-        let proto = match key.proto {
-            portfwd_common::IPPROTO_TCP => Proto::Tcp,
-            portfwd_common::IPPROTO_UDP => Proto::Udp,
-            _ => return None,
-        };
         Some(Self {
-            proto,
+            proto: Proto::of_number(key.proto)?,
             addr: Ipv6Addr::from(key.addr),
             port: u16::from_be(key.port),
         })
@@ -227,15 +222,19 @@ impl Pinholes {
         old
     }
 
-    /// What the kernel map should hold for `id`: its target while it is enabled.
+    /// What the kernel map should hold for `id`: its target while it is enabled, its lease
+    /// end on `clock`'s boot-time scale.
     #[must_use]
-    pub fn target(&self, id: &PinholeId) -> Option<PinholeTarget> {
+    pub fn target(&self, id: &PinholeId, clock: crate::clock::BootClock) -> Option<PinholeTarget> {
         let p = self.open.get(id).filter(|p| p.spec.enabled)?;
         Some(PinholeTarget {
             remote: p.spec.remote.map_or([0; 16], |r| r.octets()),
             remote_port: p.spec.remote_port.map_or(0, u16::to_be),
             _pad: 0,
             slot: p.slot,
+            deadline: p
+                .expires
+                .map_or(portfwd_common::NO_DEADLINE, |at| clock.boot(at)),
         })
     }
 
@@ -335,10 +334,10 @@ impl Pinholes {
 
     /// The kernel map contents: the enabled pinholes.
     #[must_use]
-    pub fn desired(&self) -> BTreeMap<PinholeKey, PinholeTarget> {
+    pub fn desired(&self, clock: crate::clock::BootClock) -> BTreeMap<PinholeKey, PinholeTarget> {
         self.open
             .keys()
-            .filter_map(|id| Some((id.key(), self.target(id)?)))
+            .filter_map(|id| Some((id.key(), self.target(id, clock)?)))
             .collect()
     }
 }
@@ -400,7 +399,7 @@ mod tests {
         let mut off = spec("udp:[2001:db8:77::11]:53");
         off.enabled = false;
         p.add(off, Origin::Api, None).expect("open");
-        let desired = p.desired();
+        let desired = p.desired(crate::clock::BootClock::read(Instant::now()));
         assert_eq!(desired.len(), 1, "disabled pinholes stay out of the kernel");
         let (key, target) = desired.iter().next().expect("one");
         assert_eq!(key.port, 443u16.to_be());

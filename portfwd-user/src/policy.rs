@@ -313,34 +313,72 @@ pub struct Settings {
     pub pcp: PcpSettings,
 }
 
+/// A setting of `[upnp]` that cannot be used: its key (and index, in a list), for the line of
+/// the config file it is on, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub key: &'static str,
+    pub index: Option<usize>,
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(key: &'static str, message: String) -> Self {
+        Self {
+            key,
+            index: None,
+            message,
+        }
+    }
+}
+
 /// The longest lease IGD:2 grants, and what it makes of a lease of 0.
 pub const IGD2_MAX_LEASE: Duration = Duration::from_hours(7 * 24);
 
 impl UpnpConfig {
     /// Checks and compiles the section.
-    pub fn compile(self) -> Result<Settings, String> {
+    pub fn compile(self) -> Result<Settings, Invalid> {
         let igd_version = match self.igd_version {
             1 => IgdVersion::V1,
             2 => IgdVersion::V2,
-            n => return Err(format!("upnp.igd_version is {n}: expected 1 or 2")),
+            n => {
+                return Err(Invalid::new(
+                    "igd_version",
+                    format!("upnp.igd_version is {n}: expected 1 or 2"),
+                ));
+            }
         };
         if self.max_lease == Some(0) {
-            return Err("upnp.max_lease is 0: leave it out for no cap".to_owned());
+            return Err(Invalid::new(
+                "max_lease",
+                "upnp.max_lease is 0: leave it out for no cap".to_owned(),
+            ));
         }
         if !(60..=86_400).contains(&self.notify_interval) {
-            return Err(format!(
-                "upnp.notify_interval is {}: expected 60 to 86400 seconds",
-                self.notify_interval
+            return Err(Invalid::new(
+                "notify_interval",
+                format!(
+                    "upnp.notify_interval is {}: expected 60 to 86400 seconds",
+                    self.notify_interval
+                ),
             ));
         }
         if self.port == 0 {
-            return Err("upnp.port is 0".to_owned());
+            return Err(Invalid::new("port", "upnp.port is 0".to_owned()));
         }
         let devices = self
             .devices
             .map(|list| {
                 list.iter()
-                    .map(|d| d.parse())
+                    .enumerate()
+                    .map(|(i, d)| {
+                        d.parse().map_err(|message| Invalid {
+                            key: "devices",
+                            index: Some(i),
+                            message: format!("upnp.devices: {message}"),
+                        })
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
@@ -672,7 +710,7 @@ mod tests {
         let err = |t: &str| {
             toml::from_str::<UpnpConfig>(t)
                 .map_err(|e| e.to_string())
-                .and_then(UpnpConfig::compile)
+                .and_then(|c| c.compile().map_err(|e| e.to_string()))
                 .expect_err(t)
         };
         assert!(err("igd_version = 3").contains("igd_version"));

@@ -3,6 +3,11 @@
 //! [`Limits::max_connections`] connections are served at once (more are closed at once), each
 //! must send its headers within [`Limits::header_timeout`], fit them in
 //! [`Limits::max_header_bytes`] and be done within [`Limits::connection_timeout`].
+//!
+//! Shutdown is bounded: when `shutdown` completes the loop stops accepting, every connection
+//! is told to finish gracefully (hyper answers what is in flight and closes idle keep-alives),
+//! and what has not finished within [`DRAIN`] (a long poll of the event log) is aborted, so a
+//! stopping daemon never waits on a client.
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -10,7 +15,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+    task::JoinSet,
+};
+
+/// How long connections have to finish once the server stops.
+pub const DRAIN: Duration = Duration::from_secs(1);
 
 /// Bounds on one server's connections.
 #[derive(Clone, Copy, Debug)]
@@ -47,10 +59,25 @@ pub async fn serve<P, H, F>(
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Reap finished connections as we go, so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => {
+                let _ = stop.send(true);
+                let drained = tokio::time::timeout(DRAIN, async {
+                    while connections.join_next().await.is_some() {}
+                })
+                .await;
+                if drained.is_err() {
+                    tracing::debug!("{name}: {} connection(s) cut at shutdown", connections.len());
+                    connections.abort_all();
+                }
+                return;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -69,7 +96,8 @@ pub async fn serve<P, H, F>(
             continue;
         };
         let handle = handle.clone();
-        tokio::spawn(async move {
+        let stopping = stopping.clone();
+        connections.spawn(async move {
             let service = service_fn(move |request| {
                 let response = handle(client, request);
                 async move { Ok::<_, Infallible>(response.await) }
@@ -79,12 +107,34 @@ pub async fn serve<P, H, F>(
                 .header_read_timeout(limits.header_timeout)
                 .max_buf_size(limits.max_header_bytes)
                 .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(limits.connection_timeout, connection).await {
+            tokio::pin!(connection);
+            let served = async {
+                tokio::select! {
+                    result = connection.as_mut() => result,
+                    () = stopped(stopping) => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.as_mut().await
+                    }
+                }
+            };
+            match tokio::time::timeout(limits.connection_timeout, served).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::debug!("{name} connection from {peer}: {err}"),
                 Err(_) => tracing::debug!("{name} connection from {peer}: timed out"),
             }
             drop(permit);
         });
+    }
+}
+
+/// Completes once `stop` says true (never, if its sender went away first).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }

@@ -17,8 +17,8 @@
 
 use std::{
     fs,
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    io::{BufRead as _, BufReader},
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd as _,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -29,6 +29,9 @@ use std::{
     thread,
     time::{Duration, Instant},
 };
+
+mod clients;
+pub use clients::*;
 
 use aya::{
     Ebpf,
@@ -154,8 +157,72 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// The inode of the namespace: what portfwd names its pinned instance after
+    /// (`WAN-INODE`).
+    #[must_use]
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(PathBuf::from("/run/netns").join(&self.name)).map_or(0, |m| m.ino())
+    }
+
+    /// The pin directory of the portfwd instance on WAN interface `wan` in this namespace.
+    #[must_use]
+    pub fn pins(&self, wan: &str) -> PathBuf {
+        PathBuf::from(BPFFS)
+            .join("portfwd")
+            .join(format!("{wan}-{}", self.inode()))
+    }
+}
+
+/// `portfwd down --wan wan --lan lan` in the lab's router: the daemon's pins go, and with them
+/// its programs; whether it worked, and what it printed.
+pub fn portfwd_down(lab: &Lab) -> (bool, String) {
+    let out = lab
+        .router
+        .command(portfwd_bin().to_str().expect("utf-8"))
+        .args(["down", "--wan", "wan", "--lan", "lan", "--bpffs", BPFFS])
+        .output()
+        .expect("portfwd down");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The bpffs the daemons under test pin in (`--bpffs`): `cargo xtask test` mounts it. Not
+/// `/sys/fs/bpf`, which `ip netns exec` hides behind the namespace's own sysfs.
+pub const BPFFS: &str = "/run/portfwd-test-bpffs";
+
+/// Removes pinned objects under `dir` (links, maps, their directories): what `portfwd down`
+/// does, for tests that end without it.
+pub fn remove_pins(dir: &std::path::Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_pins(&path);
+        } else {
+            let _ = fs::remove_file(&path);
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
+        // A daemon that ran here left its objects pinned (that is the point); they go with
+        // the namespace, or they would pile up in the kernel across tests.
+        let suffix = format!("-{}", self.inode());
+        if let Ok(entries) = fs::read_dir(PathBuf::from(BPFFS).join("portfwd")) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(&suffix) {
+                    remove_pins(&entry.path());
+                }
+            }
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
@@ -251,6 +318,57 @@ impl Lab {
             ns.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
         }
         lab
+    }
+
+    /// Deletes the router's WAN interface (and so the remote host's end) and makes the pair
+    /// again, as a `PPPoE` reconnect does: same names and addresses, a new interface index.
+    pub fn recreate_wan(&self) {
+        self.router.ip(&["link", "del", "wan"]);
+        self.router.ip(&[
+            "link",
+            "add",
+            "wan",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &self.remote.name,
+        ]);
+        self.router
+            .ip(&["addr", "add", "198.51.100.1/24", "dev", "wan"]);
+        self.remote
+            .ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+        self.router.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:ff::1/64",
+            "dev",
+            "wan",
+            "nodad",
+        ]);
+        self.remote.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:ff::2/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        self.router.ip(&["link", "set", "wan", "up"]);
+        self.remote.ip(&["link", "set", "eth0", "up"]);
+        self.remote.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:77::/64",
+            "via",
+            "2001:db8:ff::1",
+        ]);
+        self.remote.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
     }
 
     /// A lab with a name of its own (the process id, a counter and `tag`), so that tests
@@ -421,10 +539,14 @@ impl Daemon {
     /// Without `--state-dir` in `ARGS` the daemon gets a fresh one of its own, so tests never
     /// share leases through the default directory.
     pub fn try_start(ns: &Netns, args: &[&str]) -> Result<Self, String> {
-        let bin = portfwd_bin();
+        Self::try_start_bin(&portfwd_bin(), ns, args)
+    }
+
+    /// [`Self::try_start`] with another build of portfwd (an upgrade test's).
+    pub fn try_start_bin(bin: &std::path::Path, ns: &Netns, args: &[&str]) -> Result<Self, String> {
         let own_state_dir = (!args.contains(&"--state-dir")).then(|| temp_dir("state"));
         let mut command = ns.command(bin.to_str().expect("utf-8 path"));
-        command.arg("run").args(args);
+        command.arg("run").args(args).args(["--bpffs", BPFFS]);
         if let Some(dir) = &own_state_dir {
             command.arg("--state-dir").arg(dir);
         }
@@ -540,235 +662,4 @@ impl Drop for Daemon {
             let _ = fs::remove_dir_all(dir);
         }
     }
-}
-
-/// A tiny HTTP server: answers every request on `port` with `body`, until the process ends.
-/// Runs in `ns`. Returns once it listens.
-pub fn serve_http(ns: &Netns, port: u16, body: &'static str) {
-    serve_http_on(ns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), body);
-}
-
-/// Like [`serve_http`], on `addr` (an IPv6 address serves IPv6 and, for `[::]`, IPv4 too).
-pub fn serve_http_on(ns: &Netns, addr: SocketAddr, body: &'static str) {
-    let (tx, rx) = mpsc::channel();
-    ns.spawn(move || {
-        let listener = TcpListener::bind(addr).expect("bind http");
-        tx.send(()).expect("ready");
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let peer = stream
-                .peer_addr()
-                .map_or_else(|_| "?".into(), |a| a.to_string());
-            thread::spawn(move || {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                // Read the whole request: closing with unread data makes the kernel send RST.
-                read_request(&mut stream);
-                let reply = format!("{body} (you are {peer})\n");
-                let response = format!(
-                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                    reply.len()
-                );
-                let _ = stream.write_all(response.as_bytes());
-            });
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5))
-        .expect("http server up");
-}
-
-/// Reads an HTTP request up to the blank line that ends its header.
-pub fn read_request(stream: &mut TcpStream) {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// A UDP echo server on `port` in `ns`, answering `echo: <datagram>`.
-pub fn serve_udp_echo(ns: &Netns, port: u16) {
-    let (tx, rx) = mpsc::channel();
-    ns.spawn(move || {
-        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind udp");
-        tx.send(()).expect("ready");
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = socket.recv_from(&mut buf) {
-            let mut reply = b"echo: ".to_vec();
-            reply.extend_from_slice(&buf[..n]);
-            let _ = socket.send_to(&reply, from);
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5))
-        .expect("udp server up");
-}
-
-/// An HTTP GET of `/` from inside `ns`; the body, or the error.
-/// The lab router's UPnP description.
-pub const ROOT_DESC: &str = "http://10.77.0.1:5000/rootDesc.xml";
-
-/// `upnpc -u ROOT_DESC ARGS` (Debian's miniupnpc) in the LAN host's namespace: its stdout
-/// and stderr.
-pub fn upnpc(lab: &Lab, args: &[&str]) -> String {
-    let out = lab
-        .lan
-        .command("upnpc")
-        .arg("-u")
-        .arg(ROOT_DESC)
-        .args(args)
-        .output()
-        .expect("run upnpc (is miniupnpc installed? cargo xtask test installs it)");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<String, String> {
-    http_exchange(
-        ns,
-        addr,
-        format!("GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n"),
-        timeout,
-    )
-    .map(|(_, body)| body)
-}
-
-/// An HTTP/1.0 request from inside `ns`: the status code and the body.
-pub fn http_request(
-    ns: &Netns,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Result<(u16, String), String> {
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
-    for (name, value) in headers {
-        request = request + name + ": " + value + "\r\n";
-    }
-    request = request + "Content-Length: " + &body.len().to_string() + "\r\n\r\n" + body;
-    http_exchange(ns, addr, request, Duration::from_secs(10))
-}
-
-/// Sends `request` from inside `ns` and reads the response to its end: status and body.
-fn http_exchange(
-    ns: &Netns,
-    addr: SocketAddr,
-    request: String,
-    timeout: Duration,
-) -> Result<(u16, String), String> {
-    ns.run(move || {
-        let mut stream =
-            TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
-        stream
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| format!("write: {e}"))?;
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .map_err(|e| format!("read: {e}"))?;
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("not HTTP: {response:?}"))?;
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("no status: {head:?}"))?;
-        Ok((status, body.to_owned()))
-    })
-}
-
-/// `portfwd ARGS --state-dir STATE_DIR` (a CLI command) in the lab's router namespace: exit
-/// success, stdout, stderr.
-pub fn cli(lab: &Lab, state_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = lab
-        .router
-        .command(portfwd_bin().to_str().expect("path"))
-        .args(args)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .output()
-        .expect("run the CLI");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// [`cli`] that must succeed: its stdout.
-pub fn cli_ok(lab: &Lab, state_dir: &std::path::Path, args: &[&str]) -> String {
-    let (ok, out, err) = cli(lab, state_dir, args);
-    assert!(ok, "portfwd {args:?} failed: {out}{err}");
-    out
-}
-
-/// How long tests wait for one exchange through the lab.
-pub const WAIT: Duration = Duration::from_secs(3);
-
-/// The router's external address, port `port`: where the remote host reaches shares.
-#[must_use]
-pub fn external(port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(EXTERNAL, port))
-}
-
-/// Whether HTTP from the remote host to external port `port` reaches the LAN host's server
-/// (started by [`serve_http`] with a body beginning "hello from the LAN host").
-#[must_use]
-pub fn tcp_reaches_lan(lab: &Lab, port: u16) -> bool {
-    http_get(&lab.remote, external(port), WAIT)
-        .is_ok_and(|body| body.starts_with("hello from the LAN host"))
-}
-
-/// Whether UDP from the remote host to external port `port` is echoed by the LAN host's
-/// [`serve_udp_echo`], from that same external address and port.
-#[must_use]
-pub fn udp_reaches_lan(lab: &Lab, port: u16) -> bool {
-    udp_exchange(&lab.remote, external(port), b"ping", WAIT)
-        .is_ok_and(|(reply, from)| reply == b"echo: ping" && from == external(port))
-}
-
-/// Sends `payload` over UDP from inside `ns` and waits for one reply.
-pub fn udp_exchange(
-    ns: &Netns,
-    addr: SocketAddr,
-    payload: &'static [u8],
-    timeout: Duration,
-) -> Result<(Vec<u8>, SocketAddr), String> {
-    ns.run(move || {
-        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| e.to_string())?;
-        socket
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        socket.send_to(payload, addr).map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 2048];
-        let (n, from) = socket
-            .recv_from(&mut buf)
-            .map_err(|e| format!("recv: {e}"))?;
-        Ok((buf[..n].to_vec(), from))
-    })
-}
-
-/// The Internet checksum (RFC 1071) of `data`, computed from scratch: what tests check the
-/// data plane's incremental updates against, so it shares none of the data plane's code.
-pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u64 = data
-        .chunks(2)
-        .map(|c| u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).expect("folded to 16 bits")
-}
-
-/// Whether the current process can run the lab (root; or at least `CAP_NET_ADMIN` and `CAP_BPF`).
-#[must_use]
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }

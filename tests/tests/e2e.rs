@@ -67,10 +67,13 @@ fn forwards_through_xdp(mode: &str) {
     }
     let (status, log) = daemon.stop();
     assert!(status.success(), "exit {status}: {log}");
-    // Detached on SIGTERM: without portfwd nothing reaches the LAN host any more.
+    // SIGTERM leaves forwarding in place (the objects are pinned); `portfwd down` ends it.
+    http_get(&lab.remote, external(8080), WAIT).expect("still forwarded after SIGTERM");
+    let (ok, out) = portfwd_tests::portfwd_down(&lab);
+    assert!(ok, "{out}");
     assert!(
         http_get(&lab.remote, external(8080), Duration::from_secs(1)).is_err(),
-        "still forwarded after the daemon stopped"
+        "still forwarded after portfwd down"
     );
     let xdp = lab.router.ip(&["link", "show", "wan"]);
     assert!(!xdp.contains("prog/xdp"), "XDP still attached: {xdp}");

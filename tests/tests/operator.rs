@@ -567,7 +567,7 @@ fn an_api_beyond_loopback_answers_the_lan_and_never_the_wan() {
     let (status, log) = daemon.stop();
     assert!(status.success(), "{log}");
     assert!(
-        log.contains("beyond this box"),
+        log.contains("on the LAN interface lan"),
         "the owner is warned: {log}"
     );
 }

@@ -9,8 +9,8 @@ use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use portfwd::{
     dataplane::Dataplane,
     pinhole::{PinholeSpec, Prefix6},
-    share::{LanSubnet, ShareSpec},
-    table::{By, Table},
+    share::{LanSubnet, Origin, ShareSpec},
+    table::{Ask, By, Hunt, Mechanism, Table},
 };
 use portfwd_common::{DIR_LAN, DIR_WAN, PROG_LAN, PROG_WAN, Verdict};
 use portfwd_tests::{
@@ -292,7 +292,7 @@ fn with_shares(shares: &[&str], test: impl FnOnce(&mut Fixture) + Send + 'static
         });
         let mut table = Table::builder(
             subnets,
-            Box::new(Dataplane::load().expect("load")),
+            Box::new(Dataplane::load(None).expect("load")),
             host,
             facts.wan,
             facts.lan,
@@ -331,6 +331,47 @@ fn tcp_is_rewritten_to_the_lan_host_and_redirected() {
         assert_eq!(stats.packets_in, 1);
         assert_eq!(stats.bytes_in, u64::try_from(out.len() - 14).expect("len"));
         assert_eq!(f.verdict(DIR_WAN, Verdict::Forwarded), 1);
+    });
+}
+
+#[test]
+fn a_lease_holds_until_its_deadline_in_the_data_plane_alone() {
+    with_shares(&SHARES, |f| {
+        // A client's 1 s lease: the entry carries its deadline, and no daemon removes it here.
+        f.table.set_now(std::time::Instant::now());
+        f.table
+            .admit(Ask {
+                origin: Origin::Upnp { client: LAN_HOST },
+                mechanism: Mechanism::Upnp { v2: true },
+                spec: "udp:6000=10.77.0.10:6000".parse().expect("spec"),
+                hunt: Hunt::Exact,
+                lease: 1,
+            })
+            .expect("lease");
+        let input = Packet::new(UDP, REMOTE, 40_010, EXTERNAL, 6000);
+        let (action, out) = f.wan(&input.bytes());
+        assert_eq!(action, XDP_REDIRECT, "before the deadline");
+        assert_eq!(parse_verified(&out).dst, LAN_HOST);
+        // The reply is rewritten back too.
+        let reply = Packet::new(UDP, LAN_HOST, 6000, REMOTE, 40_010);
+        assert_eq!(
+            f.lan(&reply.bytes()).0,
+            XDP_REDIRECT,
+            "reply before the deadline"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (action, out) = f.wan(&input.bytes());
+        assert_eq!(
+            action, XDP_PASS,
+            "after the deadline: as if there were no share"
+        );
+        assert_eq!(out, input.bytes(), "untouched");
+        let (action, out) = f.lan(&reply.bytes());
+        assert_eq!(action, XDP_PASS, "replies are not rewritten either");
+        assert_eq!(out, reply.bytes());
+        // The owner's shares carry no deadline and go on.
+        let (action, _) = f.wan(&Packet::new(UDP, REMOTE, 40_011, EXTERNAL, 5300).bytes());
+        assert_eq!(action, XDP_REDIRECT);
     });
 }
 

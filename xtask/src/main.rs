@@ -5,6 +5,7 @@
 //! `ethtool`, `nftables` and friends for the lab), installs what is missing with rustup, apt and
 //! cargo, and says so.
 
+mod deb;
 mod fuzz;
 mod setup;
 
@@ -21,6 +22,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Show everything the builds print (the eBPF build's cargo lines too).
+    #[arg(short, long, global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -37,6 +41,12 @@ enum Cmd {
     Test,
     /// rustfmt and clippy (-D warnings) on the userspace, eBPF and fuzz crates.
     Lint,
+    /// The Debian package: target/debian/portfwd_VERSION-1_ARCH.deb.
+    Deb {
+        /// Cross-build for this target (aarch64-unknown-linux-gnu for arm64 boards).
+        #[arg(long, value_name = "TRIPLE")]
+        target: Option<String>,
+    },
     /// The cargo-fuzz targets (nightly; installs cargo-fuzz under target/tools): every target
     /// in turn, or TARGET, each for --time seconds from its seeds and the corpus kept in
     /// target/fuzz/corpus. `TARGET -- FILE...` runs TARGET on those inputs only (a crash's).
@@ -97,6 +107,10 @@ enum LabAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.verbose {
+        // SAFETY: no other thread exists yet; the cargo runs below inherit it.
+        unsafe { std::env::set_var("PORTFWD_EBPF_VERBOSE", "1") };
+    }
     let result = match cli.command {
         Cmd::Build => {
             setup::toolchain().and_then(|()| cargo(&["build", "--release", "-p", "portfwd-user"]))
@@ -104,6 +118,7 @@ fn main() -> ExitCode {
         Cmd::Run { args } => run(&args),
         Cmd::Test => test(),
         Cmd::Lint => lint(),
+        Cmd::Deb { target } => deb::build(target.as_deref()).map(|_| ()),
         Cmd::Fuzz {
             time,
             target,
@@ -179,6 +194,12 @@ fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR` (relative to the workspace) or `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), |dir| root().join(dir))
+}
+
 /// Whether xtask runs as root.
 #[must_use]
 pub fn is_root() -> bool {
@@ -200,14 +221,45 @@ fn test() -> Result<()> {
     setup::toolchain()?;
     setup::lab_tools()?;
     setup::test_clients()?;
-    // The end-to-end tests run the real binary; build it first so they test this tree.
-    cargo(&["build", "-p", "portfwd-user", "--bins"])?;
-    // CARGO_TARGET_DIR moves the build; relative, it is relative to the workspace.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root().join("target"), |dir| root().join(dir));
+    setup::bpffs()?;
+    let target = target_dir();
     let bin = target.join("debug/portfwd");
+    // The upgrade tests' builds: another program (same maps), and maps of the next layout.
+    // Each is built, then copied aside before the next build replaces the binary.
+    let upgrades = target.join("upgrade");
+    std::fs::create_dir_all(&upgrades).context("creating target/upgrade")?;
+    for (feature, var) in [
+        ("program-test", "PORTFWD_BIN_PROGRAM_TEST"),
+        ("layout-test", "PORTFWD_BIN_LAYOUT_TEST"),
+    ] {
+        cargo(&[
+            "build",
+            "-p",
+            "portfwd-user",
+            "--bins",
+            "--features",
+            feature,
+        ])?;
+        let copy = upgrades.join(format!("portfwd-{feature}"));
+        std::fs::copy(&bin, &copy).with_context(|| format!("copying {}", copy.display()))?;
+        // SAFETY (of the environment): set before any thread exists; the tests read it.
+        unsafe { std::env::set_var(var, &copy) };
+    }
+    // The end-to-end tests run the real binary; build it last so they test this tree.
+    cargo(&["build", "-p", "portfwd-user", "--bins"])?;
+    // The packages, for both architectures, and a Debian root to install them into: the
+    // package tests (tests/tests/package.rs) check, install and boot them.
+    setup::package_tests()?;
+    let amd64 = deb::build(None)?;
+    let arm64 = deb::build(Some(deb::AARCH64))?;
+    let debian_root = setup::debian_root(&target)?;
     // SAFETY (of the environment): set before any thread exists; the tests read it.
-    unsafe { std::env::set_var("PORTFWD_BIN", &bin) };
+    unsafe {
+        std::env::set_var("PORTFWD_BIN", &bin);
+        std::env::set_var("PORTFWD_DEB", &amd64);
+        std::env::set_var("PORTFWD_DEB_ARM64", &arm64);
+        std::env::set_var("PORTFWD_DEBIAN_ROOT", &debian_root);
+    }
     // The schemathesis suite (tests/tests/schemathesis.rs) drives the API with it.
     let schemathesis = setup::schemathesis(&root())?;
     // SAFETY: as above.
@@ -279,6 +331,7 @@ fn lab_driver(args: &[&str]) -> Result<()> {
     require_root(&format!("cargo xtask {}", args[0]))?;
     setup::toolchain()?;
     setup::lab_tools()?;
+    setup::bpffs()?;
     cargo(&[
         "build",
         "--release",

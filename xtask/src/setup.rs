@@ -153,8 +153,9 @@ pub fn test_clients() -> Result<()> {
             ("upnpc", "miniupnpc"),
             ("natpmpc", "natpmpc"),
             ("promtool", "prometheus"),
+            ("curl", "curl"),
         ],
-        "the UPnP, NAT-PMP and metrics tests (upnpc, natpmpc, promtool)",
+        "the UPnP, NAT-PMP and metrics tests and the demo's steps (upnpc, natpmpc, promtool, curl)",
     )
 }
 
@@ -175,6 +176,107 @@ pub fn miniupnpd() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Mounts bpffs at /sys/fs/bpf if it is not (a box with systemd has it mounted at boot): the
+/// daemon pins its maps and links there, and the tests check that they outlive it.
+pub fn bpffs() -> Result<()> {
+    // /sys/fs/bpf for daemons run as on a box; /run/portfwd-test-bpffs for those the tests run
+    // with `ip netns exec`, which hides the host's /sys behind the namespace's own sysfs.
+    for dir in ["/sys/fs/bpf", "/run/portfwd-test-bpffs"] {
+        let mounted = Command::new("stat")
+            .args(["-f", "-c", "%T", dir])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "bpf_fs");
+        if mounted {
+            continue;
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+        run(
+            "mounting bpffs for the pinned maps and links",
+            "mount",
+            &["-t", "bpf", "bpf", dir],
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+/// What `cargo xtask deb` runs besides cargo: dpkg-deb, readelf and strip, gzip.
+pub fn packaging() -> Result<()> {
+    ensure_commands(
+        &[
+            ("dpkg-deb", "dpkg"),
+            ("readelf", "binutils"),
+            ("strip", "binutils"),
+            ("gzip", "gzip"),
+        ],
+        "building the Debian package",
+    )
+}
+
+/// The arm64 cross build: rustup's target and Debian's cross compiler (the linker) with
+/// arm64's libc to link against.
+pub fn cross_aarch64() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("listing rustup's installed targets")?;
+    if !String::from_utf8_lossy(&installed.stdout).contains(crate::deb::AARCH64) {
+        run(
+            "adding the arm64 target (the package for arm64 boards)",
+            "rustup",
+            &["target", "add", crate::deb::AARCH64],
+            &[],
+        )?;
+    }
+    apt_install(
+        &missing_packages(&["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"]),
+        "linking the arm64 build (Debian's cross compiler and arm64 libc)",
+    )
+}
+
+/// What the package tests use: lintian, debootstrap for a fresh Debian root, systemd-nspawn to
+/// boot it, qemu-user to run the arm64 binary.
+pub fn package_tests() -> Result<()> {
+    apt_install(
+        &missing_packages(&["lintian", "debootstrap", "systemd-container", "qemu-user"]),
+        "the package tests (lintian, debootstrap, systemd-nspawn, qemu-aarch64)",
+    )
+}
+
+/// The Debian release the package tests install into.
+pub const DEBIAN_SUITE: &str = "bookworm";
+
+/// A minimal Debian root with systemd (and what the package depends on, so that `dpkg -i`
+/// needs no network), made once with debootstrap and kept under `target/`: the tests copy it.
+pub fn debian_root(target: &Path) -> Result<PathBuf> {
+    let root = target.join("debian-root").join(DEBIAN_SUITE);
+    let done = root.with_extension("done");
+    if done.exists() {
+        return Ok(root);
+    }
+    if root.exists() {
+        std::fs::remove_dir_all(&root).context("removing a half-made Debian root")?;
+    }
+    std::fs::create_dir_all(root.parent().context("root's parent")?)?;
+    let root_arg = root.to_str().context("utf-8 path")?;
+    run(
+        &format!(
+            "making a fresh Debian {DEBIAN_SUITE} root for the package tests (once; cached in target/debian-root, about a minute)"
+        ),
+        "debootstrap",
+        &[
+            "--variant=minbase",
+            "--include=systemd,systemd-sysv,dbus,iproute2,man-db,procps,libgcc-s1",
+            DEBIAN_SUITE,
+            root_arg,
+            "http://deb.debian.org/debian",
+        ],
+        &[],
+    )?;
+    std::fs::write(&done, "")?;
+    Ok(root)
 }
 
 /// The schemathesis `cargo xtask test` drives the REST API with (pinned, so that what it

@@ -183,13 +183,20 @@ pub(super) fn status_text(s: &Value) -> String {
         text(&lan["program_id"])
     );
     let shares = &s["shares"];
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "shares {} ({} active), by source {}",
+        "shares {} ({} active)",
         text(&shares["total"]),
         text(&shares["active"]),
-        text(&shares["by_source"])
     );
+    if let Some(by_source) = shares["by_source"].as_object().filter(|m| !m.is_empty()) {
+        let parts: Vec<String> = by_source
+            .iter()
+            .map(|(source, n)| format!("{} {source}", text(n)))
+            .collect();
+        let _ = write!(out, ": {}", parts.join(", "));
+    }
+    out.push('\n');
     let upnp = &s["upnp"];
     let _ = writeln!(
         out,

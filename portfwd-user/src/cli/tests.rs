@@ -28,3 +28,22 @@ fn tables_align_and_name_the_source() {
     );
     assert_eq!(shares_table(&json!({"shares": []})), "no shares\n");
 }
+
+#[test]
+fn status_counts_shares_by_source_in_words() {
+    let status = json!({
+        "version": "0.1.0", "uptime_secs": 5,
+        "wan": {"interface": "eth0", "link": "up", "external_address": "198.51.100.1",
+                "xdp_mode": "native", "program_id": 7},
+        "lan": {"interface": "eth1", "address": "10.0.0.1", "xdp_mode": "native",
+                "program_id": 8},
+        "shares": {"total": 3, "active": 2, "by_source": {"static": 2, "upnp": 1}},
+        "upnp": {"enabled": true, "url": "http://10.0.0.1:5000/rootDesc.xml"}
+    });
+    let text = status_text(&status);
+    assert!(
+        text.contains("shares 3 (2 active): 2 static, 1 upnp\n"),
+        "{text}"
+    );
+    assert!(!text.contains('{'), "no JSON for people: {text}");
+}

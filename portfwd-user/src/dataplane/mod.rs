@@ -6,13 +6,16 @@
 //! [`MemoryMaps`] is the in-memory stand-in for unit tests of everything above the kernel.
 
 mod batch;
+mod link;
+mod memory;
+pub mod pins;
+mod reader;
 
-use std::{
-    any::Any,
-    collections::BTreeMap,
-    os::fd::AsFd as _,
-    sync::{Arc, Mutex, MutexGuard},
-};
+use memory::MemoryReader;
+pub use memory::{MemoryCounters, MemoryMaps};
+use reader::DataplaneReader;
+
+use std::{any::Any, collections::BTreeMap, fs, io, path::PathBuf, sync::Arc};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -20,10 +23,10 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode},
 };
 use portfwd_common::{
-    Config, EGRESS_LAN, EGRESS_WAN, MAP_CONFIG, MAP_EGRESS, MAP_FIB_GEN, MAP_PINHOLE_STATS,
-    MAP_PINHOLES, MAP_REVERSE, MAP_SHARE_STATS, MAP_SHARES, MAP_VERDICTS, PROG_LAN, PROG_WAN,
-    PinholeKey, PinholeTarget, ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget,
-    VERDICT_COUNT, Verdict, verdict_index,
+    Config, EGRESS_LAN, EGRESS_WAN, LAYOUT_VERSION, MAP_CONFIG, MAP_EGRESS, MAP_FIB_GEN,
+    MAP_LAYOUT, MAP_PINHOLE_STATS, MAP_PINHOLES, MAP_REVERSE, MAP_SHARE_STATS, MAP_SHARES,
+    MAP_VERDICTS, PROG_LAN, PROG_WAN, PinholeKey, PinholeTarget, ReverseKey, ReverseTarget,
+    ShareKey, ShareStats, ShareTarget, VERDICT_COUNT, Verdict, verdict_index,
 };
 
 use serde::Deserialize;
@@ -94,6 +97,22 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::xdp::XdpMapError,
     },
+    #[error(
+        "the pinned maps in {dir} have layout version {found}, newer than this portfwd's {ours}: run the newer portfwd, or `portfwd down` to start afresh (the running forwarding is left as it is)"
+    )]
+    NewerLayout { dir: PathBuf, found: u32, ours: u32 },
+    #[error("the pinned map {path} is not what this portfwd's layout version {ours} says ({what})")]
+    Layout {
+        path: PathBuf,
+        ours: u32,
+        what: String,
+    },
+    #[error("pinning {path}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("updating map `{name}`")]
     Map {
         name: &'static str,
@@ -104,7 +123,7 @@ pub enum DataplaneError {
 
 fn is_permission_error(mut err: &(dyn std::error::Error + 'static)) -> bool {
     loop {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
             // EACCES is the verifier refusing a program, not a missing privilege.
             if io.raw_os_error() == Some(libc::EPERM) {
                 return true;
@@ -144,8 +163,13 @@ pub trait KernelMaps {
     fn pinhole_stats(&self, slot: u32) -> Result<ShareStats, DataplaneError>;
     /// A reader of the counters for other tasks.
     fn reader(&self) -> Arc<dyn MapReader>;
-    /// For tests that look at the in-memory maps.
+    /// What the maps held when they were opened: pinned maps an earlier daemon left.
+    fn adopted(&self) -> Adopted {
+        Adopted::default()
+    }
+    /// For tests that look at the in-memory maps, and the daemon at its data plane.
     fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 /// Per-direction verdict counters of the programs ([`portfwd_common::DIR_WAN`] first).
@@ -166,150 +190,6 @@ pub trait MapReader: Send + Sync {
 pub struct Applied {
     pub upserts: usize,
     pub deletes: usize,
-}
-
-/// The kernel maps kept in memory, for tests of the logic above them.
-#[derive(Debug, Default)]
-pub struct MemoryMaps {
-    pub shares: BTreeMap<ShareKey, ShareTarget>,
-    pub reverse: BTreeMap<ReverseKey, ReverseTarget>,
-    pub pinholes: BTreeMap<PinholeKey, PinholeTarget>,
-    pub config: Config,
-    pub fib_generation: u32,
-    /// Every write, in order, as `"put share"`, `"del reverse"`, ...
-    pub log: Vec<&'static str>,
-    counters: Arc<Mutex<MemoryCounters>>,
-}
-
-/// The counters of [`MemoryMaps`], shared with its readers.
-#[derive(Debug, Default)]
-pub struct MemoryCounters {
-    pub stats: BTreeMap<u32, ShareStats>,
-    pub pinhole_stats: BTreeMap<u32, ShareStats>,
-    pub verdicts: Verdicts,
-}
-
-impl MemoryMaps {
-    /// The counters, for a test to set or read.
-    pub fn counters(&self) -> MutexGuard<'_, MemoryCounters> {
-        self.counters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-struct MemoryReader(Arc<Mutex<MemoryCounters>>);
-
-impl MapReader for MemoryReader {
-    fn share_stats(&self, slots: &[u32]) -> Result<Vec<ShareStats>, DataplaneError> {
-        let c = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(slots
-            .iter()
-            .map(|s| c.stats.get(s).copied().unwrap_or_default())
-            .collect())
-    }
-    fn pinhole_stats(&self, slots: &[u32]) -> Result<Vec<ShareStats>, DataplaneError> {
-        let c = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(slots
-            .iter()
-            .map(|s| c.pinhole_stats.get(s).copied().unwrap_or_default())
-            .collect())
-    }
-    fn verdicts(&self) -> Result<Verdicts, DataplaneError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .verdicts)
-    }
-}
-
-impl KernelMaps for MemoryMaps {
-    fn put_share(&mut self, key: ShareKey, target: ShareTarget) -> Result<(), DataplaneError> {
-        self.log.push("put share");
-        self.shares.insert(key, target);
-        Ok(())
-    }
-    fn del_share(&mut self, key: &ShareKey) -> Result<(), DataplaneError> {
-        self.log.push("del share");
-        self.shares.remove(key);
-        Ok(())
-    }
-    fn put_reverse(
-        &mut self,
-        key: ReverseKey,
-        target: ReverseTarget,
-    ) -> Result<(), DataplaneError> {
-        self.log.push("put reverse");
-        self.reverse.insert(key, target);
-        Ok(())
-    }
-    fn del_reverse(&mut self, key: &ReverseKey) -> Result<(), DataplaneError> {
-        self.log.push("del reverse");
-        self.reverse.remove(key);
-        Ok(())
-    }
-    fn reset_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
-        self.counters().stats.remove(&slot);
-        Ok(())
-    }
-    fn stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
-        Ok(self
-            .counters()
-            .stats
-            .get(&slot)
-            .copied()
-            .unwrap_or_default())
-    }
-    fn set_config(&mut self, config: Config) -> Result<(), DataplaneError> {
-        self.config = config;
-        Ok(())
-    }
-    fn bump_fib_generation(&mut self) -> Result<(), DataplaneError> {
-        self.fib_generation = self.fib_generation.wrapping_add(1);
-        Ok(())
-    }
-    fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
-        Ok(self.counters().verdicts[dir as usize % 2])
-    }
-    fn put_pinhole(
-        &mut self,
-        key: PinholeKey,
-        target: PinholeTarget,
-    ) -> Result<(), DataplaneError> {
-        self.log.push("put pinhole");
-        self.pinholes.insert(key, target);
-        Ok(())
-    }
-    fn del_pinhole(&mut self, key: &PinholeKey) -> Result<(), DataplaneError> {
-        self.log.push("del pinhole");
-        self.pinholes.remove(key);
-        Ok(())
-    }
-    fn reset_pinhole_stats(&mut self, slot: u32) -> Result<(), DataplaneError> {
-        self.counters().pinhole_stats.remove(&slot);
-        Ok(())
-    }
-    fn pinhole_stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
-        Ok(self
-            .counters()
-            .pinhole_stats
-            .get(&slot)
-            .copied()
-            .unwrap_or_default())
-    }
-    fn reader(&self) -> Arc<dyn MapReader> {
-        Arc::new(MemoryReader(Arc::clone(&self.counters)))
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 /// The mode an interface's program ended up attached in.
@@ -343,10 +223,43 @@ pub struct Dataplane {
     pinholes: HashMap<MapData, PinholeKey, PinholeTarget>,
     pinhole_stats: PerCpuArray<MapData, ShareStats>,
     generation: u32,
+    /// Where the maps and links are pinned; `None`: nothing outlives the daemon.
+    pins: Option<pins::Pins>,
+    /// What the pinned maps held when this daemon found them.
+    adopted: Adopted,
+    /// Older layouts' maps to remove once the links run this build's programs.
+    superseded: Vec<u32>,
     // Last: the maps above are plain fds and may go in any order; the programs and their
     // links live in here.
     ebpf: Ebpf,
 }
+
+/// What pinned maps held when the daemon found them: the data plane as the last daemon left
+/// it, which the table reconciles against instead of starting from empty maps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Adopted {
+    pub shares: BTreeMap<ShareKey, ShareTarget>,
+    pub reverse: BTreeMap<ReverseKey, ReverseTarget>,
+    pub pinholes: BTreeMap<PinholeKey, PinholeTarget>,
+    pub config: Config,
+    /// The maps were this build's layout and were reused (not made new).
+    pub reused: bool,
+}
+
+/// Every map of the object, pinned by these names.
+const MAPS: [&str; 11] = [
+    MAP_SHARES,
+    MAP_REVERSE,
+    MAP_CONFIG,
+    MAP_FIB_GEN,
+    portfwd_common::MAP_NEXT_HOPS,
+    MAP_EGRESS,
+    MAP_SHARE_STATS,
+    MAP_VERDICTS,
+    MAP_PINHOLES,
+    MAP_PINHOLE_STATS,
+    MAP_LAYOUT,
+];
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
 where
@@ -359,13 +272,47 @@ where
 }
 
 impl Dataplane {
-    /// Loads the embedded object and its two programs into the kernel, unattached.
-    pub fn load() -> Result<Self, DataplaneError> {
+    /// Loads the embedded object and its two programs into the kernel, unattached, with its
+    /// maps pinned in `pins` (reused where this build's layout is pinned already).
+    pub fn load(pins: Option<pins::Pins>) -> Result<Self, DataplaneError> {
         let object = portfwd_object();
         if object.is_empty() {
             return Err(DataplaneError::NoObject);
         }
-        let mut ebpf = EbpfLoader::new().load(object).map_err(|e| {
+        let mut loader = EbpfLoader::new();
+        let mut superseded = Vec::new();
+        let mut reused = false;
+        let pin_paths: Vec<(&'static str, PathBuf)>;
+        if let Some(pins) = &pins {
+            let found = pins.found().map_err(|source| DataplaneError::Pin {
+                path: pins.dir().to_owned(),
+                source,
+            })?;
+            if let Some(&newer) = found.versions.iter().find(|v| **v > LAYOUT_VERSION) {
+                return Err(DataplaneError::NewerLayout {
+                    dir: pins.maps(newer),
+                    found: newer,
+                    ours: LAYOUT_VERSION,
+                });
+            }
+            reused = found.versions.contains(&LAYOUT_VERSION);
+            superseded = found
+                .versions
+                .iter()
+                .copied()
+                .filter(|v| *v < LAYOUT_VERSION)
+                .collect();
+            let dir = pins.own_maps();
+            fs::create_dir_all(&dir).map_err(|source| DataplaneError::Pin {
+                path: dir.clone(),
+                source,
+            })?;
+            pin_paths = MAPS.iter().map(|name| (*name, dir.join(name))).collect();
+            for (name, path) in &pin_paths {
+                loader.map_pin_path(name, path.as_path());
+            }
+        }
+        let mut ebpf = loader.load(object).map_err(|e| {
             if is_permission_error(&e) {
                 DataplaneError::Permission(Box::new(e))
             } else {
@@ -386,7 +333,7 @@ impl Dataplane {
                 }
             })?;
         }
-        Ok(Self {
+        let mut dataplane = Self {
             shares: take(&mut ebpf, MAP_SHARES)?,
             reverse: take(&mut ebpf, MAP_REVERSE)?,
             config: take(&mut ebpf, MAP_CONFIG)?,
@@ -398,8 +345,133 @@ impl Dataplane {
             pinholes: take(&mut ebpf, MAP_PINHOLES)?,
             pinhole_stats: take(&mut ebpf, MAP_PINHOLE_STATS)?,
             generation: 0,
+            pins,
+            adopted: Adopted::default(),
+            superseded,
             ebpf,
+        };
+        dataplane.check_layout(reused)?;
+        if reused {
+            dataplane.adopted = dataplane.read_back()?;
+            // Go on from the pinned generation: a cached next hop of an earlier one must never
+            // look current again.
+            dataplane.generation =
+                dataplane
+                    .fib_gen
+                    .get(&0, 0)
+                    .map_err(|source| DataplaneError::Map {
+                        name: MAP_FIB_GEN,
+                        source,
+                    })?;
+            dataplane.egress_ifindexes = (
+                dataplane.adopted.config.lan_ifindex,
+                dataplane.adopted.config.wan_ifindex,
+            );
+        }
+        Ok(dataplane)
+    }
+
+    /// Checks maps found pinned against this build's layout (the version in `LAYOUT`, the key
+    /// and value sizes) and marks maps made new with it. aya reuses a pinned map by its path
+    /// without looking at it.
+    fn check_layout(&mut self, reused: bool) -> Result<(), DataplaneError> {
+        let mut layout: Array<MapData, u32> = take(&mut self.ebpf, MAP_LAYOUT)?;
+        let path = |name: &str| {
+            self.pins
+                .as_ref()
+                .map_or_else(|| PathBuf::from(name), |p| p.own_maps().join(name))
+        };
+        let err = |name: &str, what: String| DataplaneError::Layout {
+            path: path(name),
+            ours: LAYOUT_VERSION,
+            what,
+        };
+        let found = layout.get(&0, 0).map_err(|source| DataplaneError::Map {
+            name: MAP_LAYOUT,
+            source,
+        })?;
+        if reused && found != LAYOUT_VERSION {
+            return Err(err(MAP_LAYOUT, format!("it says version {found}")));
+        }
+        let sizes = [
+            (
+                MAP_SHARES,
+                self.shares.map().info(),
+                size_of::<ShareKey>(),
+                size_of::<ShareTarget>(),
+            ),
+            (
+                MAP_REVERSE,
+                self.reverse.map().info(),
+                size_of::<ReverseKey>(),
+                size_of::<ReverseTarget>(),
+            ),
+            (
+                MAP_PINHOLES,
+                self.pinholes.map().info(),
+                size_of::<PinholeKey>(),
+                size_of::<PinholeTarget>(),
+            ),
+            (
+                MAP_CONFIG,
+                self.config.map().info(),
+                size_of::<u32>(),
+                size_of::<Config>(),
+            ),
+        ];
+        for (name, info, key, value) in sizes {
+            let info = info.map_err(|source| DataplaneError::Map { name, source })?;
+            if info.key_size() as usize != key || info.value_size() as usize != value {
+                return Err(err(
+                    name,
+                    format!(
+                        "key {} and value {} bytes, not {key} and {value}",
+                        info.key_size(),
+                        info.value_size()
+                    ),
+                ));
+            }
+        }
+        layout
+            .set(0, LAYOUT_VERSION, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: MAP_LAYOUT,
+                source,
+            })
+    }
+
+    /// What the reused maps hold.
+    fn read_back(&self) -> Result<Adopted, DataplaneError> {
+        let map_err = |name| move |source| DataplaneError::Map { name, source };
+        let shares = self
+            .shares
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_SHARES))?;
+        let reverse = self
+            .reverse
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_REVERSE))?;
+        let pinholes = self
+            .pinholes
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_PINHOLES))?;
+        let config = self.config.get(&0, 0).map_err(map_err(MAP_CONFIG))?;
+        Ok(Adopted {
+            shares,
+            reverse,
+            pinholes,
+            config,
+            reused: true,
         })
+    }
+
+    /// What the pinned maps held when this daemon found them (empty for new maps).
+    #[must_use]
+    pub fn adopted(&self) -> &Adopted {
+        &self.adopted
     }
 
     /// One of the loaded programs ([`PROG_WAN`] or [`PROG_LAN`]), e.g. for `test_run`.
@@ -412,7 +484,9 @@ impl Dataplane {
     }
 
     /// Attaches program `name` to `interface`. `Auto` tries native mode and falls back to
-    /// generic mode where the driver refuses.
+    /// generic mode where the driver refuses. With pins, a link pinned for this interface gets
+    /// the program atomically (`BPF_LINK_UPDATE`: the interface never runs without one), and a
+    /// new link is pinned; links pinned for interfaces that are gone are removed.
     pub fn attach(
         &mut self,
         name: &'static str,
@@ -420,12 +494,19 @@ impl Dataplane {
         ifindex: u32,
         mode: XdpMode,
     ) -> Result<AttachedMode, DataplaneError> {
+        let role = if name == PROG_WAN { "wan" } else { "lan" };
+        let pins = self.pins.clone();
         let program: &mut Xdp = self
             .ebpf
             .program_mut(name)
             .ok_or(DataplaneError::MissingProgram(name))?
             .try_into()
             .map_err(|source| DataplaneError::Program { name, source })?;
+        if let Some(pins) = &pins
+            && let Some(mode) = link::adopt(program, pins, role, ifindex, mode)?
+        {
+            return Ok(mode);
+        }
         let attach = |program: &mut Xdp, mode: AttachedMode| {
             let flags = match mode {
                 AttachedMode::Native => AyaXdpMode::Driver,
@@ -433,14 +514,14 @@ impl Dataplane {
             };
             program
                 .attach_to_if_index(ifindex, flags)
-                .map(|_| mode)
+                .map(|id| (id, mode))
                 .map_err(|source| DataplaneError::Attach {
                     interface: interface.to_owned(),
                     mode: mode.name(),
                     source,
                 })
         };
-        match mode {
+        let (id, mode) = match mode {
             XdpMode::Native => attach(program, AttachedMode::Native),
             XdpMode::Skb => attach(program, AttachedMode::Generic),
             XdpMode::Auto => attach(program, AttachedMode::Native).or_else(|err| {
@@ -450,7 +531,33 @@ impl Dataplane {
                 );
                 attach(program, AttachedMode::Generic)
             }),
+        }?;
+        if let Some(pins) = &pins {
+            link::pin(program, id, pins, role, ifindex, mode)?;
         }
+        Ok(mode)
+    }
+
+    /// Once the links run this build's programs: removes the maps of older layouts.
+    pub fn commit_upgrade(&mut self) {
+        let Some(pins) = &self.pins else { return };
+        for version in std::mem::take(&mut self.superseded) {
+            match pins.remove_maps(version) {
+                Ok(()) => tracing::info!(
+                    "maps of layout version {version} replaced by version {LAYOUT_VERSION}, removed"
+                ),
+                Err(err) => tracing::warn!(
+                    "cannot remove the maps of layout version {version} in {}: {err}",
+                    pins.maps(version).display()
+                ),
+            }
+        }
+    }
+
+    /// Whether the maps and links outlive the daemon.
+    #[must_use]
+    pub fn pinned(&self) -> bool {
+        self.pins.is_some()
     }
 }
 
@@ -599,6 +706,9 @@ impl KernelMaps for Dataplane {
         }
         Ok(out)
     }
+    fn adopted(&self) -> Adopted {
+        self.adopted.clone()
+    }
     fn reader(&self) -> Arc<dyn MapReader> {
         match DataplaneReader::new(self) {
             Ok(reader) => Arc::new(reader),
@@ -611,95 +721,7 @@ impl KernelMaps for Dataplane {
     fn as_any(&self) -> &dyn Any {
         self
     }
-}
-
-/// The counter maps through file descriptors of their own, for readers on other tasks.
-struct DataplaneReader {
-    stats: PerCpuArray<MapData, ShareStats>,
-    pinhole_stats: PerCpuArray<MapData, ShareStats>,
-    verdicts: PerCpuArray<MapData, u64>,
-}
-
-/// A second handle on the map behind `map`.
-fn reopen<V: aya::Pod>(
-    map: &PerCpuArray<MapData, V>,
-    name: &'static str,
-) -> Result<PerCpuArray<MapData, V>, DataplaneError> {
-    let err = |source| DataplaneError::Map { name, source };
-    let fd = map
-        .map()
-        .fd()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| err(aya::maps::MapError::from(e)))?;
-    let data = MapData::from_fd(fd).map_err(err)?;
-    let map = Map::from_map_data(data).map_err(err)?;
-    PerCpuArray::try_from(map).map_err(|source| DataplaneError::MapType { name, source })
-}
-
-impl DataplaneReader {
-    fn new(dataplane: &Dataplane) -> Result<Self, DataplaneError> {
-        Ok(Self {
-            stats: reopen(&dataplane.stats, MAP_SHARE_STATS)?,
-            pinhole_stats: reopen(&dataplane.pinhole_stats, MAP_PINHOLE_STATS)?,
-            verdicts: reopen(&dataplane.verdicts, MAP_VERDICTS)?,
-        })
-    }
-}
-
-/// The counters of `slots` of `map`: the slots up to the highest one in one batch read, or
-/// one lookup per slot where the kernel has no batch operations.
-fn read_slots(
-    map: &PerCpuArray<MapData, ShareStats>,
-    name: &'static str,
-    slots: &[u32],
-) -> Result<Vec<ShareStats>, DataplaneError> {
-    let Some(&highest) = slots.iter().max() else {
-        return Ok(Vec::new());
-    };
-    let cpus = aya::util::nr_cpus().map_err(|(_, io_error)| DataplaneError::Map {
-        name,
-        source: aya::maps::MapError::from(io_error),
-    })?;
-    match batch::stats(map.map().fd().as_fd(), highest + 1, cpus) {
-        Ok(all) => Ok(slots
-            .iter()
-            .map(|&slot| all.get(slot as usize).copied().unwrap_or_default())
-            .collect()),
-        Err(err) => {
-            tracing::debug!("batch lookup in {name}: {err}; one lookup per share instead");
-            slots
-                .iter()
-                .map(|&slot| sum_stats(map, name, slot))
-                .collect()
-        }
-    }
-}
-
-impl MapReader for DataplaneReader {
-    fn share_stats(&self, slots: &[u32]) -> Result<Vec<ShareStats>, DataplaneError> {
-        read_slots(&self.stats, MAP_SHARE_STATS, slots)
-    }
-    fn pinhole_stats(&self, slots: &[u32]) -> Result<Vec<ShareStats>, DataplaneError> {
-        read_slots(&self.pinhole_stats, MAP_PINHOLE_STATS, slots)
-    }
-    fn verdicts(&self) -> Result<Verdicts, DataplaneError> {
-        let mut out = [[0; VERDICT_COUNT as usize]; 2];
-        for (dir, counts) in [portfwd_common::DIR_WAN, portfwd_common::DIR_LAN]
-            .into_iter()
-            .zip(&mut out)
-        {
-            for (slot, verdict) in counts.iter_mut().zip(Verdict::ALL) {
-                let values =
-                    self.verdicts
-                        .get(&verdict_index(dir, verdict), 0)
-                        .map_err(|source| DataplaneError::Map {
-                            name: MAP_VERDICTS,
-                            source,
-                        })?;
-                *slot = values.iter().sum();
-            }
-        }
-        Ok(out)
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }

@@ -18,10 +18,12 @@ use std::{
 };
 
 use portfwd_common::{
-    IPPROTO_TCP, IPPROTO_UDP, MAX_SHARES, NO_SLOT, PinholeKey, PinholeTarget,
+    IPPROTO_TCP, IPPROTO_UDP, MAX_SHARES, NO_DEADLINE, NO_SLOT, PinholeKey, PinholeTarget,
     REVERSE_F_REMOTE_SPECIFIC, ReverseKey, ReverseTarget, ShareKey, ShareTarget,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::clock::BootClock;
 
 /// Transport protocol of a share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,6 +40,16 @@ impl Proto {
         match self {
             Self::Tcp => IPPROTO_TCP,
             Self::Udp => IPPROTO_UDP,
+        }
+    }
+
+    /// The protocol of IP protocol number `n`, if it is one the data plane rewrites.
+    #[must_use]
+    pub const fn of_number(n: u8) -> Option<Self> {
+        match n {
+            IPPROTO_TCP => Some(Self::Tcp),
+            IPPROTO_UDP => Some(Self::Udp),
+            _ => None,
         }
     }
 }
@@ -367,13 +379,8 @@ impl ShareId {
     /// The share a WAN program key stands for (`None` for a protocol the table never writes).
     #[must_use]
     pub fn of_key(key: &ShareKey) -> Option<Self> {
-        let proto = match key.proto {
-            IPPROTO_TCP => Proto::Tcp,
-            IPPROTO_UDP => Proto::Udp,
-            _ => return None,
-        };
         Some(Self {
-            proto,
+            proto: Proto::of_number(key.proto)?,
             ext_port: u16::from_be(key.ext_port),
             remote: (key.remote_addr != 0).then(|| Ipv4Addr::from(u32::from_be(key.remote_addr))),
         })
@@ -489,6 +496,12 @@ impl ShareTable {
             .first()
             .copied()
             .or((self.next_slot < MAX_SHARES).then_some(self.next_slot))
+    }
+
+    /// Whether counter slot `slot` is free for a new share.
+    #[must_use]
+    pub fn slot_free(&self, slot: u32) -> bool {
+        slot < MAX_SHARES && (slot >= self.next_slot || self.free_slots.contains(&slot))
     }
 
     /// Adds a static share; returns its counter slot (whose counters the caller resets).
@@ -608,15 +621,17 @@ impl ShareTable {
         Some(share)
     }
 
-    /// What the WAN program's map should hold for share `id`: its target while it is enabled.
+    /// What the WAN program's map should hold for share `id`: its target while it is enabled,
+    /// with its lease end on `clock`'s boot-time scale.
     #[must_use]
-    pub fn share_target(&self, id: &ShareId) -> Option<ShareTarget> {
+    pub fn share_target(&self, id: &ShareId, clock: BootClock) -> Option<ShareTarget> {
         let share = self.shares.get(id).filter(|s| s.spec.enabled)?;
         Some(ShareTarget {
             int_addr: u32::from(*share.spec.internal.ip()).to_be(),
             int_port: share.spec.internal.port().to_be(),
-            _pad: 0,
             slot: share.slot,
+            deadline: share.expires.map_or(NO_DEADLINE, |at| clock.boot(at)),
+            ..ShareTarget::default()
         })
     }
 
@@ -624,33 +639,50 @@ impl ShareTable {
     /// external port of its enabled shares, the any-remote share's counter slot, and whether
     /// remote-specific shares use it too.
     #[must_use]
-    pub fn reverse_target(&self, proto: Proto, internal: SocketAddrV4) -> Option<ReverseTarget> {
-        let mut target: Option<ReverseTarget> = None;
+    pub fn reverse_target(
+        &self,
+        proto: Proto,
+        internal: SocketAddrV4,
+        clock: BootClock,
+    ) -> Option<ReverseTarget> {
+        let mut target: Option<(ReverseTarget, bool)> = None;
         for share in self.of_endpoint(proto, internal).filter(|s| s.spec.enabled) {
-            let t = target.get_or_insert(ReverseTarget {
-                ext_port: share.spec.id.ext_port.to_be(),
-                _pad: 0,
-                wildcard_slot: NO_SLOT,
-                flags: 0,
-            });
+            let (t, forever) = target.get_or_insert((
+                ReverseTarget {
+                    ext_port: share.spec.id.ext_port.to_be(),
+                    wildcard_slot: NO_SLOT,
+                    ..ReverseTarget::default()
+                },
+                false,
+            ));
             match share.spec.id.remote {
                 None => t.wildcard_slot = share.slot,
                 Some(_) => t.flags |= REVERSE_F_REMOTE_SPECIFIC,
             }
+            // Replies are rewritten while any of the endpoint's shares holds.
+            match share.expires {
+                None => *forever = true,
+                Some(at) => t.deadline = t.deadline.max(clock.boot(at)),
+            }
         }
-        target
+        target.map(|(mut t, forever)| {
+            if forever {
+                t.deadline = NO_DEADLINE;
+            }
+            t
+        })
     }
 
-    /// The kernel map contents for the enabled shares.
+    /// The kernel map contents for the enabled shares, deadlines on `clock`'s scale.
     #[must_use]
-    pub fn desired(&self) -> Desired {
+    pub fn desired(&self, clock: BootClock) -> Desired {
         let mut desired = Desired::default();
         for share in self.shares.values().filter(|s| s.spec.enabled) {
             let id = share.spec.id;
-            if let Some(target) = self.share_target(&id) {
+            if let Some(target) = self.share_target(&id, clock) {
                 desired.shares.insert(id.key(), target);
             }
-            if let Some(target) = self.reverse_target(id.proto, share.spec.internal) {
+            if let Some(target) = self.reverse_target(id.proto, share.spec.internal, clock) {
                 desired
                     .reverse
                     .insert(reverse_key(id.proto, share.spec.internal), target);

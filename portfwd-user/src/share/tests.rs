@@ -135,7 +135,7 @@ fn desired_state_has_network_order_keys_and_reverse_entries() {
     let mut off = spec("udp:53=10.0.0.12:53");
     off.enabled = false;
     t.add(off).expect("disabled");
-    let d = t.desired();
+    let d = t.desired(BootClock::read(Instant::now()));
     assert_eq!(d.shares.len(), 2, "disabled shares stay out of the kernel");
     let key = ShareKey {
         remote_addr: 0,
@@ -148,8 +148,9 @@ fn desired_state_has_network_order_keys_and_reverse_entries() {
         ShareTarget {
             int_addr: u32::from_be_bytes([10, 0, 0, 10]).to_be(),
             int_port: 80u16.to_be(),
-            _pad: 0,
             slot: wild,
+            deadline: NO_DEADLINE,
+            ..ShareTarget::default()
         }
     );
     let rev = d.reverse.values().next().expect("one endpoint");

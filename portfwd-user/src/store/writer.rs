@@ -138,8 +138,8 @@ impl Writer {
     }
 
     /// Appends `records`, one journal frame each, then `aux_bytes` to the auxiliary file, and
-    /// calls `done` on the writer thread once they are durable: the journal `fdatasync`ed, then
-    /// the auxiliary file written and `fdatasync`ed. Callbacks run strictly in submission order
+    /// calls `done` on the writer thread once they are durable: the journal `fdatasync`ed and the
+    /// auxiliary file written (synced within [`AUX_SYNC_EVERY`]). Callbacks run strictly in submission order
     /// (compactions included) and should only hand the result back to the owner.
     ///
     /// If the journal fails, this commit and every later one get [`StoreError::NotDurable`]
@@ -229,7 +229,18 @@ struct State<S> {
 
 impl<S: Sink> State<S> {
     fn run(&mut self, rx: &mpsc::Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = match rx.recv_timeout(AUX_SYNC_EVERY) {
+                Ok(op) => op,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Idle: the event lines written meanwhile reach the disk.
+                    if let Some(aux) = &mut self.aux {
+                        aux.sync();
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let mut next = Some(first);
             while let Some(op) = next {
                 match op {
@@ -254,9 +265,12 @@ impl<S: Sink> State<S> {
             }
             self.flush();
         }
+        if let Some(aux) = &mut self.aux {
+            aux.sync();
+        }
     }
 
-    /// Writes the group with one sync per file and calls its callbacks.
+    /// Writes the group with one sync of the journal and calls its callbacks.
     fn flush(&mut self) {
         let mut group = mem::take(&mut self.group);
         // A record over the limit fails its commit and, like any failure, every later one: the
@@ -311,6 +325,9 @@ impl<S: Sink> State<S> {
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         for commit in group {
             call(commit.done, Ok(()));
+        }
+        if let Some(aux) = &mut self.aux {
+            aux.sync_if_due();
         }
     }
 
@@ -382,12 +399,22 @@ fn call(done: Done, result: Result<(), StoreError>) {
     }
 }
 
+/// How long event lines may wait for their sync. They are written (so a crash of the daemon
+/// loses none) before their change is acknowledged, but synced only when the writer is idle or
+/// this long after the last sync: a second sync per group would double every change's wait
+/// for the disk, for a log that is secondary to the journal. A power cut can lose the last
+/// second of events, never a change.
+const AUX_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The auxiliary append-only file. Its failures are logged, never returned (see
 /// [`Writer::commit`]).
 struct Aux {
     path: PathBuf,
     /// `None` after a rewrite whose reopening failed: the next append tries again.
     file: Option<File>,
+    /// Written since the last sync.
+    dirty: bool,
+    synced: std::time::Instant,
 }
 
 impl Aux {
@@ -396,6 +423,8 @@ impl Aux {
             Ok(file) => Ok(Self {
                 path,
                 file: Some(file),
+                dirty: false,
+                synced: std::time::Instant::now(),
             }),
             Err(source) => Err(StoreError::Write { path, source }),
         }
@@ -406,10 +435,30 @@ impl Aux {
             Some(file) => Ok(file),
             None => open_append(&self.path).map(|file| self.file.insert(file)),
         };
-        if let Err(err) =
-            file.and_then(|file| file.write_all(bytes).and_then(|()| file.sync_data()))
+        match file.and_then(|file| file.write_all(bytes)) {
+            Ok(()) => self.dirty = true,
+            Err(err) => tracing::error!("cannot append to {}: {err}", self.path.display()),
+        }
+    }
+
+    /// Syncs what was written since the last sync.
+    fn sync(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        if let Some(file) = &self.file
+            && let Err(err) = file.sync_data()
         {
-            tracing::error!("cannot append to {}: {err}", self.path.display());
+            tracing::error!("cannot sync {}: {err}", self.path.display());
+        }
+        self.dirty = false;
+        self.synced = std::time::Instant::now();
+    }
+
+    /// Syncs if the last sync is [`AUX_SYNC_EVERY`] ago.
+    fn sync_if_due(&mut self) {
+        if self.synced.elapsed() >= AUX_SYNC_EVERY {
+            self.sync();
         }
     }
 

@@ -20,6 +20,7 @@ use portfwd_common::{
 };
 
 use crate::{
+    clock::BootClock,
     dataplane::{Applied, DataplaneError, KernelMaps},
     pinhole::{PinholeId, Pinholes},
     share::{Proto, ShareId, ShareTable, reverse_key},
@@ -60,18 +61,27 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// For maps that are empty (freshly created).
-    pub fn new(maps: Box<dyn KernelMaps + Send>, config: Config) -> Self {
+    /// For `maps` as they are: empty, or pinned maps an earlier daemon left, whose entries
+    /// are taken as written (and diffed against like any others: nothing that still holds is
+    /// rewritten, so forwarding goes on through a restart).
+    pub fn new(maps: Box<dyn KernelMaps + Send>) -> Self {
+        let adopted = maps.adopted();
+        let remote_specific = adopted.shares.keys().filter(|k| k.remote_addr != 0).count();
         Self {
             maps,
-            config,
-            shares: BTreeMap::new(),
-            reverse: BTreeMap::new(),
-            pinholes: BTreeMap::new(),
-            remote_specific: 0,
+            config: adopted.config,
+            shares: adopted.shares,
+            reverse: adopted.reverse,
+            pinholes: adopted.pinholes,
+            remote_specific,
             stale: Dirty::default(),
             total: Applied::default(),
         }
+    }
+
+    /// The counter slot share `key` had in maps found pinned, to keep its counters.
+    pub fn share_slot(&self, key: ShareKey) -> Option<u32> {
+        self.shares.get(&key).map(|t| t.slot)
     }
 
     pub fn maps(&self) -> &dyn KernelMaps {
@@ -109,10 +119,11 @@ impl Kernel {
         shares: &ShareTable,
         pinholes: &Pinholes,
         up: bool,
+        clock: BootClock,
     ) -> Result<Applied, DataplaneError> {
         let mut dirty = dirty;
         dirty.merge(std::mem::take(&mut self.stale));
-        let result = self.apply_inner(&dirty, shares, pinholes, up);
+        let result = self.apply_inner(&dirty, shares, pinholes, up, clock);
         match &result {
             Ok(done) => {
                 self.total.upserts += done.upserts;
@@ -129,6 +140,7 @@ impl Kernel {
         shares: &ShareTable,
         pinholes: &Pinholes,
         up: bool,
+        clock: BootClock,
     ) -> Result<Applied, DataplaneError> {
         let (share_ids, endpoints, pinhole_ids): (Vec<ShareId>, Vec<_>, Vec<PinholeId>) =
             if dirty.all {
@@ -155,7 +167,7 @@ impl Kernel {
             };
         let share_ops: Vec<(ShareKey, Option<ShareTarget>)> = share_ids
             .iter()
-            .map(|id| (id.key(), gate(up, shares.share_target(id))))
+            .map(|id| (id.key(), gate(up, shares.share_target(id, clock))))
             .filter(|(k, v)| self.shares.get(k) != v.as_ref())
             .collect();
         let reverse_ops: Vec<(ReverseKey, Option<ReverseTarget>)> = endpoints
@@ -163,14 +175,14 @@ impl Kernel {
             .map(|&(proto, ep)| {
                 (
                     reverse_key(proto, ep),
-                    gate(up, shares.reverse_target(proto, ep)),
+                    gate(up, shares.reverse_target(proto, ep, clock)),
                 )
             })
             .filter(|(k, v)| self.reverse.get(k) != v.as_ref())
             .collect();
         let pinhole_ops: Vec<(PinholeKey, Option<PinholeTarget>)> = pinhole_ids
             .iter()
-            .map(|id| (id.key(), gate(up, pinholes.target(id))))
+            .map(|id| (id.key(), gate(up, pinholes.target(id, clock))))
             .filter(|(k, v)| self.pinholes.get(k) != v.as_ref())
             .collect();
         let mut done = Applied::default();
@@ -237,13 +249,8 @@ fn gate<T>(up: bool, target: Option<T>) -> Option<T> {
 
 /// The internal endpoint a reply key stands for.
 fn endpoint_of(key: ReverseKey) -> Option<(Proto, SocketAddrV4)> {
-    let proto = match key.proto {
-        portfwd_common::IPPROTO_TCP => Proto::Tcp,
-        portfwd_common::IPPROTO_UDP => Proto::Udp,
-        _ => return None,
-    };
     Some((
-        proto,
+        Proto::of_number(key.proto)?,
         SocketAddrV4::new(
             u32::from_be(key.int_addr).into(),
             u16::from_be(key.int_port),

@@ -159,6 +159,30 @@ impl Table {
         }
     }
 
+    /// The WAN and LAN interfaces were made again with indexes `wan` and `lan`: the programs
+    /// redirect to them and match replies leaving through them.
+    pub fn set_ifindexes(
+        &mut self,
+        wan: u32,
+        lan: u32,
+        wan_name: &str,
+        lan_name: &str,
+    ) -> Result<(), TableError> {
+        let mut config = self.kernel.config;
+        config.wan_ifindex = wan;
+        config.lan_ifindex = lan;
+        self.kernel.set_config(config)?;
+        self.kernel.maps_mut().bump_fib_generation()?;
+        self.transact(|t| {
+            t.log(NewEvent::new(
+                EventKind::InterfaceAttached,
+                "wan",
+                format!("attached again to {wan_name} (index {wan}) and {lan_name} (index {lan})"),
+            ));
+            Ok(())
+        })
+    }
+
     /// Routes, neighbours or links changed: cached next hops are no longer trusted.
     pub fn forwarding_changed(&mut self) -> Result<(), TableError> {
         Ok(self.kernel.maps_mut().bump_fib_generation()?)

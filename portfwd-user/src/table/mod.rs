@@ -116,8 +116,13 @@ pub struct Table {
     /// The time of the operation in progress: the owner task sets it before each one, so the
     /// core never reads a clock of its own.
     now: Instant,
+    /// `now` and `CLOCK_BOOTTIME` read together: the data plane's lease deadlines.
+    clock: crate::clock::BootClock,
     /// Goes up with every change readers can see.
     version: u64,
+    /// Leases found ended at start (saved, and their end passed while no daemon ran): logged
+    /// once the table records events.
+    ended_while_down: Vec<crate::events::NewEvent>,
 }
 
 /// What a table starts with: see [`Table::builder`].
@@ -166,25 +171,18 @@ impl Builder {
     /// The table, with its kernel config written.
     pub fn build(self, now: Instant) -> Result<Table, TableError> {
         let effective = Arc::new(self.settings.clone());
-        let mut kernel = kernel::Kernel::new(
-            self.maps,
-            portfwd_common::Config {
-                ext_addr: 0,
-                wan_ifindex: 0,
-                lan_ifindex: 0,
-                flags: 0,
-            },
-        );
-        kernel.set_config(portfwd_common::Config {
-            ext_addr: 0,
-            wan_ifindex: self.wan_ifindex,
-            lan_ifindex: self.lan_ifindex,
-            flags: if self.ipv6_deny {
-                portfwd_common::CONFIG_F_IPV6_DENY
-            } else {
-                0
-            },
-        })?;
+        let mut kernel = kernel::Kernel::new(self.maps);
+        // Pinned maps keep their external address and flags until the table says otherwise:
+        // zeroing them here would stop forwarding until the address is set again.
+        let mut config = kernel.config;
+        config.wan_ifindex = self.wan_ifindex;
+        config.lan_ifindex = self.lan_ifindex;
+        if self.ipv6_deny {
+            config.flags |= portfwd_common::CONFIG_F_IPV6_DENY;
+        } else {
+            config.flags &= !portfwd_common::CONFIG_F_IPV6_DENY;
+        }
+        kernel.set_config(config)?;
         Ok(Table {
             shares: ShareTable::new(self.lan),
             pinholes: Pinholes::new(self.lan6),
@@ -204,7 +202,9 @@ impl Builder {
             tx: tx::Tx::default(),
             durable: persist::Durable::default(),
             now,
+            clock: crate::clock::BootClock::read(now),
             version: 0,
+            ended_while_down: Vec::new(),
         })
     }
 }
@@ -237,17 +237,47 @@ impl Table {
     pub fn arm(&mut self, events: EventLog) {
         self.events = events;
         self.armed = true;
+        let ended = std::mem::take(&mut self.ended_while_down);
+        if !ended.is_empty() {
+            self.counters.lease_expirations += ended.len() as u64;
+            let _ = self.transact(|t| {
+                for event in ended {
+                    t.log(event);
+                }
+                Ok(())
+            });
+        }
     }
 
     /// Sets the time operations run at (the owner task does before each).
     pub fn set_now(&mut self, now: Instant) {
         self.now = now;
+        let fresh = crate::clock::BootClock::read(now);
+        // After a suspend the clocks disagree: every lease's deadline is written anew.
+        if self.clock.drift(fresh) > Duration::from_secs(1) {
+            self.clock = fresh;
+            self.tx.dirty.all = true;
+        }
     }
 
     /// The kernel maps.
     #[must_use]
     pub fn maps(&self) -> &dyn KernelMaps {
         self.kernel.maps()
+    }
+
+    /// The kernel maps, to attach the programs once the table has filled them.
+    pub fn maps_mut(&mut self) -> &mut dyn KernelMaps {
+        self.kernel.maps_mut()
+    }
+
+    /// Brings every kernel entry in line with the table: what a start does once the table is
+    /// complete, to remove what pinned maps hold that the table no longer has.
+    pub fn reconcile_all(&mut self) -> Result<(), TableError> {
+        self.transact(|t| {
+            t.tx.dirty.all = true;
+            Ok(())
+        })
     }
 
     /// A reader of the kernel's counters for other tasks.

@@ -31,6 +31,7 @@ use super::{
     tx::{Committed, Undo},
 };
 use crate::{
+    events::{EventKind, NewEvent},
     pinhole::{Pinhole, PinholeId, PinholeSpec},
     policy::Overlay,
     share::{Origin, Share, ShareId, ShareSpec},
@@ -268,7 +269,7 @@ impl Frozen {
                 .collect(),
         };
         // Serialising plain data into a Vec cannot fail.
-        let mut bytes = serde_json::to_vec_pretty(&SnapshotFile {
+        let mut bytes = serde_json::to_vec(&SnapshotFile {
             version: SNAPSHOT_VERSION,
             saved,
         })
@@ -443,6 +444,10 @@ impl Table {
     /// pinholes, leased ones with the time they have left (ended ones are dropped). A share
     /// that no longer fits (say, a static share now has its port) is skipped with a warning.
     /// Returns how many shares and pinholes came back.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "settings, pinholes, shares: one pass each, in the order they depend on"
+    )]
     pub fn restore(&mut self, saved: Saved) -> usize {
         let now = self.now;
         let Saved {
@@ -471,6 +476,11 @@ impl Table {
             let id = saved.id;
             let lease = saved.expires_at.map(crate::clock::wall_remaining);
             if lease == Some(Duration::ZERO) {
+                self.ended_while_down.push(NewEvent::new(
+                    EventKind::ShareExpired,
+                    "lease",
+                    format!("IPv6 pinhole {id}: the lease ended while portfwd was not running"),
+                ));
                 continue;
             }
             let Some(origin) = saved.origin() else {
@@ -497,6 +507,18 @@ impl Table {
         for share in shares {
             let remaining = share.expires_at.map(crate::clock::wall_remaining);
             if remaining == Some(Duration::ZERO) {
+                let id = share_id(&share);
+                self.ended_while_down.push(
+                    NewEvent::new(
+                        EventKind::ShareExpired,
+                        "lease",
+                        format!(
+                            "{id} -> {}: the lease ended while portfwd was not running",
+                            share.internal
+                        ),
+                    )
+                    .share(id),
+                );
                 continue;
             }
             let spec = ShareSpec {

@@ -87,15 +87,25 @@ impl Table {
         self.shares
             .check(&spec, None)
             .map_err(|e| Self::share_error(&spec, e))?;
-        let slot = self.shares.free_slot().ok_or_else(|| {
-            Self::share_error(
-                &spec,
-                crate::share::ShareError::Full {
-                    max: portfwd_common::MAX_SHARES,
-                },
-            )
-        })?;
-        self.kernel.maps_mut().reset_stats(slot)?;
+        // A share pinned maps still hold keeps its counters.
+        let kept = self
+            .kernel
+            .share_slot(spec.id.key())
+            .filter(|slot| self.shares.slot_free(*slot));
+        let slot = if let Some(slot) = kept {
+            slot
+        } else {
+            let slot = self.shares.free_slot().ok_or_else(|| {
+                Self::share_error(
+                    &spec,
+                    crate::share::ShareError::Full {
+                        max: portfwd_common::MAX_SHARES,
+                    },
+                )
+            })?;
+            self.kernel.maps_mut().reset_stats(slot)?;
+            slot
+        };
         self.set_share(
             spec.id,
             Some(Share {

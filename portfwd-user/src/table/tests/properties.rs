@@ -116,8 +116,8 @@ fn desired(t: &Table) -> Desired {
     if !t.link.up {
         return Desired::default();
     }
-    let mut d = t.shares.desired();
-    d.pinholes = t.pinholes.desired();
+    let mut d = t.shares.desired(t.clock);
+    d.pinholes = t.pinholes.desired(t.clock);
     d
 }
 

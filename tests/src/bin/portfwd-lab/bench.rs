@@ -184,12 +184,30 @@ impl Drop for Nft {
     }
 }
 
+/// The daemon for the portfwd path. Stopped, it leaves its programs pinned and attached
+/// (that is the point of pinning); the next path needs the interface back, as `portfwd down`
+/// gives it.
+struct Portfwd {
+    daemon: Option<Daemon>,
+    pins: std::path::PathBuf,
+}
+
+impl Drop for Portfwd {
+    fn drop(&mut self) {
+        drop(self.daemon.take());
+        portfwd_tests::remove_pins(&self.pins);
+    }
+}
+
 /// Sets the router up for `path`; dropping the result takes it down again.
 fn set_up(path: Path, lab: &Lab) -> Box<dyn std::any::Any> {
     match path {
         Path::Portfwd => {
             let share = format!("udp:{BENCH_PORT}={LAN_HOST}:{BENCH_PORT}");
-            Box::new(Daemon::in_lab(lab, "native", &["--share", &share]))
+            Box::new(Portfwd {
+                daemon: Some(Daemon::in_lab(lab, "native", &["--share", &share])),
+                pins: lab.router.pins("wan"),
+            })
         }
         Path::Nftables => {
             let pass = attach_lab_program(&lab.router, "wan", "lab_pass", |_| {});
@@ -413,7 +431,7 @@ fn cost_with(
     hit: &[u8; FRAME_LEN],
     miss: &[u8; FRAME_LEN],
 ) -> (f64, f64) {
-    let dataplane = Dataplane::load().expect("load portfwd");
+    let dataplane = Dataplane::load(None).expect("load portfwd");
     let lan = vec![LanSubnet {
         addr: Ipv4Addr::new(10, 77, 0, 1),
         prefix_len: 24,

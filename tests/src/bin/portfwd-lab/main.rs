@@ -130,6 +130,9 @@ fn up() {
 
 fn demo() {
     let lab = serving_lab(DEMO);
+    // A second page for the share the next steps add: port 80 is shared already, and one
+    // internal port is shared under one external port only (409 otherwise).
+    portfwd_tests::serve_http(&lab.lan, 8000, "hello from the LAN host's second server");
     let daemon = Daemon::start(
         &lab.router,
         &[
@@ -151,12 +154,14 @@ fn demo() {
     println!(
         "\nThe demo lab is up:\n  \
          {DEMO}-remote 198.51.100.2  --  {DEMO}-router: portfwd, external address 198.51.100.1  --  {DEMO}-lan 10.77.0.10\n\
-         Shares: tcp:8080 -> 10.77.0.10:80 (HTTP), udp:5300 -> 10.77.0.10:5353 (echo).\n\n\
+         Shares: tcp:8080 -> 10.77.0.10:80 (HTTP), udp:5300 -> 10.77.0.10:5353 (echo); the LAN host\n  \
+         also serves HTTP on :8000, not shared yet.\n\n\
          Try, from another terminal:\n  \
          ip netns exec {DEMO}-remote curl http://198.51.100.1:8080/\n  \
          ip -n {DEMO}-router link show wan        # prog/xdp portfwd_wan is attached\n  \
          {cli} share list{dir}\n  \
-         {cli} share add tcp:8081=10.77.0.10:80 --name web2{dir}\n  \
+         {cli} share add tcp:8081=10.77.0.10:8000 --name web2{dir}\n  \
+         ip netns exec {DEMO}-remote curl http://198.51.100.1:8081/\n  \
          {cli} events --follow{dir}\n  \
          ip netns exec {DEMO}-router curl -s http://127.0.0.1:9780/metrics | grep share_packets\n\n\
          Ctrl-C stops portfwd and takes the lab down."

@@ -5,6 +5,7 @@
 //! wan = "eth0"          # interface facing the internet
 //! lan = "eth1"          # interface facing the LAN hosts
 //! xdp_mode = "auto"     # auto | native | skb
+//! log_level = "info"    # off | error | warn | info | debug | trace, or TARGET=LEVEL,...
 //!
 //! [[share]]
 //! name = "web"
@@ -37,6 +38,15 @@
 //!
 //! Flags win over the file; `--share` flags add to the file's shares. On SIGHUP the daemon
 //! reads the file again and reconciles its shares (the interfaces stay as they are).
+//!
+//! Every error in the file names its line: the parser's own (syntax, unknown keys, values of
+//! the wrong type) and those found after it (a value out of range, a share given twice), whose
+//! line [`lines`] looks up by the setting's key.
+
+pub mod lines;
+mod summary;
+
+pub use summary::summary;
 
 use std::{
     collections::BTreeSet,
@@ -48,6 +58,7 @@ use std::{
 
 use serde::Deserialize;
 
+use self::lines::Step;
 use crate::{
     policy::{PcpSettings, Settings, UpnpConfig},
     share::{Proto, ShareId, ShareSpec},
@@ -63,6 +74,9 @@ struct FileConfig {
     lan: Option<String>,
     xdp_mode: Option<XdpMode>,
     state_dir: Option<PathBuf>,
+    instance: Option<String>,
+    bpffs: Option<PathBuf>,
+    log_level: Option<String>,
     share: Vec<FileShare>,
     upnp: UpnpConfig,
     pcp: PcpSettings,
@@ -134,6 +148,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     pub upnp_port: Option<u16>,
     pub api: Option<SocketAddr>,
+    pub instance: Option<String>,
+    pub bpffs: Option<PathBuf>,
 }
 
 /// Where the daemon keeps its state without `--state-dir` or `state_dir` in the file.
@@ -163,12 +179,19 @@ pub struct Config {
     pub shares: Vec<ShareSpec>,
     pub file: Option<PathBuf>,
     pub state_dir: PathBuf,
+    /// `log_level` from the file (checked); `$RUST_LOG` wins over it.
+    pub log_level: Option<String>,
     /// The owner's settings from the file: `[upnp]` and `[pcp]`.
     pub upnp: Settings,
     pub ipv6_inbound: Inbound6,
     pub api: ApiSettings,
     /// A WAN outage shorter than this is logged as one event.
     pub flap_window: Duration,
+    /// The name the pinned objects go under (`/sys/fs/bpf/portfwd/NAME`); `None`: the WAN
+    /// interface and the network namespace's inode.
+    pub instance: Option<String>,
+    /// The bpffs mount the objects are pinned in (`/sys/fs/bpf` unless told otherwise).
+    pub bpffs: PathBuf,
 }
 
 /// A configuration that cannot be used.
@@ -180,8 +203,15 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config file {}, {error}", path.display())]
+    Parse { path: PathBuf, error: ParseError },
+    /// An error in the config file, with its line where the setting is in the file.
+    #[error("config file {}{}: {error}", path.display(), line.map_or_else(String::new, |l| format!(", line {l}")))]
+    At {
+        path: PathBuf,
+        line: Option<usize>,
+        error: Box<ConfigError>,
+    },
     #[error("no {0} interface: pass --{0} or set `{0}` in the config file")]
     MissingInterface(&'static str),
     #[error("--wan and --lan are both {0}: they must be different interfaces")]
@@ -191,52 +221,112 @@ pub enum ConfigError {
     #[error("share {0} is given twice")]
     Duplicate(ShareId),
     #[error("{0}")]
-    Upnp(String),
+    Upnp(crate::policy::Invalid),
     #[error("{0}")]
     Pcp(String),
+    #[error("log_level: {0}")]
+    LogLevel(String),
     #[error("api.webhook: {0}")]
     Webhook(String),
     #[error("wan_link.flap_window is {0}: expected 1 to 86400 seconds")]
     FlapWindow(u64),
+    #[error("instance `{0}`: expected 1 to 64 letters, digits, `.`, `_` or `-`")]
+    Instance(String),
 }
 
 impl Config {
-    /// Reads the file (if any) and merges `overrides` over it.
+    /// Reads the file (if any) and merges `overrides` over it. An error in the file names the
+    /// file and the line.
     pub fn load(overrides: Overrides) -> Result<Self, ConfigError> {
-        let file = match &overrides.file {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+        let Some(path) = overrides.file.clone() else {
+            return Self::merge(FileConfig::default(), overrides).map_err(|(error, _)| error);
         };
+        let text = read_text(&path)?;
+        let file = parse(&text).map_err(|error| ConfigError::Parse {
+            path: path.clone(),
+            error,
+        })?;
+        let in_file = file.share.len();
+        let from_flags = overrides.wan.is_some() && overrides.lan.is_some();
+        Self::merge(file, overrides).map_err(|(error, key)| {
+            let key = match (&error, key) {
+                // A share given twice is the file's fault only if both are in it.
+                (ConfigError::Duplicate(_), Some(Key::Share(i, _))) if i >= in_file => None,
+                (ConfigError::SameInterface(_), _) if from_flags => None,
+                (_, key) => key,
+            };
+            let line = key.and_then(|key| lines::line_of(&text, &key.steps()));
+            match (&error, line) {
+                // Not in the file at all: the message says where to set it.
+                (ConfigError::MissingInterface(_), _) => error,
+                _ => ConfigError::At {
+                    path,
+                    line,
+                    error: Box::new(error),
+                },
+            }
+        })
+    }
+
+    /// The file's settings with `overrides` over them, checked; an error comes with the key of
+    /// the setting at fault.
+    fn merge(file: FileConfig, overrides: Overrides) -> Result<Self, (ConfigError, Option<Key>)> {
         let mut shares = file_shares(file.share)?;
         shares.extend(overrides.shares);
         let wan = overrides
             .wan
             .or(file.wan)
-            .ok_or(ConfigError::MissingInterface("wan"))?;
+            .ok_or((ConfigError::MissingInterface("wan"), None))?;
         let lan = overrides
             .lan
             .or(file.lan)
-            .ok_or(ConfigError::MissingInterface("lan"))?;
+            .ok_or((ConfigError::MissingInterface("lan"), None))?;
         if wan == lan {
-            return Err(ConfigError::SameInterface(wan));
+            return Err((ConfigError::SameInterface(wan), Some(Key::Path(&["lan"]))));
         }
         check_unique(&shares)?;
+        let log_level = file
+            .log_level
+            .map(|level| {
+                crate::logging::check_level(&level)
+                    .map(|()| level)
+                    .map_err(|e| (ConfigError::LogLevel(e), Some(Key::Path(&["log_level"]))))
+            })
+            .transpose()?;
         let mut upnp = file.upnp;
         if let Some(port) = overrides.upnp_port {
             upnp.port = port;
         }
-        let mut upnp = upnp.compile().map_err(ConfigError::Upnp)?;
-        file.pcp.check().map_err(ConfigError::Pcp)?;
+        let mut upnp = upnp.compile().map_err(|invalid| {
+            let key = Key::Upnp(invalid.key, invalid.index);
+            (ConfigError::Upnp(invalid), Some(key))
+        })?;
+        file.pcp.check().map_err(|e| {
+            (
+                ConfigError::Pcp(e),
+                Some(Key::Path(&["pcp", "min_lifetime"])),
+            )
+        })?;
         // The owner's settings in force hold NAT-PMP and PCP's too: admission reads them there.
         upnp.pcp = file.pcp;
         let webhook = file
             .api
             .webhook
-            .map(|url| url.parse().map_err(ConfigError::Webhook))
+            .map(|url| {
+                url.parse().map_err(|e| {
+                    (
+                        ConfigError::Webhook(e),
+                        Some(Key::Path(&["api", "webhook"])),
+                    )
+                })
+            })
             .transpose()?;
         let flap_window = file.link.flap_window.unwrap_or(300);
         if !(1..=86_400).contains(&flap_window) {
-            return Err(ConfigError::FlapWindow(flap_window));
+            return Err((
+                ConfigError::FlapWindow(flap_window),
+                Some(Key::Path(&["wan_link", "flap_window"])),
+            ));
         }
         Ok(Self {
             wan,
@@ -248,6 +338,7 @@ impl Config {
                 .state_dir
                 .or(file.state_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            log_level,
             upnp,
             ipv6_inbound: file.ipv6.inbound,
             api: ApiSettings {
@@ -256,48 +347,102 @@ impl Config {
                 webhook,
             },
             flap_window: Duration::from_secs(flap_window),
+            bpffs: overrides
+                .bpffs
+                .or(file.bpffs)
+                .unwrap_or_else(|| PathBuf::from(crate::dataplane::pins::BPFFS)),
+            instance: match overrides.instance.or(file.instance) {
+                Some(name) if !valid_instance(&name) => {
+                    return Err((ConfigError::Instance(name), Some(Key::Path(&["instance"]))));
+                }
+                name => name,
+            },
         })
     }
 
     /// The shares as they are now in the config file, plus the `--share` flags: what SIGHUP
     /// reconciles to.
     pub fn reload_shares(&self, flag_shares: &[ShareSpec]) -> Result<Vec<ShareSpec>, ConfigError> {
-        let mut shares = match &self.file {
-            Some(path) => file_shares(read_file(path)?.share)?,
-            None => Vec::new(),
+        let Some(path) = &self.file else {
+            let shares = flag_shares.to_vec();
+            check_unique(&shares).map_err(|(error, _)| error)?;
+            return Ok(shares);
         };
-        shares.extend_from_slice(flag_shares);
-        check_unique(&shares)?;
-        Ok(shares)
+        let text = read_text(path)?;
+        let file = parse(&text).map_err(|error| ConfigError::Parse {
+            path: path.clone(),
+            error,
+        })?;
+        let in_file = file.share.len();
+        let checked = file_shares(file.share).and_then(|mut shares| {
+            shares.extend_from_slice(flag_shares);
+            check_unique(&shares).map(|()| shares)
+        });
+        checked.map_err(|(error, key)| {
+            let key = key.filter(|k| !matches!(k, Key::Share(i, _) if *i >= in_file));
+            ConfigError::At {
+                path: path.clone(),
+                line: key.and_then(|key| lines::line_of(&text, &key.steps())),
+                error: Box::new(error),
+            }
+        })
     }
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+/// Where in the file a setting is: its key path.
+#[derive(Clone, Copy, Debug)]
+enum Key {
+    Path(&'static [&'static str]),
+    /// `share[i]`, or one of its keys.
+    Share(usize, Option<&'static str>),
+    /// A key of `[upnp]`, and the index in it for a list (`devices`).
+    Upnp(&'static str, Option<usize>),
+}
+
+impl Key {
+    fn steps(self) -> Vec<Step<'static>> {
+        match self {
+            Self::Path(path) => path.iter().map(|k| Step::Key(k)).collect(),
+            Self::Share(i, key) => [Step::Key("share"), Step::Index(i)]
+                .into_iter()
+                .chain(key.map(Step::Key))
+                .collect(),
+            Self::Upnp(key, index) => [Step::Key("upnp"), Step::Key(key)]
+                .into_iter()
+                .chain(index.map(Step::Index))
+                .collect(),
+        }
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    parse(&text).map_err(|message| ConfigError::Parse {
-        path: path.to_owned(),
-        message,
     })
 }
 
-fn parse(text: &str) -> Result<FileConfig, String> {
-    toml::from_str(text).map_err(|e| e.message().to_owned() + &location(text, e.span()))
+/// What the TOML parser found wrong (syntax, an unknown key, a value of the wrong type), and
+/// where.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{message}", line.map_or_else(String::new, |l| format!("line {l}: ")))]
+pub struct ParseError {
+    pub line: Option<usize>,
+    pub message: String,
 }
 
-fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    span.map_or_else(String::new, |span| {
-        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-        format!(" (line {line})")
+fn parse(text: &str) -> Result<FileConfig, ParseError> {
+    toml::from_str(text).map_err(|e| ParseError {
+        line: e.span().map(|span| lines::line_at(text, span.start)),
+        message: e.message().trim_end().to_owned(),
     })
 }
 
-fn file_shares(shares: Vec<FileShare>) -> Result<Vec<ShareSpec>, ConfigError> {
+fn file_shares(shares: Vec<FileShare>) -> Result<Vec<ShareSpec>, (ConfigError, Option<Key>)> {
     shares
         .into_iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let spec = ShareSpec {
                 id: ShareId {
                     proto: s.proto,
@@ -309,147 +454,39 @@ fn file_shares(shares: Vec<FileShare>) -> Result<Vec<ShareSpec>, ConfigError> {
                 enabled: s.enabled,
             };
             if spec.id.ext_port == 0 || spec.internal.port() == 0 {
-                return Err(ConfigError::PortZero(spec.to_string()));
+                let key = if spec.id.ext_port == 0 {
+                    "external_port"
+                } else {
+                    "internal"
+                };
+                return Err((
+                    ConfigError::PortZero(spec.to_string()),
+                    Some(Key::Share(i, Some(key))),
+                ));
             }
             Ok(spec)
         })
         .collect()
 }
 
-fn check_unique(shares: &[ShareSpec]) -> Result<(), ConfigError> {
+/// Whether `name` can name a directory of pins: no `/`, nothing hidden or odd.
+fn valid_instance(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn check_unique(shares: &[ShareSpec]) -> Result<(), (ConfigError, Option<Key>)> {
     let mut seen = BTreeSet::new();
-    for share in shares {
+    for (i, share) in shares.iter().enumerate() {
         if !seen.insert(share.id) {
-            return Err(ConfigError::Duplicate(share.id));
+            return Err((ConfigError::Duplicate(share.id), Some(Key::Share(i, None))));
         }
     }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_a_full_file() {
-        let file = parse(
-            r#"
-            wan = "eth0"
-            lan = "eth1"
-            xdp_mode = "skb"
-
-            [[share]]
-            name = "web"
-            proto = "tcp"
-            external_port = 8080
-            internal = "10.0.0.10:80"
-
-            [[share]]
-            proto = "udp"
-            external_port = 27015
-            internal = "10.0.0.11:27015"
-            remote = "198.51.100.7"
-            enabled = false
-            "#,
-        )
-        .expect("valid");
-        assert_eq!(file.wan.as_deref(), Some("eth0"));
-        assert_eq!(file.xdp_mode, Some(XdpMode::Skb));
-        let shares = file_shares(file.share).expect("shares");
-        assert_eq!(shares.len(), 2);
-        assert_eq!(shares[0].name.as_deref(), Some("web"));
-        assert!(shares[0].enabled);
-        assert!(!shares[1].enabled);
-        assert_eq!(shares[1].id.remote, Some(Ipv4Addr::new(198, 51, 100, 7)));
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_are_named() {
-        let err = parse("wan = \"eth0\"\nlna = \"eth1\"\n").expect_err("typo");
-        assert!(err.contains("lna") && err.contains("line 2"), "{err}");
-        let err =
-            parse("[[share]]\nproto = \"icmp\"\nexternal_port = 1\ninternal = \"10.0.0.1:1\"\n")
-                .expect_err("proto");
-        assert!(err.contains("icmp"), "{err}");
-        let err =
-            parse("[[share]]\nproto = \"tcp\"\nexternal_port = 70000\ninternal = \"10.0.0.1:1\"\n")
-                .expect_err("port");
-        assert!(err.contains("line 3"), "{err}");
-    }
-
-    #[test]
-    fn port_zero_in_the_file_is_refused() {
-        let file =
-            parse("[[share]]\nproto = \"tcp\"\nexternal_port = 0\ninternal = \"10.0.0.1:1\"\n")
-                .expect("parses");
-        assert!(matches!(
-            file_shares(file.share),
-            Err(ConfigError::PortZero(_))
-        ));
-    }
-
-    #[test]
-    fn flags_override_the_file_and_duplicates_are_refused() {
-        let dir = std::env::temp_dir().join(format!("portfwd-config-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("portfwd.toml");
-        fs::write(
-            &path,
-            "wan = \"a\"\nlan = \"b\"\n[[share]]\nproto = \"tcp\"\nexternal_port = 80\ninternal = \"10.0.0.2:80\"\n",
-        )
-        .expect("write");
-        let config = Config::load(Overrides {
-            wan: Some("wan0".into()),
-            file: Some(path.clone()),
-            shares: vec!["udp:80=10.0.0.2:80".parse().expect("spec")],
-            ..Overrides::default()
-        })
-        .expect("config");
-        assert_eq!((config.wan.as_str(), config.lan.as_str()), ("wan0", "b"));
-        assert_eq!(config.shares.len(), 2);
-        let dup = Config::load(Overrides {
-            file: Some(path),
-            shares: vec!["tcp:80=10.0.0.3:80".parse().expect("spec")],
-            ..Overrides::default()
-        });
-        assert!(matches!(dup, Err(ConfigError::Duplicate(_))), "{dup:?}");
-        fs::remove_dir_all(dir).expect("cleanup");
-    }
-
-    #[test]
-    fn api_and_link_sections() {
-        let file = parse(
-            "[api]\nlisten = \"0.0.0.0:9000\"\nmetrics_auth = true\nwebhook = \"http://10.0.0.2:8000/hook\"\n[wan_link]\nflap_window = 10\n",
-        )
-        .expect("valid");
-        assert_eq!(file.api.listen, Some("0.0.0.0:9000".parse().expect("addr")));
-        assert!(file.api.metrics_auth);
-        assert_eq!(file.link.flap_window, Some(10));
-        let err = parse("[api]\nlisten = \"localhost\"\n").expect_err("not an address");
-        assert!(err.contains("line 2"), "{err}");
-        let config = Config::load(Overrides {
-            wan: Some("a".into()),
-            lan: Some("b".into()),
-            ..Overrides::default()
-        })
-        .expect("defaults");
-        assert_eq!(config.api.listen, DEFAULT_API);
-        assert!(!config.api.metrics_auth);
-        assert_eq!(config.flap_window, Duration::from_mins(5));
-    }
-
-    #[test]
-    fn interfaces_are_required_and_distinct() {
-        let missing = Config::load(Overrides {
-            lan: Some("b".into()),
-            ..Overrides::default()
-        });
-        assert!(matches!(missing, Err(ConfigError::MissingInterface("wan"))));
-        let same = Config::load(Overrides {
-            wan: Some("a".into()),
-            lan: Some("a".into()),
-            ..Overrides::default()
-        });
-        assert!(matches!(same, Err(ConfigError::SameInterface(_))));
-    }
-}
+mod tests;
