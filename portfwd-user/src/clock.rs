@@ -22,7 +22,7 @@ pub fn wall_deadline(after: Duration) -> u64 {
 /// week), so a deadline further away comes from a damaged state file; and the monotonic
 /// `Instant` the time left is added to would overflow, as `SystemTime` does, long before
 /// `u64::MAX` seconds.
-pub const MAX_REMAINING: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub const MAX_REMAINING: Duration = Duration::from_hours(100 * 365 * 24);
 
 /// Time left until `deadline` (seconds since the Unix epoch); zero once it has passed, and at
 /// most [`MAX_REMAINING`].
