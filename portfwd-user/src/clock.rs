@@ -18,12 +18,22 @@ pub fn wall_deadline(after: Duration) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Time left until `deadline` (seconds since the Unix epoch); zero once it has passed.
+/// The most [`wall_remaining`] gives. No lease is granted for longer (IGD:2 caps them at a
+/// week), so a deadline further away comes from a damaged state file; and the monotonic
+/// `Instant` the time left is added to would overflow, as `SystemTime` does, long before
+/// `u64::MAX` seconds.
+pub const MAX_REMAINING: Duration = Duration::from_hours(100 * 365 * 24);
+
+/// Time left until `deadline` (seconds since the Unix epoch); zero once it has passed, and at
+/// most [`MAX_REMAINING`].
 #[must_use]
 pub fn wall_remaining(deadline: u64) -> Duration {
-    (UNIX_EPOCH + Duration::from_secs(deadline))
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO)
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    Duration::from_secs(deadline)
+        .saturating_sub(now)
+        .min(MAX_REMAINING)
 }
 
 /// A UTC calendar time.
@@ -138,5 +148,28 @@ impl BootClock {
     #[must_use]
     pub fn drift(self, later: Self) -> Duration {
         Duration::from_nanos(self.boot(later.now).abs_diff(later.boot_ns))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_is_bounded_whatever_the_deadline() {
+        // Found by the store fuzz target: a saved lease ending at u64::MAX seconds overflowed
+        // `SystemTime` when the daemon restored it at start.
+        assert_eq!(wall_remaining(u64::MAX), MAX_REMAINING);
+        assert_eq!(wall_remaining(0), Duration::ZERO);
+        let left = wall_remaining(unix_now() + 100);
+        assert!(
+            left <= Duration::from_secs(100) && left >= Duration::from_secs(98),
+            "{left:?}"
+        );
+        assert!(
+            std::time::Instant::now()
+                .checked_add(MAX_REMAINING)
+                .is_some()
+        );
     }
 }

@@ -57,6 +57,8 @@ fn the_api_answers_as_its_openapi_document_says() {
         .args(["--workers", "1", "--seed", "13", "--request-timeout", "70"])
         .args(["--report", "junit", "--report-dir"])
         .arg(&report)
+        // Its caches go with the state directory, not into the repository.
+        .current_dir(state)
         .env("SCHEMATHESIS_HOOKS", "")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

@@ -49,7 +49,9 @@ pub struct Journal {
     len: u64,
     /// End of the last frame a sync covered.
     synced: u64,
-    next_seq: u64,
+    /// `None`: the last sequence number is `u64::MAX`, so no frame can follow (counting never
+    /// gets there; only a damaged store with a valid checksum does).
+    next_seq: Option<u64>,
     broken: bool,
     /// Reused so that an append allocates nothing in the steady state.
     frame: Vec<u8>,
@@ -115,7 +117,7 @@ pub fn open(dir: &Path) -> Result<(Journal, Loaded), StoreError> {
         file,
         len: keep,
         synced: keep,
-        next_seq: last.max(snapshot_seq).saturating_add(1),
+        next_seq: last.max(snapshot_seq).checked_add(1),
         broken: false,
         frame: Vec::new(),
     };
@@ -135,7 +137,8 @@ impl Journal {
             return Err(StoreError::Broken);
         }
         let len = record_len(payload)?;
-        let seq = self.next_seq;
+        // A second frame with the last number would never be read back.
+        let seq = self.next_seq.ok_or(StoreError::Exhausted)?;
         self.frame.clear();
         self.frame.extend_from_slice(&len.to_le_bytes());
         self.frame
@@ -150,7 +153,7 @@ impl Journal {
             });
         }
         self.len += self.frame.len() as u64;
-        self.next_seq += 1;
+        self.next_seq = seq.checked_add(1);
         Ok(seq)
     }
 
@@ -174,7 +177,7 @@ impl Journal {
     /// Makes `snapshot` the state that includes every record appended so far, and starts the
     /// journal again empty. This is also what makes a broken journal usable again.
     pub fn compact(&mut self, snapshot: &[u8]) -> Result<(), StoreError> {
-        let seq = self.next_seq - 1;
+        let seq = self.next_seq.map_or(u64::MAX, |next| next - 1);
         // On failure the old snapshot and the whole journal are still there.
         write_snapshot(&self.dir, seq, snapshot)?;
         // From here every frame in the journal is at or below the snapshot's sequence number,

@@ -122,6 +122,9 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The journal's last sequence number is `u64::MAX`: only a damaged store gets there.
+    #[error("journal sequence numbers are used up (the store is damaged)")]
+    Exhausted,
     #[error("snapshot maker panicked")]
     MakerPanicked,
     /// The writer thread is gone (it panicked); nothing more reaches the disk.

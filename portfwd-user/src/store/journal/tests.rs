@@ -360,3 +360,45 @@ fn a_failure_cuts_off_the_frames_no_sync_covered() {
     assert_eq!(loaded.records, records(&["synced"]));
     assert_eq!(loaded.dropped_bytes, 0);
 }
+
+#[test]
+fn the_last_sequence_number_is_followed_by_none() {
+    // Found by the store fuzz target: after a frame (checksum and all) numbered u64::MAX, the
+    // next append wrote a second frame with that number, which is never read back, and the
+    // counter overflowed.
+    let dir = TempDir::new("seq-limit");
+    write_snapshot(dir.path(), u64::MAX - 2, b"{}").expect("snapshot");
+    let mut bytes = frame(u64::MAX - 1, b"one");
+    bytes.extend(frame(u64::MAX, b"two"));
+    fs::write(journal_path(&dir), &bytes).expect("journal");
+    let (mut journal, loaded) = open_ok(&dir);
+    assert_eq!(loaded.records, records(&["one", "two"]));
+    assert!(matches!(
+        journal.append(b"three"),
+        Err(StoreError::Exhausted)
+    ));
+    drop(journal);
+    assert_eq!(open_ok(&dir).1.records, records(&["one", "two"]));
+
+    // One short of it, the last number is still given out, then none.
+    let dir = TempDir::new("seq-last");
+    write_snapshot(dir.path(), u64::MAX - 2, b"{}").expect("snapshot");
+    fs::write(journal_path(&dir), frame(u64::MAX - 1, b"one")).expect("journal");
+    let (mut journal, _) = open_ok(&dir);
+    assert_eq!(journal.append(b"two").expect("append"), u64::MAX);
+    assert!(matches!(
+        journal.append(b"three"),
+        Err(StoreError::Exhausted)
+    ));
+    journal.sync().expect("sync");
+    drop(journal);
+    assert_eq!(open_ok(&dir).1.records, records(&["one", "two"]));
+
+    // A snapshot at the last number: nothing can follow it either, and compaction keeps it.
+    let dir = TempDir::new("seq-snapshot");
+    write_snapshot(dir.path(), u64::MAX, b"{}").expect("snapshot");
+    let (mut journal, loaded) = open_ok(&dir);
+    assert_eq!(loaded.snapshot.as_deref(), Some(&b"{}"[..]));
+    assert!(matches!(journal.append(b"x"), Err(StoreError::Exhausted)));
+    journal.compact(b"{}").expect("compact");
+}
