@@ -26,7 +26,7 @@ use portfwd_common::{
     Config, EGRESS_LAN, EGRESS_WAN, LAYOUT_VERSION, MAP_CONFIG, MAP_EGRESS, MAP_FIB_GEN,
     MAP_LAYOUT, MAP_PINHOLE_STATS, MAP_PINHOLES, MAP_REVERSE, MAP_SHARE_STATS, MAP_SHARES,
     MAP_VERDICTS, PROG_LAN, PROG_WAN, PinholeKey, PinholeTarget, ReverseKey, ReverseTarget,
-    ShareKey, ShareStats, ShareTarget, VERDICT_COUNT, Verdict, verdict_index,
+    ShareKey, ShareStats, ShareTarget, VERDICT_COUNT,
 };
 
 use serde::Deserialize;
@@ -693,18 +693,7 @@ impl KernelMaps for Dataplane {
             })
     }
     fn verdicts(&self, dir: u32) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
-        let mut out = [0; VERDICT_COUNT as usize];
-        for (slot, verdict) in out.iter_mut().zip(Verdict::ALL) {
-            let values = self
-                .verdicts
-                .get(&verdict_index(dir, verdict), 0)
-                .map_err(|source| DataplaneError::Map {
-                    name: MAP_VERDICTS,
-                    source,
-                })?;
-            *slot = values.iter().sum();
-        }
-        Ok(out)
+        reader::verdicts(&self.verdicts, dir)
     }
     fn adopted(&self) -> Adopted {
         self.adopted.clone()

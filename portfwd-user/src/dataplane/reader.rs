@@ -81,22 +81,27 @@ impl MapReader for DataplaneReader {
         read_slots(&self.pinhole_stats, MAP_PINHOLE_STATS, slots)
     }
     fn verdicts(&self) -> Result<Verdicts, DataplaneError> {
-        let mut out = [[0; VERDICT_COUNT as usize]; 2];
-        for (dir, counts) in [portfwd_common::DIR_WAN, portfwd_common::DIR_LAN]
-            .into_iter()
-            .zip(&mut out)
-        {
-            for (slot, verdict) in counts.iter_mut().zip(Verdict::ALL) {
-                let values =
-                    self.verdicts
-                        .get(&verdict_index(dir, verdict), 0)
-                        .map_err(|source| DataplaneError::Map {
-                            name: MAP_VERDICTS,
-                            source,
-                        })?;
-                *slot = values.iter().sum();
-            }
-        }
-        Ok(out)
+        Ok([
+            verdicts(&self.verdicts, portfwd_common::DIR_WAN)?,
+            verdicts(&self.verdicts, portfwd_common::DIR_LAN)?,
+        ])
     }
+}
+
+/// The verdict counters of the program of `dir`, summed over the CPUs.
+pub(super) fn verdicts(
+    map: &PerCpuArray<MapData, u64>,
+    dir: u32,
+) -> Result<[u64; VERDICT_COUNT as usize], DataplaneError> {
+    let mut out = [0; VERDICT_COUNT as usize];
+    for (slot, verdict) in out.iter_mut().zip(Verdict::ALL) {
+        let values =
+            map.get(&verdict_index(dir, verdict), 0)
+                .map_err(|source| DataplaneError::Map {
+                    name: MAP_VERDICTS,
+                    source,
+                })?;
+        *slot = values.iter().sum();
+    }
+    Ok(out)
 }
