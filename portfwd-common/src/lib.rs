@@ -14,7 +14,18 @@ pub mod csum;
 
 #[cfg(test)]
 mod tests {
-    use super::{NEXT_HOP_SLOTS, NextHopKey, next_hop_slot};
+    use super::{
+        IPPROTO_TCP, IPPROTO_UDP, NEXT_HOP_SLOTS, NextHopKey, PORT_SLOTS, next_hop_slot, port_index,
+    };
+
+    #[test]
+    fn port_indexes_cover_both_protocols_apart_and_nothing_else() {
+        assert_eq!(port_index(IPPROTO_TCP, 0), Some(0));
+        assert_eq!(port_index(IPPROTO_TCP, 80u16.to_be()), Some(80));
+        assert_eq!(port_index(IPPROTO_UDP, 80u16.to_be()), Some(65_536 + 80));
+        assert_eq!(port_index(IPPROTO_UDP, u16::MAX), Some(PORT_SLOTS - 1));
+        assert_eq!(port_index(1, 80u16.to_be()), None);
+    }
 
     #[test]
     fn next_hop_slots_are_in_range_and_spread() {
@@ -32,8 +43,26 @@ mod tests {
     }
 }
 
-/// Map of port shares: [`ShareKey`] → [`ShareTarget`].
+/// Map of the shares tied to one remote host: [`ShareKey`] → [`ShareTarget`].
 pub const MAP_SHARES: &str = "SHARES";
+/// Array of the shares open to any remote host, indexed by [`port_index`]: a [`ShareTarget`]
+/// whose `int_addr` is `0` is no share. A direct index instead of a hash lookup keeps the hit
+/// path's cost flat, and a port range is one element per port.
+pub const MAP_PORTS: &str = "PORTS";
+/// Elements of [`MAP_PORTS`]: every TCP port, then every UDP port.
+pub const PORT_SLOTS: u32 = 2 * 65_536;
+
+/// The [`MAP_PORTS`] index of (`proto`, `ext_port`), with `ext_port` in network byte order as
+/// in a [`ShareKey`]; `None` for a protocol other than TCP and UDP.
+#[must_use]
+pub const fn port_index(proto: u8, ext_port: u16) -> Option<u32> {
+    let port = u16::from_be(ext_port) as u32;
+    match proto {
+        IPPROTO_TCP => Some(port),
+        IPPROTO_UDP => Some(65_536 + port),
+        _ => None,
+    }
+}
 /// Reverse index for replies: [`ReverseKey`] → [`ReverseTarget`].
 pub const MAP_REVERSE: &str = "REVERSE";
 /// One-element array holding [`Config`].
@@ -71,7 +100,8 @@ pub const IPPROTO_UDP: u8 = 17;
 /// Which share a packet belongs to.
 ///
 /// A share may be tied to one remote host (UPnP's `NewRemoteHost`); the packet path looks up the
-/// exact remote address first and then the wildcard (`remote_addr == 0`).
+/// exact remote address first and then the wildcard (`remote_addr == 0`). The daemon keeps
+/// wildcard keys in [`MAP_PORTS`] at their [`port_index`], the others in [`MAP_SHARES`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShareKey {
@@ -116,10 +146,10 @@ pub const NO_DEADLINE: u64 = 0;
 /// the same version is reused as it is, an older one is migrated into new maps, a newer one
 /// refused. Bumped with every change of a map's type, key or value.
 #[cfg(not(feature = "layout-test"))]
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// See the default build's value; the layout-change test build is one version on.
 #[cfg(feature = "layout-test")]
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// One-element array holding the [`LAYOUT_VERSION`] the maps were made with (`u32`).
 pub const MAP_LAYOUT: &str = "LAYOUT";
 
@@ -165,8 +195,8 @@ pub struct ReverseTarget {
 const _: () = assert!(size_of::<ReverseTarget>() == 24);
 
 /// Set in [`Config::flags`] while at least one share is tied to a remote host: only then does
-/// the WAN program look up the exact remote before the wildcard (one hash lookup saved per
-/// packet otherwise).
+/// the WAN program look up the exact remote in [`MAP_SHARES`] before the port in
+/// [`MAP_PORTS`] (one hash lookup saved per packet otherwise).
 pub const CONFIG_F_REMOTE_SPECIFIC: u32 = 1;
 
 /// Data-plane settings, element 0 of [`MAP_CONFIG`].

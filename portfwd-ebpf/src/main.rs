@@ -52,8 +52,9 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 use portfwd_common::{
     CONFIG_F_REMOTE_SPECIFIC, Config, DIR_LAN, DIR_WAN, EGRESS_LAN, EGRESS_WAN, IPPROTO_TCP,
     IPPROTO_UDP, MAX_PINHOLES, MAX_SHARES, NEXT_HOP_SLOTS, NO_DEADLINE, NO_SLOT, NextHop,
-    NextHopEntry, NextHopKey, PinholeKey, PinholeTarget, REVERSE_F_REMOTE_SPECIFIC, ReverseKey,
-    ReverseTarget, ShareKey, ShareStats, ShareTarget, VERDICT_SLOTS, Verdict, csum, next_hop_slot,
+    NextHopEntry, NextHopKey, PORT_SLOTS, PinholeKey, PinholeTarget, REVERSE_F_REMOTE_SPECIFIC,
+    ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget, VERDICT_SLOTS, Verdict, csum,
+    next_hop_slot, port_index,
 };
 use portfwd_ebpf::ptr_at;
 
@@ -61,8 +62,12 @@ mod six;
 
 use six::{is_ipv6, lan6, wan6};
 
+/// Shares tied to one remote host.
 #[map]
 static SHARES: HashMap<ShareKey, ShareTarget> = HashMap::with_max_entries(MAX_SHARES, 0);
+/// Shares open to any remote host, one element per (protocol, port); `int_addr == 0` is none.
+#[map]
+static PORTS: Array<ShareTarget> = Array::with_max_entries(PORT_SLOTS, 0);
 #[map]
 static REVERSE: HashMap<ReverseKey, ReverseTarget> = HashMap::with_max_entries(MAX_SHARES, 0);
 #[map]
@@ -471,19 +476,7 @@ fn wan(ctx: &XdpContext) -> (Verdict, u32) {
     if config.ext_addr == 0 || u32::from_ne_bytes(dst) != config.ext_addr {
         return UNTOUCHED;
     }
-    let mut key = ShareKey {
-        remote_addr: 0,
-        ext_port: u16::from_ne_bytes(pkt.dst_port()),
-        proto: pkt.proto,
-        _pad: 0,
-    };
-    let mut share = None;
-    if config.flags & CONFIG_F_REMOTE_SPECIFIC != 0 {
-        key.remote_addr = u32::from_ne_bytes(pkt.src_addr());
-        share = unsafe { SHARES.get(key) }.copied();
-        key.remote_addr = 0;
-    }
-    let Some(share) = share.or_else(|| unsafe { SHARES.get(key) }.copied()) else {
+    let Some(share) = share_for(&pkt, config) else {
         return UNTOUCHED;
     };
     // A lease that ended while no daemon ran to remove it: as if the share were gone.
@@ -564,6 +557,26 @@ fn lan(ctx: &XdpContext) -> (Verdict, u32) {
     rewrite(&pkt, End::Src, ext_addr, reverse.ext_port.to_ne_bytes());
     count(&SHARE_STATS, slot, false, pkt.tot_len);
     forward(&pkt, &hop.next, config)
+}
+
+/// The share an inbound packet to the external address belongs to: the one tied to its source,
+/// if any share is tied to a remote host, else the one of its port.
+#[inline(always)]
+fn share_for(pkt: &Packet, config: &Config) -> Option<ShareTarget> {
+    let ext_port = u16::from_ne_bytes(pkt.dst_port());
+    if config.flags & CONFIG_F_REMOTE_SPECIFIC != 0 {
+        let key = ShareKey {
+            remote_addr: u32::from_ne_bytes(pkt.src_addr()),
+            ext_port,
+            proto: pkt.proto,
+            _pad: 0,
+        };
+        if let Some(share) = unsafe { SHARES.get(key) } {
+            return Some(*share);
+        }
+    }
+    let share = PORTS.get(port_index(pkt.proto, ext_port)?)?;
+    (share.int_addr != 0).then_some(*share)
 }
 
 /// The counter slot of the share a reply belongs to, or [`NO_SLOT`].

@@ -207,11 +207,15 @@ pub(crate) fn lan6(ctx: &XdpContext) -> (Verdict, u32) {
         return UNTOUCHED;
     };
     let (verdict, action) = forward6(ctx, &pkt, config.wan_ifindex, config);
-    if verdict == Verdict::Forwarded {
-        count(&PINHOLE_STATS, slot, false, pkt.len);
-        (verdict, action)
-    } else {
+    match verdict {
+        Verdict::Forwarded => {
+            count(&PINHOLE_STATS, slot, false, pkt.len);
+            (verdict, action)
+        }
+        // The redirect failed with the hop limit and the MACs already rewritten: the frame is
+        // aborted, as on the WAN, not handed to the kernel half rewritten.
+        Verdict::Aborted => (verdict, action),
         // LAN to LAN, to the box itself, or the kernel's to handle: untouched.
-        UNTOUCHED
+        _ => UNTOUCHED,
     }
 }

@@ -25,6 +25,11 @@ pub trait Host: Send + Sync {
     }
     /// The IPv6 neighbours with a known MAC address.
     fn neighbours6(&self) -> Vec<(Ipv6Addr, [u8; 6])>;
+    /// Makes the kernel solicit the LAN neighbour `addr` (a neighbour solicitation), whose
+    /// answer shows in [`Host::mac_of6`] shortly after. Returns at once.
+    fn probe6(&self, addr: Ipv6Addr) {
+        let _ = addr;
+    }
     /// The ports the box itself listens on, each with its local address (`None`: every
     /// address).
     fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)>;
@@ -84,6 +89,15 @@ impl Host for SystemHost {
         })
     }
 
+    /// One empty UDP datagram to the discard port, sent out of the LAN interface with a hop
+    /// limit of 1: to send it the kernel resolves the neighbour, and the datagram itself goes
+    /// no further than the LAN.
+    fn probe6(&self, addr: Ipv6Addr) {
+        if let Err(err) = probe6(addr, self.lan_ifindex) {
+            tracing::debug!("soliciting the neighbour {addr}: {err}");
+        }
+    }
+
     fn neighbours6(&self) -> Vec<(Ipv6Addr, [u8; 6])> {
         crate::netlink::neighbours6().unwrap_or_else(|err| {
             tracing::warn!("reading the IPv6 neighbour table: {err}");
@@ -137,4 +151,36 @@ impl Host for SystemHost {
             bit_rate: read("speed").saturating_mul(1_000_000),
         }
     }
+}
+
+/// See [`SystemHost::probe6`].
+fn probe6(addr: Ipv6Addr, lan_ifindex: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let socket = std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
+    socket.set_nonblocking(true)?;
+    let set = |option: libc::c_int, value: libc::c_int| {
+        // SAFETY: an int option on an open socket.
+        let ret = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                option,
+                (&raw const value).cast(),
+                libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4),
+            )
+        };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // IPV6_UNICAST_IF takes the interface index in network byte order.
+    set(
+        libc::IPV6_UNICAST_IF,
+        libc::c_int::from_ne_bytes(lan_ifindex.to_be_bytes()),
+    )?;
+    set(libc::IPV6_UNICAST_HOPS, 1)?;
+    socket.send_to(&[], (addr, 9))?;
+    Ok(())
 }

@@ -1,8 +1,8 @@
 //! IPv6 port sharing end to end: the real `portfwd` in the netns lab opens pinholes the owner
 //! asks for through the CLI, and IPv6 from the remote host reaches the LAN host's own address
 //! through XDP alone (the router's kernel forwarding is blocked), until the pinhole is switched
-//! off or closed. With `[ipv6] inbound = "deny"`, connection attempts without a pinhole are
-//! dropped even where the kernel would forward them. Needs root.
+//! off or closed. With `[ipv6] inbound = "deny"` (the default), connection attempts without a
+//! pinhole are dropped even where the kernel would forward them. Needs root.
 
 use std::{
     fs,
@@ -38,10 +38,10 @@ fn reaches_port(lab: &Lab, port: u16) -> bool {
         .is_ok_and(|body| body.starts_with("hello from the LAN host (you are [2001:db8:ff::2]"))
 }
 
-/// A config file with `[ipv6] inbound = "deny"`.
-fn deny_config(tag: &str) -> std::path::PathBuf {
+/// A config file with `[ipv6] inbound = "pass"`.
+fn pass_config(tag: &str) -> std::path::PathBuf {
     let config = temp_dir(tag).join("portfwd.toml");
-    fs::write(&config, "[ipv6]\ninbound = \"deny\"\n").expect("config");
+    fs::write(&config, "[ipv6]\ninbound = \"pass\"\n").expect("config");
     config
 }
 
@@ -118,11 +118,11 @@ fn an_ipv6_share_opens_a_pinhole_that_carries_traffic_through_xdp() {
 }
 
 #[test]
-fn default_deny_drops_connections_without_a_pinhole_that_the_kernel_would_forward() {
+fn by_default_connections_without_a_pinhole_are_dropped_where_the_kernel_would_forward_and_pass_lets_the_kernel_decide()
+ {
     let lab = Lab::fresh("v6deny");
-    let config = deny_config("v6deny");
-    // The kernel forwards IPv6 here: only portfwd stands in the way.
-    let daemon = start(&lab, &["--config", config.to_str().expect("path")]);
+    // The kernel forwards IPv6 here: only portfwd, with no config, stands in the way.
+    let daemon = start(&lab, &[]);
     let state = daemon.state_dir().expect("state dir").to_owned();
     assert!(!reaches(&lab), "denied: no pinhole");
     cli_ok(
@@ -140,6 +140,12 @@ fn default_deny_drops_connections_without_a_pinhole_that_the_kernel_would_forwar
     let remote = SocketAddr::V6(SocketAddrV6::new(REMOTE6, 8080, 0, 0));
     let body = http_get(&lab.lan, remote, WAIT).expect("out from the LAN");
     assert!(body.starts_with("hello from the remote host"), "{body}");
+
+    // `pass` leaves the decision to the kernel, which forwards here: no pinhole needed.
+    drop(daemon);
+    let config = pass_config("v6pass");
+    let _daemon = Daemon::in_lab(&lab, "skb", &["--config", config.to_str().expect("path")]);
+    assert!(reaches(&lab), "pass: the kernel forwards without a pinhole");
 }
 
 /// The number after `label` in upnpc's output.
@@ -159,11 +165,11 @@ fn number_after(out: &str, label: &str) -> u64 {
 #[test]
 fn upnpc_opens_updates_and_deletes_pinholes_that_carry_traffic() {
     let lab = Lab::fresh("v6upnp");
-    // Only XDP forwards, and only through pinholes (default deny): whatever reaches the LAN
-    // host went through the pinhole upnpc made.
+    // Only XDP forwards, and only through pinholes: whatever reaches the LAN host went
+    // through the pinhole upnpc made. No config: the firewall is on by default, so UPnP may
+    // open it.
     lab.block_kernel_forwarding();
-    let config = deny_config("v6upnp");
-    let mut daemon = start(&lab, &["--config", config.to_str().expect("path")]);
+    let mut daemon = start(&lab, &[]);
     let state = daemon.state_dir().expect("state dir").to_owned();
     serve_http_on(
         &lab.lan,
@@ -176,6 +182,13 @@ fn upnpc_opens_updates_and_deletes_pinholes_that_carry_traffic() {
     assert!(status.contains("Firewall Enabled: Yes"), "{status}");
     assert!(status.contains("Inbound Pinhole Allowed: Yes"), "{status}");
 
+    // The box has not heard from the host over IPv6: secure mode (the default) solicits it
+    // before it decides, and the first request succeeds.
+    lab.router.ip(&["-6", "neigh", "flush", "dev", "lan"]);
+    let known = lab
+        .router
+        .ip(&["-6", "neigh", "show", "2001:db8:77::10", "dev", "lan"]);
+    assert!(!known.contains("lladdr"), "forgotten: {known}");
     let out = upnpc(
         &lab,
         &["-A", "empty", "0", "2001:db8:77::10", "8080", "TCP", "600"],

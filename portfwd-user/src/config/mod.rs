@@ -25,7 +25,7 @@
 //! max_lifetime = 86400
 //!
 //! [ipv6]
-//! inbound = "pass"      # pass | deny: new TCP connections to LAN hosts without a pinhole
+//! inbound = "deny"      # deny | pass: new TCP connections to LAN hosts without a pinhole
 //!
 //! [api]
 //! listen = "127.0.0.1:9780"  # REST API and /metrics (--api)
@@ -103,14 +103,18 @@ struct FileIpv6 {
 }
 
 /// What becomes of inbound IPv6 to LAN hosts without a pinhole.
+///
+/// `Deny` is the default, as on a FRITZ!Box and as RFC 6092 recommends for simple CPE: the
+/// LAN is closed until the owner or an application (UPnP AddPinhole, PCP) opens it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Inbound6 {
-    /// Handed to the kernel (its firewall decides).
-    #[default]
+    /// Handed to the kernel (its firewall decides). UPnP then reports the firewall off and
+    /// refuses pinholes (702): they would open nothing.
     Pass,
     /// TCP connection attempts (SYN without ACK) are dropped in XDP; the rest goes to the
     /// kernel, whose connection tracking tells UDP replies from new flows.
+    #[default]
     Deny,
 }
 

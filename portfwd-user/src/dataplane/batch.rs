@@ -1,5 +1,6 @@
-//! Reading a whole per-CPU counter array in one system call (`BPF_MAP_LOOKUP_BATCH`,
-//! Linux 5.6), so a listing or a scrape of n shares costs one call, not n.
+//! Reading a whole array in one system call (`BPF_MAP_LOOKUP_BATCH`, Linux 5.6), so a listing
+//! or a scrape of n shares costs one call, not n, and adopting the pinned port array one call,
+//! not 131,072.
 //!
 //! The kernel copies up to `count` keys and values starting at the beginning and answers
 //! `ENOENT` once it has passed the last element, with `count` saying how many it copied
@@ -30,15 +31,14 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// The counters of slots `0..len` of the per-CPU array `fd`, summed over `cpus` CPUs.
-pub fn stats(fd: BorrowedFd<'_>, len: u32, cpus: usize) -> io::Result<Vec<ShareStats>> {
-    let mut out = vec![ShareStats::default(); len as usize];
-    if len == 0 {
-        return Ok(out);
-    }
-    let per_cpu = size_of::<ShareStats>().next_multiple_of(8);
+/// Copies slots `0..len` of the array `fd` (values of `value_size` bytes each, as the kernel
+/// lays them out) in one call: the keys copied and their values, in order.
+fn lookup(fd: BorrowedFd<'_>, len: u32, value_size: usize) -> io::Result<(Vec<u32>, Vec<u8>)> {
     let mut keys = vec![0u32; len as usize];
-    let mut values = vec![0u8; per_cpu * cpus * len as usize];
+    let mut values = vec![0u8; value_size * len as usize];
+    if len == 0 {
+        return Ok((keys, values));
+    }
     let mut next = 0u32;
     let mut attr = BatchAttr {
         out_batch: (&raw mut next) as u64,
@@ -65,8 +65,31 @@ pub fn stats(fd: BorrowedFd<'_>, len: u32, cpus: usize) -> io::Result<Vec<ShareS
             return Err(err);
         }
     }
-    let filled = (attr.count as usize).min(keys.len());
-    for (i, &key) in keys.iter().take(filled).enumerate() {
+    keys.truncate((attr.count as usize).min(len as usize));
+    values.truncate(keys.len() * value_size);
+    Ok((keys, values))
+}
+
+/// The elements of slots `0..len` of the (plain) array `fd`, by slot.
+pub fn array<V: aya::Pod + Default>(fd: BorrowedFd<'_>, len: u32) -> io::Result<Vec<V>> {
+    let mut out = vec![V::default(); len as usize];
+    let (keys, values) = lookup(fd, len, size_of::<V>())?;
+    for (&key, bytes) in keys.iter().zip(values.chunks_exact(size_of::<V>())) {
+        if let Some(slot) = out.get_mut(key as usize) {
+            // SAFETY: `V` is plain old data of exactly `bytes.len()` bytes; the read is
+            // unaligned-safe.
+            *slot = unsafe { bytes.as_ptr().cast::<V>().read_unaligned() };
+        }
+    }
+    Ok(out)
+}
+
+/// The counters of slots `0..len` of the per-CPU array `fd`, summed over `cpus` CPUs.
+pub fn stats(fd: BorrowedFd<'_>, len: u32, cpus: usize) -> io::Result<Vec<ShareStats>> {
+    let mut out = vec![ShareStats::default(); len as usize];
+    let per_cpu = size_of::<ShareStats>().next_multiple_of(8);
+    let (keys, values) = lookup(fd, len, per_cpu * cpus)?;
+    for (i, &key) in keys.iter().enumerate() {
         let Some(slot) = out.get_mut(key as usize) else {
             continue;
         };

@@ -15,7 +15,7 @@ use memory::MemoryReader;
 pub use memory::{MemoryCounters, MemoryMaps};
 use reader::DataplaneReader;
 
-use std::{any::Any, collections::BTreeMap, fs, io, path::PathBuf, sync::Arc};
+use std::{any::Any, collections::BTreeMap, fs, io, os::fd::AsFd as _, path::PathBuf, sync::Arc};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -24,9 +24,9 @@ use aya::{
 };
 use portfwd_common::{
     Config, EGRESS_LAN, EGRESS_WAN, LAYOUT_VERSION, MAP_CONFIG, MAP_EGRESS, MAP_FIB_GEN,
-    MAP_LAYOUT, MAP_PINHOLE_STATS, MAP_PINHOLES, MAP_REVERSE, MAP_SHARE_STATS, MAP_SHARES,
-    MAP_VERDICTS, PROG_LAN, PROG_WAN, PinholeKey, PinholeTarget, ReverseKey, ReverseTarget,
-    ShareKey, ShareStats, ShareTarget, VERDICT_COUNT,
+    MAP_LAYOUT, MAP_PINHOLE_STATS, MAP_PINHOLES, MAP_PORTS, MAP_REVERSE, MAP_SHARE_STATS,
+    MAP_SHARES, MAP_VERDICTS, PORT_SLOTS, PROG_LAN, PROG_WAN, PinholeKey, PinholeTarget,
+    ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget, VERDICT_COUNT, port_index,
 };
 
 use serde::Deserialize;
@@ -211,7 +211,10 @@ impl AttachedMode {
 
 /// The loaded XDP object with its typed maps. Dropping it detaches the programs.
 pub struct Dataplane {
+    /// Shares tied to a remote host.
     shares: HashMap<MapData, ShareKey, ShareTarget>,
+    /// Shares open to any remote host, at their `port_index`.
+    ports: Array<MapData, ShareTarget>,
     reverse: HashMap<MapData, ReverseKey, ReverseTarget>,
     config: Array<MapData, Config>,
     fib_gen: Array<MapData, u32>,
@@ -247,8 +250,9 @@ pub struct Adopted {
 }
 
 /// Every map of the object, pinned by these names.
-const MAPS: [&str; 11] = [
+const MAPS: [&str; 12] = [
     MAP_SHARES,
+    MAP_PORTS,
     MAP_REVERSE,
     MAP_CONFIG,
     MAP_FIB_GEN,
@@ -335,6 +339,7 @@ impl Dataplane {
         }
         let mut dataplane = Self {
             shares: take(&mut ebpf, MAP_SHARES)?,
+            ports: take(&mut ebpf, MAP_PORTS)?,
             reverse: take(&mut ebpf, MAP_REVERSE)?,
             config: take(&mut ebpf, MAP_CONFIG)?,
             fib_gen: take(&mut ebpf, MAP_FIB_GEN)?,
@@ -401,6 +406,12 @@ impl Dataplane {
                 size_of::<ShareTarget>(),
             ),
             (
+                MAP_PORTS,
+                self.ports.map().info(),
+                size_of::<u32>(),
+                size_of::<ShareTarget>(),
+            ),
+            (
                 MAP_REVERSE,
                 self.reverse.map().info(),
                 size_of::<ReverseKey>(),
@@ -443,11 +454,21 @@ impl Dataplane {
     /// What the reused maps hold.
     fn read_back(&self) -> Result<Adopted, DataplaneError> {
         let map_err = |name| move |source| DataplaneError::Map { name, source };
-        let shares = self
+        let mut shares: BTreeMap<ShareKey, ShareTarget> = self
             .shares
             .iter()
             .collect::<Result<_, _>>()
             .map_err(map_err(MAP_SHARES))?;
+        let ports = batch::array::<ShareTarget>(self.ports.map().fd().as_fd(), PORT_SLOTS)
+            .map_err(|err| DataplaneError::Map {
+                name: MAP_PORTS,
+                source: aya::maps::MapError::from(err),
+            })?;
+        for (index, target) in (0..PORT_SLOTS).zip(ports) {
+            if target.int_addr != 0 {
+                shares.insert(port_key(index), target);
+            }
+        }
         let reverse = self
             .reverse
             .iter()
@@ -594,22 +615,67 @@ fn sum_stats(
         }))
 }
 
+/// Where a share key lives in `PORTS`: a key open to any remote host, of TCP or UDP. Others
+/// (tied to a remote host) live in `SHARES`.
+fn wildcard_index(key: &ShareKey) -> Option<u32> {
+    if key.remote_addr == 0 {
+        port_index(key.proto, key.ext_port)
+    } else {
+        None
+    }
+}
+
+/// The share key of `PORTS` element `index` (the inverse of `port_index`).
+fn port_key(index: u32) -> ShareKey {
+    let (proto, port) = if index < 65_536 {
+        (portfwd_common::IPPROTO_TCP, index)
+    } else {
+        (portfwd_common::IPPROTO_UDP, index - 65_536)
+    };
+    ShareKey {
+        remote_addr: 0,
+        ext_port: u16::try_from(port).unwrap_or(0).to_be(),
+        proto,
+        _pad: 0,
+    }
+}
+
 impl KernelMaps for Dataplane {
     fn put_share(&mut self, key: ShareKey, target: ShareTarget) -> Result<(), DataplaneError> {
-        self.shares
-            .insert(key, target, 0)
-            .map_err(|source| DataplaneError::Map {
-                name: MAP_SHARES,
-                source,
-            })
+        match wildcard_index(&key) {
+            Some(index) => self
+                .ports
+                .set(index, target, 0)
+                .map_err(|source| DataplaneError::Map {
+                    name: MAP_PORTS,
+                    source,
+                }),
+            None => self
+                .shares
+                .insert(key, target, 0)
+                .map_err(|source| DataplaneError::Map {
+                    name: MAP_SHARES,
+                    source,
+                }),
+        }
     }
     fn del_share(&mut self, key: &ShareKey) -> Result<(), DataplaneError> {
-        self.shares
-            .remove(key)
-            .map_err(|source| DataplaneError::Map {
-                name: MAP_SHARES,
-                source,
-            })
+        match wildcard_index(key) {
+            Some(index) => self
+                .ports
+                .set(index, ShareTarget::default(), 0)
+                .map_err(|source| DataplaneError::Map {
+                    name: MAP_PORTS,
+                    source,
+                }),
+            None => self
+                .shares
+                .remove(key)
+                .map_err(|source| DataplaneError::Map {
+                    name: MAP_SHARES,
+                    source,
+                }),
+        }
     }
     fn put_reverse(
         &mut self,
@@ -712,5 +778,39 @@ impl KernelMaps for Dataplane {
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portfwd_common::{IPPROTO_TCP, IPPROTO_UDP, ShareKey};
+
+    use super::{port_key, wildcard_index};
+
+    #[test]
+    fn wildcard_keys_go_to_the_port_array_and_come_back_the_same() {
+        for proto in [IPPROTO_TCP, IPPROTO_UDP] {
+            for port in [0u16, 1, 80, 27_015, u16::MAX] {
+                let key = ShareKey {
+                    remote_addr: 0,
+                    ext_port: port.to_be(),
+                    proto,
+                    _pad: 0,
+                };
+                let index = wildcard_index(&key).expect("a wildcard TCP/UDP key has an index");
+                assert_eq!(port_key(index), key);
+            }
+        }
+        let tied = ShareKey {
+            remote_addr: u32::from_be_bytes([198, 51, 100, 7]).to_be(),
+            ext_port: 80u16.to_be(),
+            proto: IPPROTO_TCP,
+            _pad: 0,
+        };
+        assert_eq!(
+            wildcard_index(&tied),
+            None,
+            "a key tied to a remote stays in the hash"
+        );
     }
 }

@@ -272,6 +272,7 @@ impl Control {
         }
         let proto = args.protocol()?;
         let lease = args.lease_time("LeaseTime")?;
+        self.learn6(internal).await;
         let spec = PinholeSpec {
             id: PinholeId {
                 proto,
@@ -285,6 +286,22 @@ impl Control {
         };
         let view = self.lease_pinhole(client, spec, lease).await?;
         Ok(vec![("UniqueID", view.pinhole.uid.to_string())])
+    }
+
+    /// In secure mode the owner ties a pinhole's address to the asking device by MAC. A device
+    /// the box has not heard from over IPv6 yet has no neighbour entry: the box solicits one
+    /// and waits for the answer, up to a second, so a device's first request succeeds.
+    async fn learn6(&self, internal: Ipv6Addr) {
+        if !self.settings().secure_mode || self.host.mac_of6(internal).is_some() {
+            return;
+        }
+        self.host.probe6(internal);
+        for _ in 0..10 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if self.host.mac_of6(internal).is_some() {
+                return;
+            }
+        }
     }
 
     /// Opens or renews `spec` for `client`: the owner admits it (switch, device, secure mode,
