@@ -617,7 +617,7 @@ fn sum_stats(
 
 /// Where a share key lives in `PORTS`: a key open to any remote host, of TCP or UDP. Others
 /// (tied to a remote host) live in `SHARES`.
-fn wildcard_index(key: &ShareKey) -> Option<u32> {
+fn wildcard_index(key: ShareKey) -> Option<u32> {
     if key.remote_addr == 0 {
         port_index(key.proto, key.ext_port)
     } else {
@@ -642,7 +642,7 @@ fn port_key(index: u32) -> ShareKey {
 
 impl KernelMaps for Dataplane {
     fn put_share(&mut self, key: ShareKey, target: ShareTarget) -> Result<(), DataplaneError> {
-        match wildcard_index(&key) {
+        match wildcard_index(key) {
             Some(index) => self
                 .ports
                 .set(index, target, 0)
@@ -660,7 +660,7 @@ impl KernelMaps for Dataplane {
         }
     }
     fn del_share(&mut self, key: &ShareKey) -> Result<(), DataplaneError> {
-        match wildcard_index(key) {
+        match wildcard_index(*key) {
             Some(index) => self
                 .ports
                 .set(index, ShareTarget::default(), 0)
@@ -797,7 +797,7 @@ mod tests {
                     proto,
                     _pad: 0,
                 };
-                let index = wildcard_index(&key).expect("a wildcard TCP/UDP key has an index");
+                let index = wildcard_index(key).expect("a wildcard TCP/UDP key has an index");
                 assert_eq!(port_key(index), key);
             }
         }
@@ -808,7 +808,7 @@ mod tests {
             _pad: 0,
         };
         assert_eq!(
-            wildcard_index(&tied),
+            wildcard_index(tied),
             None,
             "a key tied to a remote stays in the hash"
         );
