@@ -136,6 +136,9 @@ impl SavedSource {
 pub struct SavedShare {
     pub proto: Proto,
     pub external_port: u16,
+    /// The last external port of a range (absent for a single port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_last: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<Ipv4Addr>,
     pub internal: SocketAddrV4,
@@ -419,6 +422,7 @@ mod tests {
         SavedShare {
             proto: Proto::Udp,
             external_port: 3074,
+            external_last: None,
             remote: None,
             internal: "10.0.0.10:3074".parse().expect("addr"),
             source: SavedSource::Upnp,

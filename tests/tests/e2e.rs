@@ -422,3 +422,52 @@ fn auto_mode_falls_back_to_generic_where_native_is_refused() {
         "attaching XDP to br0 in native mode",
     );
 }
+
+/// A port range added with the CLI: a port in the middle carries traffic through XDP alone,
+/// the ports on either side do not, and the range goes whole.
+#[test]
+fn a_port_range_carries_its_ports_and_not_the_ones_beside_it() {
+    let lab = Lab::fresh("rg");
+    for port in [27014, 27022, 27031] {
+        serve_udp_echo(&lab.lan, port);
+    }
+    lab.learn_lan_neighbour();
+    lab.learn_remote_neighbour();
+    lab.block_kernel_forwarding();
+    let daemon = start(&lab, "skb", &[]);
+    let state = daemon.state_dir().expect("state dir").to_owned();
+    let out = portfwd_tests::cli_ok(
+        &lab,
+        &state,
+        &["share", "add", "udp:27015-27030=10.77.0.10:27015"],
+    );
+    assert!(out.contains("udp:27015-27030"), "{out}");
+    let (reply, from) = udp_exchange(&lab.remote, external(27022), b"mid", WAIT)
+        .expect("a port in the middle of the range");
+    assert_eq!(reply, b"echo: mid");
+    assert_eq!(from, external(27022));
+    for beside in [27014, 27031] {
+        assert!(
+            udp_exchange(&lab.remote, external(beside), b"x", Duration::from_secs(1)).is_err(),
+            "port {beside} is outside the range"
+        );
+    }
+    let list: serde_json::Value = serde_json::from_str(&portfwd_tests::cli_ok(
+        &lab,
+        &state,
+        &["share", "list", "--json"],
+    ))
+    .expect("json");
+    let share = &list["shares"][0];
+    assert_eq!(share["id"], "udp:27015-27030", "{list}");
+    assert_eq!(share["external_last"], 27030);
+    assert!(
+        share["counters"]["packets_in"].as_u64() >= Some(1),
+        "{share}"
+    );
+    portfwd_tests::cli_ok(&lab, &state, &["share", "rm", "udp:27015-27030"]);
+    assert!(
+        udp_exchange(&lab.remote, external(27022), b"x", Duration::from_secs(1)).is_err(),
+        "removed"
+    );
+}

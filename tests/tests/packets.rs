@@ -620,3 +620,34 @@ fn ipv6_default_deny_drops_connection_attempts_without_a_pinhole() {
         assert_eq!(f.wan(&stranger).0, 1, "from another remote: dropped");
     });
 }
+
+#[test]
+fn a_port_range_forwards_each_port_to_its_own_and_nothing_beside_it() {
+    with_shares(&["udp:27015-27030=10.77.0.10:37015"], |f| {
+        for (ext, int) in [(27015, 37015), (27022, 37022), (27030, 37030)] {
+            let input = Packet::new(UDP, REMOTE, 40_020, EXTERNAL, ext);
+            let (action, out) = f.wan(&input.bytes());
+            assert_eq!(action, XDP_REDIRECT, "port {ext}");
+            let p = parse_verified(&out);
+            assert_eq!((p.dst, p.dport), (LAN_HOST, int), "port {ext}");
+            // The reply from that internal port leaves from the external port it came to.
+            let reply = Packet::new(UDP, LAN_HOST, int, REMOTE, 40_020);
+            let (action, out) = f.lan(&reply.bytes());
+            assert_eq!(action, XDP_REDIRECT, "reply from {int}");
+            let p = parse_verified(&out);
+            assert_eq!((p.src, p.sport), (EXTERNAL, ext), "reply from {int}");
+        }
+        for beside in [27014, 27031] {
+            let input = Packet::new(UDP, REMOTE, 40_021, EXTERNAL, beside);
+            let (action, out) = f.wan(&input.bytes());
+            assert_eq!(action, XDP_PASS, "port {beside} is not shared");
+            assert_eq!(out, input.bytes(), "untouched");
+        }
+        // TCP to the same ports is another protocol's.
+        let (action, _) = f.wan(&Packet::new(TCP, REMOTE, 40_022, EXTERNAL, 27020).bytes());
+        assert_eq!(action, XDP_PASS);
+        // One share, counted for the whole range.
+        let stats = f.stats(27015);
+        assert_eq!((stats.packets_in, stats.packets_out), (3, 3));
+    });
+}

@@ -72,6 +72,21 @@ impl Fields {
             .and_then(|n| u16::try_from(n).ok()))
     }
 
+    /// A port (`8080`) or a port range (`"27015-27030"`; `"8080"` is a port too): the first
+    /// and last port.
+    pub(super) fn ports(&mut self, name: &'static str) -> Result<Option<(u16, u16)>, ApiError> {
+        match self.take(name) {
+            Some(Value::String(text)) => crate::share::parse_ports(&text)
+                .map(Some)
+                .map_err(|e| ApiError::field(name, e.to_string())),
+            Some(other) => {
+                self.0.insert(name.to_owned(), other);
+                Ok(self.port(name)?.map(|port| (port, port)))
+            }
+            None => Ok(None),
+        }
+    }
+
     pub(super) fn done(self) -> Result<(), ApiError> {
         match self.0.keys().next() {
             Some(extra) => Err(ApiError::field("body", format!("unknown field `{extra}`"))),

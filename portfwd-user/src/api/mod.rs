@@ -205,7 +205,10 @@ pub fn table_error(err: &TableError) -> ApiError {
     match err {
         TableError::Share { source, .. } => match source {
             ShareError::Duplicate(id) => ApiError::conflict(*id, message),
-            ShareError::InternalInUse { existing, .. } => ApiError::conflict(*existing, message),
+            ShareError::InternalInUse { existing, .. } | ShareError::Overlap { existing, .. } => {
+                ApiError::conflict(*existing, message)
+            }
+            ShareError::Spec(_) => ApiError::field("external_port", message),
             ShareError::NotOnLan { .. } => ApiError::field("internal", message),
             ShareError::Full { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message),
         },

@@ -15,7 +15,7 @@ use crate::{
 pub(super) async fn create(api: &Api, body: Map<String, Value>) -> Reply {
     let mut body = Fields::new(body);
     let proto: Proto = required(body.parsed("proto", "tcp or udp")?, "proto")?;
-    let ext_port = required(body.port("external_port")?, "external_port")?;
+    let (ext_port, ext_last) = required(body.ports("external_port")?, "external_port")?;
     let internal: SocketAddrV4 = required(
         body.parsed("internal", "an IPv4 address and port (10.0.0.10:80)")?,
         "internal",
@@ -32,11 +32,14 @@ pub(super) async fn create(api: &Api, body: Map<String, Value>) -> Reply {
             proto,
             ext_port,
             remote,
+            ext_last,
         },
         internal,
         name,
         enabled,
     };
+    spec.check_internal_range()
+        .map_err(|e| ApiError::field("internal", e.to_string()))?;
     let entry = api
         .table
         .change(move |t| t.create(spec))
@@ -197,7 +200,7 @@ pub(super) fn share_patch(body: Map<String, Value>) -> Result<SharePatch, ApiErr
     let patch = SharePatch {
         name,
         internal,
-        external_port: body.port("external_port")?,
+        external_port: body.ports("external_port")?,
         enabled: body.bool("enabled")?,
     };
     body.done()?;
@@ -220,6 +223,7 @@ pub(super) fn share_json(view: &ShareView) -> Value {
         "id": spec.id.to_string(),
         "proto": spec.id.proto,
         "external_port": spec.id.ext_port,
+        "external_last": spec.id.ext_last,
         "remote": spec.id.remote.map(|r| r.to_string()),
         "internal": spec.internal.to_string(),
         "device": spec.internal.ip().to_string(),

@@ -80,9 +80,9 @@ pub enum ShareCommand {
         /// New internal IP:PORT.
         #[arg(long, value_name = "IP:PORT")]
         internal: Option<std::net::SocketAddrV4>,
-        /// New external port.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-        external_port: Option<u16>,
+        /// New external port, or port range FIRST-LAST.
+        #[arg(long, value_name = "N[-LAST]", value_parser = external_ports)]
+        external_port: Option<(u16, u16)>,
         /// New name.
         #[arg(long, conflicts_with = "no_name")]
         name: Option<String>,
@@ -214,7 +214,11 @@ pub async fn run(command: Command, connection: &Connection) -> Result<(), Client
             }
             let mut body = json!({
                 "proto": share.id.proto,
-                "external_port": share.id.ext_port,
+                "external_port": if share.id.is_range() {
+                    json!(format!("{}-{}", share.id.ext_port, share.id.ext_last))
+                } else {
+                    json!(share.id.ext_port)
+                },
                 "internal": share.internal.to_string(),
                 "enabled": !disabled,
             });
@@ -266,8 +270,13 @@ pub async fn run(command: Command, connection: &Connection) -> Result<(), Client
             if let Some(internal) = internal {
                 body.insert("internal".into(), json!(internal.to_string()));
             }
-            if let Some(port) = external_port {
-                body.insert("external_port".into(), json!(port));
+            if let Some((first, last)) = external_port {
+                let ports = if first == last {
+                    json!(first)
+                } else {
+                    json!(format!("{first}-{last}"))
+                };
+                body.insert("external_port".into(), ports);
             }
             if let Some(name) = name {
                 body.insert("name".into(), json!(name));
@@ -588,3 +597,8 @@ mod print;
 mod tests;
 
 use print::{devices_table, pretty, settings_text, share_line, shares_table, status_text, text};
+
+/// `--external-port N` or `N-LAST`.
+fn external_ports(text: &str) -> Result<(u16, u16), String> {
+    crate::share::parse_ports(text).map_err(|e| e.to_string())
+}

@@ -130,11 +130,20 @@ struct FileLink {
 struct FileShare {
     name: Option<String>,
     proto: Proto,
-    external_port: u16,
+    external_port: FilePorts,
     internal: SocketAddrV4,
     remote: Option<Ipv4Addr>,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
+}
+
+/// `external_port = 8080` or `external_port = "27015-27030"` (a range; a single port is fine
+/// as a string too).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FilePorts {
+    Number(u16),
+    Text(String),
 }
 
 const fn enabled_by_default() -> bool {
@@ -224,6 +233,10 @@ pub enum ConfigError {
     PortZero(String),
     #[error("share {0} is given twice")]
     Duplicate(ShareId),
+    #[error("share {0} overlaps share {1}: a port is shared once per remote host")]
+    Overlap(ShareId, ShareId),
+    #[error("{0}")]
+    Ports(crate::share::SpecError),
     #[error("{0}")]
     Upnp(crate::policy::Invalid),
     #[error("{0}")]
@@ -447,16 +460,25 @@ fn file_shares(shares: Vec<FileShare>) -> Result<Vec<ShareSpec>, (ConfigError, O
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
+            let at = |key| Some(Key::Share(i, Some(key)));
+            let (first, last) = match s.external_port {
+                FilePorts::Number(port) => (port, port),
+                FilePorts::Text(text) => crate::share::parse_ports(&text)
+                    .map_err(|e| (ConfigError::Ports(e), at("external_port")))?,
+            };
             let spec = ShareSpec {
                 id: ShareId {
                     proto: s.proto,
-                    ext_port: s.external_port,
+                    ext_port: first,
                     remote: s.remote,
+                    ext_last: last,
                 },
                 internal: s.internal,
                 name: s.name,
                 enabled: s.enabled,
             };
+            spec.check_internal_range()
+                .map_err(|e| (ConfigError::Ports(e), at("internal")))?;
             if spec.id.ext_port == 0 || spec.internal.port() == 0 {
                 let key = if spec.id.ext_port == 0 {
                     "external_port"
@@ -487,6 +509,28 @@ fn check_unique(shares: &[ShareSpec]) -> Result<(), (ConfigError, Option<Key>)> 
     for (i, share) in shares.iter().enumerate() {
         if !seen.insert(share.id) {
             return Err((ConfigError::Duplicate(share.id), Some(Key::Share(i, None))));
+        }
+    }
+    // Sorted by protocol and first port, an overlap shows between a range and the shares
+    // starting inside it.
+    let ids: Vec<ShareId> = seen.into_iter().collect();
+    for (n, id) in ids.iter().enumerate() {
+        if let Some(other) = ids[n + 1..]
+            .iter()
+            .take_while(|o| o.proto == id.proto && o.ext_port <= id.ext_last)
+            .find(|o| o.overlaps(*id))
+        {
+            // Named at the one that comes later in the file.
+            let at = |id: &ShareId| shares.iter().position(|s| s.id == *id);
+            let (later, earlier) = if at(other) > at(id) {
+                (*other, *id)
+            } else {
+                (*id, *other)
+            };
+            return Err((
+                ConfigError::Overlap(later, earlier),
+                at(&later).map(|i| Key::Share(i, None)),
+            ));
         }
     }
     Ok(())

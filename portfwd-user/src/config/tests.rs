@@ -201,6 +201,25 @@ fn every_error_in_the_file_names_its_line() {
             "socket address",
         ),
         ("[[share]]\nprotocol = \"tcp\"\n".into(), 4, "protocol"),
+        (
+            "[[share]]\nproto = \"tcp\"\nexternal_port = \"30-20\"\ninternal = \"10.0.0.10:80\"\n"
+                .into(),
+            5,
+            "port range",
+        ),
+        (
+            "[[share]]\nproto = \"udp\"\nexternal_port = \"100-200\"\ninternal = \"10.0.0.10:65500\"\n"
+                .into(),
+            6,
+            "past 65535",
+        ),
+        (
+            format!(
+                "{share}[[share]]\nproto = \"tcp\"\nexternal_port = \"8000-8100\"\ninternal = \"10.0.0.11:8000\"\n"
+            ),
+            7,
+            "overlaps",
+        ),
         ("wan = \"eth2\"\n".into(), 3, "duplicate key"),
     ];
     for (tail, line, words) in cases {
@@ -331,4 +350,15 @@ fn the_shipped_config_examples_are_valid() {
     assert_eq!(config.upnp.max_lease, Some(Duration::from_hours(1)));
     assert_eq!(config.upnp.rules.len(), 1);
     assert!(config.api.webhook.is_some());
+}
+
+#[test]
+fn a_share_covers_a_port_range_written_as_text() {
+    let config = load_text(&format!(
+        "{HEAD}[[share]]\nproto = \"udp\"\nexternal_port = \"27015-27030\"\ninternal = \"10.0.0.20:27015\"\n\
+         [[share]]\nproto = \"tcp\"\nexternal_port = \"8080\"\ninternal = \"10.0.0.20:80\"\n"
+    ))
+    .expect("valid");
+    let ids: Vec<String> = config.shares.iter().map(|s| s.id.to_string()).collect();
+    assert_eq!(ids, ["udp:27015-27030", "tcp:8080"]);
 }

@@ -97,11 +97,12 @@ fn table_code(err: &TableError, exact: bool) -> u8 {
             PinholeError::Duplicate(_) | PinholeError::NotOnLan { .. } => code::NOT_AUTHORIZED,
         },
         TableError::Share { source, .. } => match source {
-            ShareError::Duplicate(_) | ShareError::InternalInUse { .. } => {
-                code::CANNOT_PROVIDE_EXTERNAL
-            }
+            ShareError::Duplicate(_)
+            | ShareError::InternalInUse { .. }
+            | ShareError::Overlap { .. } => code::CANNOT_PROVIDE_EXTERNAL,
             ShareError::Full { .. } => code::NO_RESOURCES,
             ShareError::NotOnLan { .. } => code::NOT_AUTHORIZED,
+            ShareError::Spec(_) => code::MALFORMED_REQUEST,
         },
         TableError::Quota { .. } => code::USER_EX_QUOTA,
         // Deleting what is not there is no error; callers do not get here with it.
@@ -431,11 +432,7 @@ impl Responder {
             origin: mapping.origin,
             mechanism: mapping.mechanism,
             spec: ShareSpec {
-                id: ShareId {
-                    proto: mapping.proto,
-                    ext_port: mapping.external_port,
-                    remote: mapping.remote,
-                },
+                id: ShareId::single(mapping.proto, mapping.external_port, mapping.remote),
                 internal: mapping.internal,
                 name: None,
                 enabled: true,

@@ -10,20 +10,14 @@
 //!   box's own LAN address (use the service directly instead).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4},
     str::FromStr,
     time::Instant,
 };
 
-use portfwd_common::{
-    IPPROTO_TCP, IPPROTO_UDP, MAX_SHARES, NO_DEADLINE, NO_SLOT, PinholeKey, PinholeTarget,
-    REVERSE_F_REMOTE_SPECIFIC, ReverseKey, ReverseTarget, ShareKey, ShareTarget,
-};
+use portfwd_common::{IPPROTO_TCP, IPPROTO_UDP, ReverseKey, ShareKey};
 use serde::{Deserialize, Serialize};
-
-use crate::clock::BootClock;
 
 /// Transport protocol of a share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -74,18 +68,99 @@ impl FromStr for Proto {
     }
 }
 
-/// What identifies a share: protocol, external port and the remote host it is limited to.
+/// What identifies a share: protocol, external port (or port range) and the remote host it is
+/// limited to.
+///
+/// A port range (`tcp:27015-27030`) maps its external ports one to one onto as many internal
+/// ports from the spec's internal port on, as a FRITZ!Box "port range" share does. It is one
+/// share: one identity, one counter slot, one line in listings and events. Its ports may not
+/// overlap another share's for the same remote host (checked per port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShareId {
     pub proto: Proto,
+    /// The external port, the first of a range.
     pub ext_port: u16,
     /// `None`: any remote host.
     pub remote: Option<Ipv4Addr>,
+    /// The last external port of a range; `ext_port` for a single port.
+    pub ext_last: u16,
+}
+
+/// The most ports one range share covers. The kernel's maps hold one element per port, and
+/// all shares' ports together are bounded by [`portfwd_common::MAX_SHARES`].
+pub const MAX_RANGE: u32 = 16_384;
+
+impl ShareId {
+    /// A share of one port.
+    #[must_use]
+    pub const fn single(proto: Proto, ext_port: u16, remote: Option<Ipv4Addr>) -> Self {
+        Self {
+            proto,
+            ext_port,
+            remote,
+            ext_last: ext_port,
+        }
+    }
+
+    /// Its external ports.
+    #[must_use]
+    pub const fn ports(self) -> std::ops::RangeInclusive<u16> {
+        self.ext_port..=self.ext_last
+    }
+
+    /// How many external ports it covers (1 for a single port).
+    #[must_use]
+    pub const fn port_count(self) -> u32 {
+        self.ext_last.saturating_sub(self.ext_port) as u32 + 1
+    }
+
+    /// Whether it covers more than one port.
+    #[must_use]
+    pub const fn is_range(self) -> bool {
+        self.ext_last != self.ext_port
+    }
+
+    /// Whether external port `port` is one of its ports.
+    #[must_use]
+    pub const fn covers(self, port: u16) -> bool {
+        self.ext_port <= port && port <= self.ext_last
+    }
+
+    /// Whether it and `other` claim a common port of the same protocol for the same remote.
+    #[must_use]
+    pub const fn overlaps(self, other: Self) -> bool {
+        self.proto as u8 == other.proto as u8
+            && same_remote(self.remote, other.remote)
+            && self.ext_port <= other.ext_last
+            && other.ext_port <= self.ext_last
+    }
+
+    /// The same share moved to start at `port` (its length kept, cut at 65535).
+    #[must_use]
+    pub fn at(self, port: u16) -> Self {
+        let last = u32::from(port) + self.port_count() - 1;
+        Self {
+            ext_port: port,
+            ext_last: u16::try_from(last).unwrap_or(u16::MAX),
+            ..self
+        }
+    }
+}
+
+const fn same_remote(a: Option<Ipv4Addr>, b: Option<Ipv4Addr>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.to_bits() == b.to_bits(),
+        _ => false,
+    }
 }
 
 impl fmt::Display for ShareId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.proto, self.ext_port)?;
+        if self.is_range() {
+            write!(f, "-{}", self.ext_last)?;
+        }
         if let Some(remote) = self.remote {
             write!(f, "@{remote}")?;
         }
@@ -96,12 +171,12 @@ impl fmt::Display for ShareId {
 impl FromStr for ShareId {
     type Err = SpecError;
 
-    /// `PROTO:EXTPORT[@REMOTE]`, as shares are named in the API and the CLI.
+    /// `PROTO:EXTPORT[-LAST][@REMOTE]`, as shares are named in the API and the CLI.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (proto, external) = s
             .split_once(':')
             .ok_or_else(|| SpecError::Id(s.to_owned()))?;
-        let (ext_port, remote) = match external.split_once('@') {
+        let (ports, remote) = match external.split_once('@') {
             Some((port, remote)) => (
                 port,
                 Some(
@@ -112,12 +187,27 @@ impl FromStr for ShareId {
             ),
             None => (external, None),
         };
+        let (first, last) = parse_ports(ports)?;
         Ok(Self {
             proto: proto.parse()?,
-            ext_port: parse_port(ext_port)?,
+            ext_port: first,
             remote,
+            ext_last: last,
         })
     }
+}
+
+/// `PORT` or `FIRST-LAST` (FIRST <= LAST, at most [`MAX_RANGE`] ports).
+pub fn parse_ports(s: &str) -> Result<(u16, u16), SpecError> {
+    let Some((first, last)) = s.split_once('-') else {
+        let port = parse_port(s)?;
+        return Ok((port, port));
+    };
+    let (first, last) = (parse_port(first)?, parse_port(last)?);
+    if first > last || u32::from(last) - u32::from(first) + 1 > MAX_RANGE {
+        return Err(SpecError::Range(s.to_owned()));
+    }
+    Ok((first, last))
 }
 
 impl Serialize for ShareId {
@@ -147,15 +237,19 @@ pub struct ShareSpec {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error(
-        "share `{0}` is not of the form PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80)"
+        "share `{0}` is not of the form PROTO:EXTPORT[-LAST][@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80)"
     )]
     Form(String),
-    #[error("share `{0}` is not of the form PROTO:EXTPORT[@REMOTE] (e.g. tcp:8080)")]
+    #[error("share `{0}` is not of the form PROTO:EXTPORT[-LAST][@REMOTE] (e.g. tcp:8080)")]
     Id(String),
     #[error("unknown protocol `{0}`: expected tcp or udp")]
     Proto(String),
     #[error("`{0}` is not a port number (1-65535)")]
     Port(String),
+    #[error("`{0}` is not a port range FIRST-LAST with FIRST <= LAST, of at most 16384 ports")]
+    Range(String),
+    #[error("the internal ports of `{0}` would run past 65535")]
+    InternalRange(String),
     #[error("`{0}` is not an IPv4 address")]
     Addr(String),
     #[error("`{0}` is not an IPv6 address")]
@@ -188,12 +282,47 @@ impl FromStr for ShareSpec {
         let addr = addr
             .parse::<Ipv4Addr>()
             .map_err(|_| SpecError::Addr(addr.to_owned()))?;
-        Ok(Self {
+        let spec = Self {
             id,
             internal: SocketAddrV4::new(addr, parse_port(port)?),
             name: None,
             enabled: true,
-        })
+        };
+        spec.check_internal_range()?;
+        Ok(spec)
+    }
+}
+
+impl ShareSpec {
+    /// Refuses a range whose internal ports would run past 65535.
+    pub fn check_internal_range(&self) -> Result<(), SpecError> {
+        if u32::from(self.internal.port()) + self.id.port_count() - 1 > u32::from(u16::MAX) {
+            return Err(SpecError::InternalRange(self.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The internal endpoint external port `port` (one of the share's) goes to.
+    #[must_use]
+    pub fn internal_for(&self, port: u16) -> SocketAddrV4 {
+        let offset = port.wrapping_sub(self.id.ext_port);
+        SocketAddrV4::new(
+            *self.internal.ip(),
+            self.internal.port().wrapping_add(offset),
+        )
+    }
+
+    /// The external port the internal endpoint with port `internal_port` is shared as.
+    #[must_use]
+    pub fn external_for(&self, internal_port: u16) -> u16 {
+        self.id
+            .ext_port
+            .wrapping_add(internal_port.wrapping_sub(self.internal.port()))
+    }
+
+    /// Its internal endpoints, one per external port.
+    pub fn endpoints(&self) -> impl Iterator<Item = SocketAddrV4> + '_ {
+        self.id.ports().map(|port| self.internal_for(port))
     }
 }
 
@@ -259,8 +388,12 @@ pub enum ShareError {
     },
     #[error("internal address {addr} is not a host on the LAN side ({subnets})")]
     NotOnLan { addr: Ipv4Addr, subnets: String },
-    #[error("the share table is full ({max} shares)")]
+    #[error("the share table is full ({max} ports, a range counting each of its ports)")]
     Full { max: u32 },
+    #[error("{id} overlaps {existing}: a port is shared once per remote host")]
+    Overlap { id: ShareId, existing: ShareId },
+    #[error(transparent)]
+    Spec(SpecError),
 }
 
 /// Who made a share, and so who may change it.
@@ -356,34 +489,27 @@ pub struct Share {
     pub expires: Option<Instant>,
 }
 
-/// The kernel map contents the table implies.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Desired {
-    pub shares: BTreeMap<ShareKey, ShareTarget>,
-    pub reverse: BTreeMap<ReverseKey, ReverseTarget>,
-    pub pinholes: BTreeMap<PinholeKey, PinholeTarget>,
-}
-
 impl ShareId {
-    /// The WAN program's key for this share.
+    /// The WAN program's key for external port `port` of this share.
     #[must_use]
-    pub fn key(self) -> ShareKey {
+    pub fn key_at(self, port: u16) -> ShareKey {
         ShareKey {
             remote_addr: self.remote.map_or(0, |r| u32::from(r).to_be()),
-            ext_port: self.ext_port.to_be(),
+            ext_port: port.to_be(),
             proto: self.proto.number(),
             _pad: 0,
         }
     }
 
-    /// The share a WAN program key stands for (`None` for a protocol the table never writes).
+    /// The WAN program's key for this share's (first) port.
     #[must_use]
-    pub fn of_key(key: &ShareKey) -> Option<Self> {
-        Some(Self {
-            proto: Proto::of_number(key.proto)?,
-            ext_port: u16::from_be(key.ext_port),
-            remote: (key.remote_addr != 0).then(|| Ipv4Addr::from(u32::from_be(key.remote_addr))),
-        })
+    pub fn key(self) -> ShareKey {
+        self.key_at(self.ext_port)
+    }
+
+    /// The WAN program's keys, one per port.
+    pub fn keys(self) -> impl Iterator<Item = ShareKey> {
+        self.ports().map(move |port| self.key_at(port))
     }
 }
 
@@ -398,299 +524,9 @@ pub fn reverse_key(proto: Proto, internal: SocketAddrV4) -> ReverseKey {
     }
 }
 
-/// All shares, keyed by identity. Owned by the daemon's table task; the map is persistent
-/// (structurally shared), so a snapshot for readers is a clone in O(1).
-#[derive(Clone, Debug)]
-pub struct ShareTable {
-    shares: imbl::OrdMap<ShareId, Share>,
-    /// Per internal endpoint: the shares using it (several only when they differ by remote
-    /// host, all on one external port), so the once-per-endpoint rule and the reply mapping
-    /// are found without a scan.
-    endpoints: BTreeMap<(Proto, SocketAddrV4), BTreeSet<ShareId>>,
-    free_slots: BTreeSet<u32>,
-    next_slot: u32,
-    lan: Vec<LanSubnet>,
-}
+mod table;
 
-impl ShareTable {
-    /// An empty table for a box with these LAN subnets.
-    #[must_use]
-    pub fn new(lan: Vec<LanSubnet>) -> Self {
-        Self {
-            shares: imbl::OrdMap::new(),
-            endpoints: BTreeMap::new(),
-            free_slots: BTreeSet::new(),
-            next_slot: 0,
-            lan,
-        }
-    }
-
-    /// The shares, ordered by protocol, external port and remote host.
-    pub fn iter(&self) -> impl Iterator<Item = &Share> {
-        self.shares.values()
-    }
-
-    /// The shares as they are now, for readers (O(1)).
-    #[must_use]
-    pub fn snapshot(&self) -> imbl::OrdMap<ShareId, Share> {
-        self.shares.clone()
-    }
-
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.shares.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.shares.is_empty()
-    }
-
-    /// The LAN subnets shares may point into.
-    #[must_use]
-    pub fn lan(&self) -> &[LanSubnet] {
-        &self.lan
-    }
-
-    /// Checks `spec` against the table's rules without adding it. `replacing` is a share the
-    /// new one takes the place of (an edit), whose identity and endpoint do not count.
-    pub fn check(&self, spec: &ShareSpec, replacing: Option<&ShareId>) -> Result<(), ShareError> {
-        if self.shares.contains_key(&spec.id) && replacing != Some(&spec.id) {
-            return Err(ShareError::Duplicate(spec.id));
-        }
-        if !self.lan.iter().any(|s| s.has_host(*spec.internal.ip())) {
-            return Err(ShareError::NotOnLan {
-                addr: *spec.internal.ip(),
-                subnets: if self.lan.is_empty() {
-                    "the LAN interface has no IPv4 subnet".to_owned()
-                } else {
-                    self.lan
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-            });
-        }
-        if let Some(users) = self.endpoints.get(&(spec.id.proto, spec.internal))
-            && let Some(other) = users
-                .iter()
-                .find(|id| Some(*id) != replacing && id.ext_port != spec.id.ext_port)
-        {
-            return Err(ShareError::InternalInUse {
-                proto: spec.id.proto,
-                internal: spec.internal,
-                existing: *other,
-            });
-        }
-        if replacing.is_none() && self.free_slots.is_empty() && self.next_slot >= MAX_SHARES {
-            return Err(ShareError::Full { max: MAX_SHARES });
-        }
-        Ok(())
-    }
-
-    /// The counter slot the next new share gets, if the table has room.
-    #[must_use]
-    pub fn free_slot(&self) -> Option<u32> {
-        self.free_slots
-            .first()
-            .copied()
-            .or((self.next_slot < MAX_SHARES).then_some(self.next_slot))
-    }
-
-    /// Whether counter slot `slot` is free for a new share.
-    #[must_use]
-    pub fn slot_free(&self, slot: u32) -> bool {
-        slot < MAX_SHARES && (slot >= self.next_slot || self.free_slots.contains(&slot))
-    }
-
-    /// Adds a static share; returns its counter slot (whose counters the caller resets).
-    pub fn add(&mut self, spec: ShareSpec) -> Result<u32, ShareError> {
-        self.add_from(spec, Origin::Static)
-    }
-
-    /// The share with identity `id`.
-    #[must_use]
-    pub fn get(&self, id: &ShareId) -> Option<&Share> {
-        self.shares.get(id)
-    }
-
-    /// The shares of external port `port` of `proto`, for any remote host.
-    pub fn on_port(&self, proto: Proto, port: u16) -> impl Iterator<Item = &Share> {
-        let first = ShareId {
-            proto,
-            ext_port: port,
-            remote: None,
-        };
-        let last = ShareId {
-            remote: Some(Ipv4Addr::BROADCAST),
-            ..first
-        };
-        self.shares.range(first..=last).map(|(_, share)| share)
-    }
-
-    /// The shares of `proto` whose external ports are in `ports`, for any remote host.
-    pub fn in_ports(
-        &self,
-        proto: Proto,
-        ports: std::ops::RangeInclusive<u16>,
-    ) -> impl Iterator<Item = &Share> {
-        let first = ShareId {
-            proto,
-            ext_port: *ports.start(),
-            remote: None,
-        };
-        let last = ShareId {
-            proto,
-            ext_port: *ports.end(),
-            remote: Some(Ipv4Addr::BROADCAST),
-        };
-        self.shares.range(first..=last).map(|(_, share)| share)
-    }
-
-    /// The shares of internal endpoint `internal` of `proto`.
-    pub fn of_endpoint(
-        &self,
-        proto: Proto,
-        internal: SocketAddrV4,
-    ) -> impl Iterator<Item = &Share> {
-        self.endpoints
-            .get(&(proto, internal))
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.shares.get(id))
-    }
-
-    /// Adds a share made by `origin`; returns its counter slot.
-    pub fn add_from(&mut self, spec: ShareSpec, origin: Origin) -> Result<u32, ShareError> {
-        self.check(&spec, None)?;
-        let slot = self
-            .free_slot()
-            .ok_or(ShareError::Full { max: MAX_SHARES })?;
-        self.insert(Share {
-            spec,
-            origin,
-            slot,
-            expires: None,
-        });
-        Ok(slot)
-    }
-
-    /// Puts `share` in, with its own counter slot (taken from the free ones), replacing a
-    /// share with the same identity; returns that one. Callers check first ([`Self::check`]).
-    pub fn insert(&mut self, share: Share) -> Option<Share> {
-        let old = self.remove(&share.spec.id);
-        let slot = share.slot;
-        if !self.free_slots.remove(&slot) {
-            // A slot beyond the ones handed out so far: the ones between become free.
-            self.free_slots.extend(self.next_slot..slot);
-            self.next_slot = self.next_slot.max(slot + 1);
-        }
-        self.endpoints
-            .entry((share.spec.id.proto, share.spec.internal))
-            .or_default()
-            .insert(share.spec.id);
-        self.shares.insert(share.spec.id, share);
-        old
-    }
-
-    /// Takes the name and enabled flag of `spec` for the share with the same identity and
-    /// internal endpoint, keeping its counter slot; `false` if there is no such share.
-    pub fn update_in_place(&mut self, spec: &ShareSpec) -> bool {
-        match self.shares.get_mut(&spec.id) {
-            Some(share) if share.spec.internal == spec.internal => {
-                share.spec.name.clone_from(&spec.name);
-                share.spec.enabled = spec.enabled;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Removes a share; `None` if there was none.
-    pub fn remove(&mut self, id: &ShareId) -> Option<Share> {
-        let share = self.shares.remove(id)?;
-        self.free_slots.insert(share.slot);
-        let endpoint = (share.spec.id.proto, share.spec.internal);
-        if let Some(users) = self.endpoints.get_mut(&endpoint) {
-            users.remove(id);
-            if users.is_empty() {
-                self.endpoints.remove(&endpoint);
-            }
-        }
-        Some(share)
-    }
-
-    /// What the WAN program's map should hold for share `id`: its target while it is enabled,
-    /// with its lease end on `clock`'s boot-time scale.
-    #[must_use]
-    pub fn share_target(&self, id: &ShareId, clock: BootClock) -> Option<ShareTarget> {
-        let share = self.shares.get(id).filter(|s| s.spec.enabled)?;
-        Some(ShareTarget {
-            int_addr: u32::from(*share.spec.internal.ip()).to_be(),
-            int_port: share.spec.internal.port().to_be(),
-            slot: share.slot,
-            deadline: share.expires.map_or(NO_DEADLINE, |at| clock.boot(at)),
-            ..ShareTarget::default()
-        })
-    }
-
-    /// What the LAN program's map should hold for replies from `internal` of `proto`: the
-    /// external port of its enabled shares, the any-remote share's counter slot, and whether
-    /// remote-specific shares use it too.
-    #[must_use]
-    pub fn reverse_target(
-        &self,
-        proto: Proto,
-        internal: SocketAddrV4,
-        clock: BootClock,
-    ) -> Option<ReverseTarget> {
-        let mut target: Option<(ReverseTarget, bool)> = None;
-        for share in self.of_endpoint(proto, internal).filter(|s| s.spec.enabled) {
-            let (t, forever) = target.get_or_insert((
-                ReverseTarget {
-                    ext_port: share.spec.id.ext_port.to_be(),
-                    wildcard_slot: NO_SLOT,
-                    ..ReverseTarget::default()
-                },
-                false,
-            ));
-            match share.spec.id.remote {
-                None => t.wildcard_slot = share.slot,
-                Some(_) => t.flags |= REVERSE_F_REMOTE_SPECIFIC,
-            }
-            // Replies are rewritten while any of the endpoint's shares holds.
-            match share.expires {
-                None => *forever = true,
-                Some(at) => t.deadline = t.deadline.max(clock.boot(at)),
-            }
-        }
-        target.map(|(mut t, forever)| {
-            if forever {
-                t.deadline = NO_DEADLINE;
-            }
-            t
-        })
-    }
-
-    /// The kernel map contents for the enabled shares, deadlines on `clock`'s scale.
-    #[must_use]
-    pub fn desired(&self, clock: BootClock) -> Desired {
-        let mut desired = Desired::default();
-        for share in self.shares.values().filter(|s| s.spec.enabled) {
-            let id = share.spec.id;
-            if let Some(target) = self.share_target(&id, clock) {
-                desired.shares.insert(id.key(), target);
-            }
-            if let Some(target) = self.reverse_target(id.proto, share.spec.internal, clock) {
-                desired
-                    .reverse
-                    .insert(reverse_key(id.proto, share.spec.internal), target);
-            }
-        }
-        desired
-    }
-}
+pub use table::{Desired, ShareTable};
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,7 @@
+use portfwd_common::{MAX_SHARES, NO_DEADLINE, REVERSE_F_REMOTE_SPECIFIC, ShareTarget};
+
 use super::*;
+use crate::clock::BootClock;
 
 fn lan() -> Vec<LanSubnet> {
     vec![LanSubnet {
@@ -175,4 +178,135 @@ fn lan_subnet_hosts() {
     };
     assert!(p2p.has_host(Ipv4Addr::new(10, 9, 0, 1)));
     assert_eq!(s.to_string(), "192.168.1.0/24");
+}
+
+#[test]
+fn port_ranges_parse_print_and_refuse_what_cannot_be() {
+    let s = spec("tcp:27015-27030=10.0.0.20:27015");
+    assert_eq!((s.id.ext_port, s.id.ext_last), (27015, 27030));
+    assert_eq!(s.id.port_count(), 16);
+    assert_eq!(s.id.to_string(), "tcp:27015-27030");
+    assert_eq!(s.to_string(), "tcp:27015-27030=10.0.0.20:27015");
+    let id: ShareId = "udp:5000-5009@198.51.100.7".parse().expect("range id");
+    assert_eq!(id.to_string(), "udp:5000-5009@198.51.100.7");
+    // A one-port range is a single port.
+    let one: ShareId = "tcp:80-80".parse().expect("one port");
+    assert_eq!(one, ShareId::single(Proto::Tcp, 80, None));
+    assert_eq!(one.to_string(), "tcp:80");
+
+    let err = |s: &str| s.parse::<ShareSpec>().expect_err(s);
+    assert_eq!(
+        err("tcp:30-20=10.0.0.20:20"),
+        SpecError::Range("30-20".into())
+    );
+    assert_eq!(
+        err("tcp:1-20000=10.0.0.20:1"),
+        SpecError::Range("1-20000".into()),
+        "more than MAX_RANGE ports"
+    );
+    assert_eq!(err("tcp:10-x=10.0.0.20:1"), SpecError::Port("x".into()));
+    assert!(matches!(
+        err("tcp:100-200=10.0.0.20:65500"),
+        SpecError::InternalRange(_)
+    ));
+}
+
+#[test]
+fn a_range_maps_each_external_port_to_its_internal_port() {
+    let s = spec("tcp:27015-27030=10.0.0.20:37015");
+    assert_eq!(
+        s.internal_for(27020),
+        "10.0.0.20:37020".parse().expect("addr")
+    );
+    assert_eq!(s.external_for(37030), 27030);
+    assert_eq!(s.endpoints().count(), 16);
+    let mut t = ShareTable::new(lan());
+    let slot = t.add(s).expect("range");
+    let d = t.desired(BootClock::read(Instant::now()));
+    assert_eq!(d.shares.len(), 16, "one kernel entry per port");
+    assert_eq!(d.reverse.len(), 16, "one reply entry per internal port");
+    let key = ShareKey {
+        remote_addr: 0,
+        ext_port: 27020u16.to_be(),
+        proto: IPPROTO_TCP,
+        _pad: 0,
+    };
+    assert_eq!(d.shares[&key].int_port, 37020u16.to_be());
+    assert_eq!(d.shares[&key].slot, slot, "one counter slot for the range");
+    let rev = d.reverse[&reverse_key(Proto::Tcp, "10.0.0.20:37030".parse().expect("addr"))];
+    assert_eq!(rev.ext_port, 27030u16.to_be());
+    assert_eq!(rev.wildcard_slot, slot);
+    // Found from any of its ports; not from the ports beside it.
+    assert_eq!(t.on_port(Proto::Tcp, 27022).count(), 1);
+    assert_eq!(t.on_port(Proto::Tcp, 27015).count(), 1);
+    assert_eq!(t.on_port(Proto::Tcp, 27014).count(), 0);
+    assert_eq!(t.on_port(Proto::Tcp, 27031).count(), 0);
+    assert_eq!(t.on_port(Proto::Udp, 27022).count(), 0);
+}
+
+#[test]
+fn ranges_are_checked_port_by_port() {
+    let mut t = ShareTable::new(lan());
+    t.add(spec("tcp:27015-27030=10.0.0.20:27015"))
+        .expect("range");
+    let overlap = |t: &ShareTable, s: &str| match t.check(&spec(s), None) {
+        Err(ShareError::Overlap { existing, .. }) => Some(existing.to_string()),
+        other => panic!("{s}: {other:?}"),
+    };
+    for inside in [
+        "tcp:27030=10.0.0.21:80",
+        "tcp:27015=10.0.0.21:80",
+        "tcp:27000-27015=10.0.0.21:1000",
+        "tcp:27020-27040=10.0.0.21:1000",
+        "tcp:27010-27050=10.0.0.21:1000",
+    ] {
+        assert_eq!(overlap(&t, inside).as_deref(), Some("tcp:27015-27030"));
+    }
+    // Beside it, another protocol, or for one remote host only: fine.
+    for fine in [
+        "tcp:27031=10.0.0.21:80",
+        "tcp:27000-27014=10.0.0.21:1000",
+        "udp:27020=10.0.0.21:80",
+        "tcp:27020@198.51.100.7=10.0.0.21:80",
+    ] {
+        assert_eq!(t.check(&spec(fine), None), Ok(()), "{fine}");
+    }
+    // A single port inside a range added first is found the other way round too.
+    let mut t = ShareTable::new(lan());
+    t.add(spec("tcp:27020=10.0.0.21:80")).expect("single");
+    assert_eq!(
+        overlap(&t, "tcp:27015-27030=10.0.0.20:27015").as_deref(),
+        Some("tcp:27020")
+    );
+    // An internal port already shared under another external port, inside the range.
+    let mut t = ShareTable::new(lan());
+    t.add(spec("tcp:9000=10.0.0.20:27020")).expect("single");
+    assert!(matches!(
+        t.check(&spec("tcp:27015-27030=10.0.0.20:27015"), None),
+        Err(ShareError::InternalInUse { existing, .. }) if existing.to_string() == "tcp:9000"
+    ));
+    // The same range for one remote host and for all share internal ports one to one.
+    t.add(spec("tcp:27015-27030=10.0.0.22:27015"))
+        .expect("range");
+    t.add(spec("tcp:27015-27030@198.51.100.7=10.0.0.22:27015"))
+        .expect("the same range for one remote");
+}
+
+#[test]
+fn the_table_counts_ports_not_shares() {
+    let mut t = ShareTable::new(lan());
+    // Four ranges of 16,384 ports fill the kernel's 65,536 elements.
+    for proto in ["udp", "tcp"] {
+        for (first, last) in [(1, 16_384), (16_385, 32_768)] {
+            t.add(spec(&format!("{proto}:{first}-{last}=10.0.0.30:{first}")))
+                .expect("range");
+        }
+    }
+    assert_eq!(
+        t.check(&spec("tcp:40000=10.0.0.31:80"), None),
+        Err(ShareError::Full { max: MAX_SHARES })
+    );
+    t.remove(&"udp:1-16384".parse().expect("id"))
+        .expect("removed");
+    assert_eq!(t.check(&spec("tcp:40000=10.0.0.31:80"), None), Ok(()));
 }

@@ -154,7 +154,7 @@ impl Table {
             && let Some(port) = mine
             && (hunt == Hunt::Near || port == spec.id.ext_port)
         {
-            spec.id.ext_port = port;
+            spec.id = spec.id.at(port);
             self.transact(|t| t.lease_in(spec, origin, lease, true))?;
             return Ok(Granted { port, lease });
         }
@@ -211,7 +211,7 @@ impl Table {
                 }
             }
         };
-        spec.id.ext_port = port;
+        spec.id = spec.id.at(port);
         self.transact(|t| t.lease_in(spec, origin, lease, true))?;
         Ok(Granted { port, lease })
     }

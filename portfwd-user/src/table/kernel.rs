@@ -144,11 +144,10 @@ impl Kernel {
     ) -> Result<Applied, DataplaneError> {
         let (share_ids, endpoints, pinhole_ids): (Vec<ShareId>, Vec<_>, Vec<PinholeId>) =
             if dirty.all {
-                let mut ids: BTreeSet<ShareId> = shares.iter().map(|s| s.spec.id).collect();
-                ids.extend(self.shares.keys().filter_map(ShareId::of_key));
+                let ids: BTreeSet<ShareId> = shares.iter().map(|s| s.spec.id).collect();
                 let mut eps: BTreeSet<(Proto, SocketAddrV4)> = shares
                     .iter()
-                    .map(|s| (s.spec.id.proto, s.spec.internal))
+                    .flat_map(|s| s.spec.endpoints().map(|e| (s.spec.id.proto, e)))
                     .collect();
                 eps.extend(self.reverse.keys().filter_map(|k| endpoint_of(*k)));
                 let mut holes: BTreeSet<PinholeId> = pinholes.iter().map(|p| p.spec.id).collect();
@@ -165,11 +164,7 @@ impl Kernel {
                     dirty.pinholes.iter().copied().collect(),
                 )
             };
-        let share_ops: Vec<(ShareKey, Option<ShareTarget>)> = share_ids
-            .iter()
-            .map(|id| (id.key(), gate(up, shares.share_target(id, clock))))
-            .filter(|(k, v)| self.shares.get(k) != v.as_ref())
-            .collect();
+        let share_ops = self.share_ops(&share_ids, shares, up, dirty.all, clock);
         let reverse_ops: Vec<(ReverseKey, Option<ReverseTarget>)> = endpoints
             .iter()
             .map(|&(proto, ep)| {
@@ -239,6 +234,40 @@ impl Kernel {
             self.set_flag(false)?;
         }
         Ok(done)
+    }
+}
+
+impl Kernel {
+    /// The share entries to write (`Some`) or delete (`None`) for shares `ids`. Per key: what
+    /// the shares touched want there. A share gone (or switched off) leaves its keys empty
+    /// unless another share touched in the same change claims them; with `all`, every key
+    /// written so far that no share claims goes.
+    fn share_ops(
+        &self,
+        ids: &[ShareId],
+        shares: &ShareTable,
+        up: bool,
+        all: bool,
+        clock: BootClock,
+    ) -> Vec<(ShareKey, Option<ShareTarget>)> {
+        let mut wanted: BTreeMap<ShareKey, Option<ShareTarget>> = BTreeMap::new();
+        for id in ids {
+            for key in id.keys() {
+                wanted.entry(key).or_insert(None);
+            }
+            if up {
+                wanted.extend(shares.share_targets(id, clock).map(|(k, t)| (k, Some(t))));
+            }
+        }
+        if all {
+            for key in self.shares.keys() {
+                wanted.entry(*key).or_insert(None);
+            }
+        }
+        wanted
+            .into_iter()
+            .filter(|(k, v)| self.shares.get(k) != v.as_ref())
+            .collect()
     }
 }
 

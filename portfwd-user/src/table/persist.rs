@@ -195,6 +195,10 @@ fn share_id(saved: &SavedShare) -> ShareId {
         proto: saved.proto,
         ext_port: saved.external_port,
         remote: saved.remote,
+        ext_last: saved
+            .external_last
+            .filter(|last| *last > saved.external_port)
+            .unwrap_or(saved.external_port),
     }
 }
 
@@ -214,6 +218,7 @@ fn saved_share(share: &Share, now: Instant, wall: SystemTime) -> Option<SavedSha
     Some(SavedShare {
         proto: share.spec.id.proto,
         external_port: share.spec.id.ext_port,
+        external_last: share.spec.id.is_range().then_some(share.spec.id.ext_last),
         remote: share.spec.id.remote,
         internal: share.spec.internal,
         source,

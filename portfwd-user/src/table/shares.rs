@@ -20,7 +20,8 @@ pub struct SharePatch {
     /// `Some(None)` removes the name.
     pub name: Option<Option<String>>,
     pub internal: Option<SocketAddrV4>,
-    pub external_port: Option<u16>,
+    /// The first and last external port (equal for a single port).
+    pub external_port: Option<(u16, u16)>,
     pub enabled: Option<bool>,
 }
 
@@ -121,13 +122,18 @@ impl Table {
     /// Refuses a share on a port the box itself listens on (at its external address or every
     /// address): it would take the box's own service off the WAN.
     fn check_box_port(&self, id: ShareId) -> Result<(), TableError> {
-        if crate::host::listens(&self.host.listening(id.proto), id.ext_port, self.external()) {
-            return Err(TableError::BoxListens {
+        let listening = self.host.listening(id.proto);
+        let external = self.external();
+        match id
+            .ports()
+            .find(|&port| crate::host::listens(&listening, port, external))
+        {
+            Some(port) => Err(TableError::BoxListens {
                 proto: id.proto,
-                port: id.ext_port,
-            });
+                port,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Adds a share for the owner (API); kept in the state directory, no lease.
@@ -177,9 +183,14 @@ impl Table {
             if let Some(internal) = patch.internal {
                 spec.internal = internal;
             }
-            if let Some(port) = patch.external_port {
-                spec.id.ext_port = port;
+            if let Some((first, last)) = patch.external_port {
+                spec.id.ext_port = first;
+                spec.id.ext_last = last;
             }
+            spec.check_internal_range().map_err(|e| TableError::Share {
+                spec: spec.to_string(),
+                source: crate::share::ShareError::Spec(e),
+            })?;
             if let Some(enabled) = patch.enabled {
                 spec.enabled = enabled;
             }
@@ -194,7 +205,7 @@ impl Table {
             if spec == before {
                 return t.entry_of(id);
             }
-            if spec.id.ext_port != before.id.ext_port {
+            if spec.id.ports() != before.id.ports() {
                 t.check_box_port(spec.id)?;
             }
             if spec.id == id && spec.internal == before.internal {
@@ -208,8 +219,9 @@ impl Table {
             } else {
                 if let Some(other) = t
                     .shares
-                    .on_port(spec.id.proto, spec.id.ext_port)
-                    .find(|s| s.spec.id != id && s.origin != share.origin)
+                    .overlapping(spec.id, Some(&id))
+                    .and_then(|other| t.shares.get(&other))
+                    .filter(|s| s.origin != share.origin)
                 {
                     return Err(TableError::Conflict {
                         id: spec.id,

@@ -5,6 +5,7 @@ mod admission;
 mod changes;
 mod durable;
 mod properties;
+mod ranges;
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},

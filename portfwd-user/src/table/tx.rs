@@ -78,7 +78,7 @@ impl Table {
         let endpoints: Vec<(Proto, SocketAddrV4)> = old
             .iter()
             .chain(new)
-            .map(|s| (s.spec.id.proto, s.spec.internal))
+            .flat_map(|s| s.spec.endpoints().map(|e| (s.spec.id.proto, e)))
             .collect();
         self.count_owner(owners);
         self.tx.dirty.shares.insert(id);

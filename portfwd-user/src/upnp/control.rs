@@ -60,10 +60,10 @@ pub fn table_fault(err: &TableError, version: u8) -> Fault {
         } => other_mechanism(version),
         TableError::Conflict { .. } | TableError::Pinhole { .. } => Fault::CONFLICT_IN_MAPPING,
         TableError::Share { source, .. } => match source {
-            ShareError::Duplicate(_) | ShareError::InternalInUse { .. } => {
-                Fault::CONFLICT_IN_MAPPING
-            }
-            ShareError::NotOnLan { .. } => Fault::INVALID_ARGS,
+            ShareError::Duplicate(_)
+            | ShareError::InternalInUse { .. }
+            | ShareError::Overlap { .. } => Fault::CONFLICT_IN_MAPPING,
+            ShareError::NotOnLan { .. } | ShareError::Spec(_) => Fault::INVALID_ARGS,
             ShareError::Full { .. } => Fault::NO_PORT_MAPS_AVAILABLE,
         },
         TableError::Quota { .. } | TableError::NoFreePort { .. } => Fault::NO_PORT_MAPS_AVAILABLE,
@@ -322,11 +322,7 @@ impl Control {
             origin: Origin::Upnp { client },
             mechanism: Mechanism::Upnp { v2: version >= 2 },
             spec: ShareSpec {
-                id: ShareId {
-                    proto,
-                    ext_port,
-                    remote,
-                },
+                id: ShareId::single(proto, ext_port, remote),
                 internal,
                 name: (!description.is_empty()).then_some(description),
                 enabled,
@@ -380,11 +376,11 @@ impl Control {
 
     async fn delete(&self, client: Ipv4Addr, args: &Args<'_>) -> Result<Outputs, Fault> {
         let id = (|| {
-            Ok::<_, Fault>(ShareId {
-                proto: args.proto()?,
-                ext_port: args.port("NewExternalPort")?,
-                remote: args.remote()?,
-            })
+            Ok::<_, Fault>(ShareId::single(
+                args.proto()?,
+                args.port("NewExternalPort")?,
+                args.remote()?,
+            ))
         })();
         self.table
             .change(move |t| {
@@ -441,11 +437,7 @@ impl Control {
     }
 
     fn specific(&self, args: &Args<'_>) -> Result<Outputs, Fault> {
-        let id = ShareId {
-            proto: args.proto()?,
-            ext_port: args.port("NewExternalPort")?,
-            remote: args.remote()?,
-        };
+        let id = ShareId::single(args.proto()?, args.port("NewExternalPort")?, args.remote()?);
         let snapshot = self.table.snapshot();
         let share = snapshot
             .shares

@@ -111,7 +111,7 @@ fn the_hunt_skips_what_is_taken_listened_on_or_not_allowed() {
             hunt: Hunt::Near,
             ..upnp(&format!("udp:1=10.0.0.10:{int}"), CLIENT, 0)
         };
-        ask.spec.id.ext_port = ext;
+        ask.spec.id = ask.spec.id.at(ext);
         t.admit(ask).map(|g| g.port)
     };
     // Port 0 asks for any: the internal port first.

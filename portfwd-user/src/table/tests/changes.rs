@@ -250,7 +250,7 @@ fn the_owner_creates_edits_switches_and_deletes_with_events() {
         .edit(
             id,
             SharePatch {
-                external_port: Some(8081),
+                external_port: Some((8081, 8081)),
                 name: Some(Some("web".into())),
                 ..SharePatch::default()
             },
@@ -323,7 +323,7 @@ fn the_owner_is_refused_a_port_the_box_listens_on() {
         t.edit(
             spec("tcp:2222=10.0.0.10:22").id,
             SharePatch {
-                external_port: Some(22),
+                external_port: Some((22, 22)),
                 ..SharePatch::default()
             }
         ),

@@ -213,6 +213,7 @@ fn old_state() -> Saved {
         |proto, port, source, client: Option<Ipv4Addr>, nonce: Option<&str>, expires| SavedShare {
             proto,
             external_port: port,
+            external_last: None,
             remote: None,
             internal: format!("10.0.0.10:{port}").parse().expect("addr"),
             source,

@@ -70,7 +70,7 @@ fn step(t: &mut Table, rng: &mut Rng) -> bool {
             let id = format!("{proto}:{port}").parse().expect("id");
             let patch = SharePatch {
                 enabled: Some(rng.below(2) == 0),
-                external_port: (rng.below(3) == 0).then_some(port + 1),
+                external_port: (rng.below(3) == 0).then_some((port + 1, port + 1)),
                 ..SharePatch::default()
             };
             t.edit(id, patch).is_ok()
