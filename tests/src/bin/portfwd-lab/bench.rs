@@ -388,6 +388,7 @@ fn per_packet_cost(lab: &Lab) -> String {
         out.push_str(
             "\n(hit: the header-restoring tail-call wrapper's own cost, measured around a pass program, is subtracted)\n",
         );
+        out.push_str(&range_cost(ifindexes));
         out
     })
 }
@@ -431,21 +432,7 @@ fn cost_with(
     hit: &[u8; FRAME_LEN],
     miss: &[u8; FRAME_LEN],
 ) -> (f64, f64) {
-    let dataplane = Dataplane::load(None).expect("load portfwd");
-    let lan = vec![LanSubnet {
-        addr: Ipv4Addr::new(10, 77, 0, 1),
-        prefix_len: 24,
-    }];
-    let host = std::sync::Arc::new(portfwd::host::SystemHost {
-        wan: "wan".into(),
-        lan_ifindex,
-    });
-    let mut table = Table::builder(lan, Box::new(dataplane), host, wan_ifindex, lan_ifindex)
-        .build(Instant::now())
-        .expect("table");
-    table.forwarding_changed().expect("generation");
-    table.set_external(Some(EXTERNAL)).expect("external");
-    table.replace_static(specs(shares)).expect("shares");
+    let table = table_with(shares, (wan_ifindex, lan_ifindex));
     let wan = table
         .maps()
         .as_any()
@@ -485,6 +472,49 @@ fn cost_with(
     next.set(0, &wan_fd, 0).expect("wan into NEXT");
     let hit_ns = time_run(reset, hit, &md, aya_xdp::REDIRECT) - overhead;
     (hit_ns, miss_ns)
+}
+
+/// The real data plane and share table in the router's namespace, with `shares` shares.
+fn table_with(shares: usize, (wan_ifindex, lan_ifindex): (u32, u32)) -> Table {
+    let dataplane = Dataplane::load(None).expect("load portfwd");
+    let lan = vec![LanSubnet {
+        addr: Ipv4Addr::new(10, 77, 0, 1),
+        prefix_len: 24,
+    }];
+    let host = std::sync::Arc::new(portfwd::host::SystemHost {
+        wan: "wan".into(),
+        lan_ifindex,
+    });
+    let mut table = Table::builder(lan, Box::new(dataplane), host, wan_ifindex, lan_ifindex)
+        .build(Instant::now())
+        .expect("table");
+    table.forwarding_changed().expect("generation");
+    table.set_external(Some(EXTERNAL)).expect("external");
+    table.replace_static(specs(shares)).expect("shares");
+    table
+}
+
+/// Milliseconds to add and to remove a 1,000-port range through the table's owner into the
+/// kernel maps (one element per port and one reply entry per internal port), medians of five.
+fn range_cost(ifindexes: (u32, u32)) -> String {
+    let mut table = table_with(1, ifindexes);
+    let spec: ShareSpec = "udp:40000-40999=10.77.0.20:40000".parse().expect("range");
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let started = Instant::now();
+        table.create(spec.clone()).expect("add the range");
+        add.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        table
+            .remove(spec.id, portfwd::table::By::Operator)
+            .expect("remove the range");
+        remove.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    format!(
+        "\n| 1,000-port range | add (ms) | remove (ms) |\n|---|---:|---:|\n| through the table into the kernel maps | {:.1} | {:.1} |\n",
+        median(add),
+        median(remove)
+    )
 }
 
 /// XDP action numbers (`enum xdp_action`).
