@@ -11,6 +11,7 @@
 )]
 
 pub mod csum;
+pub mod hairpin;
 
 #[cfg(test)]
 mod tests {
@@ -126,7 +127,8 @@ pub struct ShareTarget {
     pub _pad: u16,
     /// Index of this share's counters in [`MAP_SHARE_STATS`].
     pub slot: u32,
-    pub _pad2: u32,
+    /// `SHARE_F_*` bits.
+    pub flags: u32,
     /// When the share's lease ends, in `CLOCK_BOOTTIME` nanoseconds (`bpf_ktime_get_boot_ns`);
     /// [`NO_DEADLINE`] for shares without one. From then on the programs treat the entry as
     /// absent, so a lease ends on time even while no daemon runs to remove it.
@@ -146,10 +148,10 @@ pub const NO_DEADLINE: u64 = 0;
 /// the same version is reused as it is, an older one is migrated into new maps, a newer one
 /// refused. Bumped with every change of a map's type, key or value.
 #[cfg(not(feature = "layout-test"))]
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// See the default build's value; the layout-change test build is one version on.
 #[cfg(feature = "layout-test")]
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// One-element array holding the [`LAYOUT_VERSION`] the maps were made with (`u32`).
 pub const MAP_LAYOUT: &str = "LAYOUT";
 
@@ -212,8 +214,14 @@ pub struct Config {
     pub lan_ifindex: u32,
     /// `CONFIG_F_*` bits.
     pub flags: u32,
+    /// The box's own address on the LAN, network byte order: the source of hairpinned packets.
+    pub lan_addr: u32,
 }
-const _: () = assert!(size_of::<Config>() == 16);
+const _: () = assert!(size_of::<Config>() == 20);
+
+/// [`ShareTarget::flags`]: the share is not reached from the LAN through the external
+/// address (its `hairpin = false`).
+pub const SHARE_F_NO_HAIRPIN: u32 = 1;
 
 /// Key of the next-hop cache: where a packet arrived and where it is going.
 #[repr(C)]
@@ -293,6 +301,9 @@ pub const MAX_PINHOLES: u32 = 16_384;
 /// [`Config::flags`]: inbound IPv6 TCP connection attempts to LAN hosts without a pinhole
 /// are dropped (otherwise they go to the kernel).
 pub const CONFIG_F_IPV6_DENY: u32 = 2;
+/// [`Config::flags`]: LAN hosts reach shares through the external address (hairpin, NAT
+/// loopback); see [`hairpin`].
+pub const CONFIG_F_HAIRPIN: u32 = 4;
 
 /// An IPv6 pinhole: a LAN host's own address, port and protocol, reachable from the WAN as it
 /// is (nothing translated).
@@ -402,4 +413,6 @@ mod pod {
     unsafe impl aya::Pod for ShareStats {}
     unsafe impl aya::Pod for PinholeKey {}
     unsafe impl aya::Pod for PinholeTarget {}
+    unsafe impl aya::Pod for super::hairpin::HairpinKey {}
+    unsafe impl aya::Pod for super::hairpin::HairpinEntry {}
 }

@@ -7,6 +7,10 @@
 //!   through the WAN gets its source rewritten to the external address and port and is
 //!   redirected to the WAN next hop.
 //!
+//! * Hairpin (NAT loopback), on the LAN interface: a LAN host's packet to the external address
+//!   and a shared port goes to the share's internal host from the box's LAN address and a port
+//!   allocated per flow; the replies go back from the external address (`hairpin.rs`).
+//!
 //! * IPv6 pinholes: an IPv6 TCP/UDP packet from the WAN to a LAN host's own address and port
 //!   with a pinhole (`PINHOLES`) is forwarded to it unchanged but for the hop limit; the LAN
 //!   host's packets from that address and port back to the WAN are forwarded the same way.
@@ -58,6 +62,7 @@ use portfwd_common::{
 };
 use portfwd_ebpf::ptr_at;
 
+mod hairpin;
 mod six;
 
 use six::{is_ipv6, lan6, wan6};
@@ -518,6 +523,18 @@ fn lan(ctx: &XdpContext) -> (Verdict, u32) {
     };
     if config.ext_addr == 0 {
         return UNTOUCHED;
+    }
+    if hairpin::enabled(config) {
+        let dst = u32::from_ne_bytes(pkt.dst_addr());
+        if dst == config.ext_addr {
+            // To a share through the external address, or the box's own: the kernel's.
+            return hairpin::towards_share(ctx, &pkt, config).unwrap_or(UNTOUCHED);
+        }
+        if dst == config.lan_addr
+            && let Some(done) = hairpin::back_to_client(ctx, &pkt, config)
+        {
+            return done;
+        }
     }
     let src = pkt.src_addr();
     let rkey = ReverseKey {

@@ -137,6 +137,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     .settings(config.upnp.clone())
     .flap_window(config.flap_window)
     .ipv6_deny(deny6)
+    .hairpin(config.hairpin)
     .build(table::now())?;
     let external = netinfo::external_addr(&config.wan)?;
     table.set_external(external)?;

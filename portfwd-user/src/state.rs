@@ -139,6 +139,9 @@ pub struct SavedShare {
     /// The last external port of a range (absent for a single port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_last: Option<u16>,
+    /// `Some(false)`: not reached through the external address from the LAN (absent: it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hairpin: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<Ipv4Addr>,
     pub internal: SocketAddrV4,
@@ -423,6 +426,7 @@ mod tests {
             proto: Proto::Udp,
             external_port: 3074,
             external_last: None,
+            hairpin: None,
             remote: None,
             internal: "10.0.0.10:3074".parse().expect("addr"),
             source: SavedSource::Upnp,

@@ -425,6 +425,23 @@ impl Lab {
         }
     }
 
+    /// A second LAN host, namespace `{lan}2` at 10.77.0.11: a macvlan on the LAN host's link,
+    /// so the router sees a second MAC address and host on its LAN port. Dropping it removes
+    /// the namespace.
+    pub fn second_lan_host(&self) -> Netns {
+        let host = Netns::add(&format!("{}2", self.lan.name));
+        self.lan.ip(&[
+            "link", "add", "mv0", "link", "eth0", "type", "macvlan", "mode", "bridge",
+        ]);
+        self.lan.ip(&["link", "set", "mv0", "netns", &host.name]);
+        host.ip(&["link", "set", "mv0", "name", "eth0"]);
+        host.ip(&["addr", "add", "10.77.0.11/24", "dev", "eth0"]);
+        host.ip(&["link", "set", "eth0", "up"]);
+        host.ip(&["route", "add", "default", "via", "10.77.0.1"]);
+        host.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
+        host
+    }
+
     /// Makes the router forget the LAN host's MAC address, so the next packet to it needs ARP.
     pub fn forget_lan_neighbour(&self) {
         self.router.ip(&["neigh", "flush", "dev", "lan"]);

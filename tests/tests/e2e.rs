@@ -471,3 +471,34 @@ fn a_port_range_carries_its_ports_and_not_the_ones_beside_it() {
         "removed"
     );
 }
+
+/// Hairpin: a second LAN host reaches the shares through the external address, through XDP
+/// alone, and the share's host sees the box as its peer; the share's own host reaches itself.
+#[test]
+fn lan_hosts_reach_shares_through_the_external_address() {
+    let lab = Lab::fresh("hp");
+    let second = lab.second_lan_host();
+    serve_http(&lab.lan, 80, "hello from the LAN host");
+    serve_udp_echo(&lab.lan, 5353);
+    lab.learn_lan_neighbour();
+    lab.learn_remote_neighbour();
+    lab.block_kernel_forwarding();
+    let _daemon = start(&lab, "skb", &SHARES);
+    for host in [&second, &lab.lan] {
+        let body = http_get(host, external(8080), WAIT).expect("HTTP through the external address");
+        assert!(
+            body.starts_with(&format!("hello from the LAN host (you are {ROUTER_LAN}:")),
+            "{body}"
+        );
+    }
+    let (reply, from) = udp_exchange(&second, external(5300), b"loop", WAIT)
+        .expect("UDP through the external address");
+    assert_eq!(reply, b"echo: loop");
+    assert_eq!(
+        from,
+        external(5300),
+        "the reply comes from the address it went to"
+    );
+    // From the internet, as before.
+    assert_both_shares_carry_traffic(&lab);
+}

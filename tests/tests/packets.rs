@@ -17,6 +17,8 @@ use portfwd_tests::{EXTERNAL, LAN_HOST, LAN_HOST6, Lab, REMOTE, REMOTE6, ROUTER_
 
 #[path = "packets/frames.rs"]
 mod frames;
+#[path = "packets/hairpin.rs"]
+mod hairpin;
 
 use frames::*;
 
@@ -98,6 +100,18 @@ fn with_shares(shares: &[&str], test: impl FnOnce(&mut Fixture) + Send + 'static
     let lab = Lab::fresh("p");
     lab.learn_lan_neighbour();
     lab.learn_remote_neighbour();
+    // A second LAN host, known by its MAC only (the hairpin tests' second client).
+    lab.router.ip(&[
+        "neigh",
+        "replace",
+        &SECOND_LAN_HOST.to_string(),
+        "lladdr",
+        "02:00:00:00:00:11",
+        "dev",
+        "lan",
+        "nud",
+        "permanent",
+    ]);
     let facts = Facts {
         wan: lab.router.ifindex("wan"),
         lan: lab.router.ifindex("lan"),
@@ -137,6 +151,10 @@ fn with_shares(shares: &[&str], test: impl FnOnce(&mut Fixture) + Send + 'static
         test(&mut Fixture { table, facts });
     });
 }
+
+/// A second LAN host of the crafted frames, with MAC [`SECOND_LAN_MAC`].
+const SECOND_LAN_HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 11);
+const SECOND_LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
 
 const SHARES: [&str; 2] = ["tcp:8080=10.77.0.10:80", "udp:5300=10.77.0.10:5353"];
 

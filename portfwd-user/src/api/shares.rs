@@ -26,6 +26,7 @@ pub(super) async fn create(api: &Api, body: Map<String, Value>) -> Reply {
     let remote: Option<Ipv4Addr> = body.parsed("remote", "an IPv4 address")?;
     let name = body.string("name")?.map(name).transpose()?;
     let enabled = body.bool("enabled")?.unwrap_or(true);
+    let hairpin = body.bool("hairpin")?.unwrap_or(true);
     body.done()?;
     let spec = ShareSpec {
         id: ShareId {
@@ -37,6 +38,7 @@ pub(super) async fn create(api: &Api, body: Map<String, Value>) -> Reply {
         internal,
         name,
         enabled,
+        hairpin,
     };
     spec.check_internal_range()
         .map_err(|e| ApiError::field("internal", e.to_string()))?;
@@ -202,6 +204,7 @@ pub(super) fn share_patch(body: Map<String, Value>) -> Result<SharePatch, ApiErr
         internal,
         external_port: body.ports("external_port")?,
         enabled: body.bool("enabled")?,
+        hairpin: body.bool("hairpin")?,
     };
     body.done()?;
     Ok(patch)
@@ -229,6 +232,7 @@ pub(super) fn share_json(view: &ShareView) -> Value {
         "device": spec.internal.ip().to_string(),
         "name": spec.name,
         "enabled": spec.enabled,
+        "hairpin": spec.hairpin,
         "active": view.active,
         "source": entry.origin.source(),
         "from_config": entry.origin == crate::share::Origin::Static,

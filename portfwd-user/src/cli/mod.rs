@@ -54,6 +54,9 @@ pub enum ShareCommand {
         /// Create it switched off.
         #[arg(long)]
         disabled: bool,
+        /// LAN hosts do not reach it through the external address (IPv4 shares).
+        #[arg(long)]
+        no_hairpin: bool,
     },
     /// List every share with its source, lease and counters.
     #[command(alias = "ls")]
@@ -182,7 +185,13 @@ pub async fn run(command: Command, connection: &Connection) -> Result<(), Client
             remote6,
             name,
             disabled,
+            no_hairpin,
         }) => {
+            if no_hairpin {
+                return Err(ClientError::Usage(
+                    "--no-hairpin is for IPv4 shares: an IPv6 pinhole translates nothing".into(),
+                ));
+            }
             let mut body = json!({
                 "proto": pinhole.proto,
                 "internal": format!("[{}]:{}", pinhole.addr, pinhole.port),
@@ -206,6 +215,7 @@ pub async fn run(command: Command, connection: &Connection) -> Result<(), Client
             remote6,
             name,
             disabled,
+            no_hairpin,
         }) => {
             if remote6.is_some() {
                 return Err(ClientError::Usage(
@@ -221,6 +231,7 @@ pub async fn run(command: Command, connection: &Connection) -> Result<(), Client
                 },
                 "internal": share.internal.to_string(),
                 "enabled": !disabled,
+                "hairpin": !no_hairpin,
             });
             if let Some(remote) = share.id.remote {
                 body["remote"] = json!(remote.to_string());

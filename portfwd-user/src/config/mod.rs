@@ -24,6 +24,9 @@
 //! min_lifetime = 120    # seconds; lifetimes asked for are clamped to this range
 //! max_lifetime = 86400
 //!
+//! [hairpin]
+//! enabled = true        # LAN hosts reach shares through the external address
+//!
 //! [ipv6]
 //! inbound = "deny"      # deny | pass: new TCP connections to LAN hosts without a pinhole
 //!
@@ -81,6 +84,7 @@ struct FileConfig {
     upnp: UpnpConfig,
     pcp: PcpSettings,
     ipv6: FileIpv6,
+    hairpin: FileHairpin,
     api: FileApi,
     #[serde(rename = "wan_link")]
     link: FileLink,
@@ -93,6 +97,19 @@ struct FileApi {
     listen: Option<SocketAddr>,
     metrics_auth: bool,
     webhook: Option<String>,
+}
+
+/// The `[hairpin]` section.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileHairpin {
+    enabled: bool,
+}
+
+impl Default for FileHairpin {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// The `[ipv6]` section.
@@ -135,6 +152,9 @@ struct FileShare {
     remote: Option<Ipv4Addr>,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
+    /// `false`: LAN hosts do not reach it through the external address.
+    #[serde(default = "enabled_by_default")]
+    hairpin: bool,
 }
 
 /// `external_port = 8080` or `external_port = "27015-27030"` (a range; a single port is fine
@@ -197,6 +217,9 @@ pub struct Config {
     /// The owner's settings from the file: `[upnp]` and `[pcp]`.
     pub upnp: Settings,
     pub ipv6_inbound: Inbound6,
+    /// Whether LAN hosts reach shares through the external address (each share may still
+    /// turn it off for itself).
+    pub hairpin: bool,
     pub api: ApiSettings,
     /// A WAN outage shorter than this is logged as one event.
     pub flap_window: Duration,
@@ -358,6 +381,7 @@ impl Config {
             log_level,
             upnp,
             ipv6_inbound: file.ipv6.inbound,
+            hairpin: file.hairpin.enabled,
             api: ApiSettings {
                 listen: overrides.api.or(file.api.listen).unwrap_or(DEFAULT_API),
                 metrics_auth: file.api.metrics_auth,
@@ -476,6 +500,7 @@ fn file_shares(shares: Vec<FileShare>) -> Result<Vec<ShareSpec>, (ConfigError, O
                 internal: s.internal,
                 name: s.name,
                 enabled: s.enabled,
+                hairpin: s.hairpin,
             };
             spec.check_internal_range()
                 .map_err(|e| (ConfigError::Ports(e), at("internal")))?;

@@ -66,12 +66,24 @@ pub fn summary(config: &Config) -> String {
         if !share.enabled {
             out.push_str(" (disabled: kept, not forwarded)");
         }
+        if !share.hairpin {
+            out.push_str(" (not reached through the external address from the LAN)");
+        }
         out.push('\n');
     }
     // portfwd has no "exposed host" (DMZ): what is not shared is not forwarded.
     let _ = writeln!(
         out,
         "exposed host none: only the shares above, and what LAN clients open, are forwarded"
+    );
+    let _ = writeln!(
+        out,
+        "hairpin      {}",
+        if config.hairpin {
+            "on: LAN hosts reach shares through the external address, from the box's LAN address"
+        } else {
+            "off: shares are reached from the internet only"
+        }
     );
     upnp(&mut out, config);
     let _ = writeln!(

@@ -9,10 +9,12 @@ mod batch;
 mod link;
 mod memory;
 pub mod pins;
+mod ports;
 mod reader;
 
 use memory::MemoryReader;
 pub use memory::{MemoryCounters, MemoryMaps};
+use ports::{port_key, wildcard_index};
 use reader::DataplaneReader;
 
 use std::{any::Any, collections::BTreeMap, fs, io, os::fd::AsFd as _, path::PathBuf, sync::Arc};
@@ -26,7 +28,8 @@ use portfwd_common::{
     Config, EGRESS_LAN, EGRESS_WAN, LAYOUT_VERSION, MAP_CONFIG, MAP_EGRESS, MAP_FIB_GEN,
     MAP_LAYOUT, MAP_PINHOLE_STATS, MAP_PINHOLES, MAP_PORTS, MAP_REVERSE, MAP_SHARE_STATS,
     MAP_SHARES, MAP_VERDICTS, PORT_SLOTS, PROG_LAN, PROG_WAN, PinholeKey, PinholeTarget,
-    ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget, VERDICT_COUNT, port_index,
+    ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget, VERDICT_COUNT,
+    hairpin::{HairpinEntry, HairpinKey, MAP_HAIRPIN},
 };
 
 use serde::Deserialize;
@@ -215,6 +218,8 @@ pub struct Dataplane {
     shares: HashMap<MapData, ShareKey, ShareTarget>,
     /// Shares open to any remote host, at their `port_index`.
     ports: Array<MapData, ShareTarget>,
+    /// Hairpin flows (the programs' own; held for the layout check).
+    hairpin: HashMap<MapData, HairpinKey, HairpinEntry>,
     reverse: HashMap<MapData, ReverseKey, ReverseTarget>,
     config: Array<MapData, Config>,
     fib_gen: Array<MapData, u32>,
@@ -250,9 +255,10 @@ pub struct Adopted {
 }
 
 /// Every map of the object, pinned by these names.
-const MAPS: [&str; 12] = [
+const MAPS: [&str; 13] = [
     MAP_SHARES,
     MAP_PORTS,
+    MAP_HAIRPIN,
     MAP_REVERSE,
     MAP_CONFIG,
     MAP_FIB_GEN,
@@ -340,6 +346,7 @@ impl Dataplane {
         let mut dataplane = Self {
             shares: take(&mut ebpf, MAP_SHARES)?,
             ports: take(&mut ebpf, MAP_PORTS)?,
+            hairpin: take(&mut ebpf, MAP_HAIRPIN)?,
             reverse: take(&mut ebpf, MAP_REVERSE)?,
             config: take(&mut ebpf, MAP_CONFIG)?,
             fib_gen: take(&mut ebpf, MAP_FIB_GEN)?,
@@ -410,6 +417,12 @@ impl Dataplane {
                 self.ports.map().info(),
                 size_of::<u32>(),
                 size_of::<ShareTarget>(),
+            ),
+            (
+                MAP_HAIRPIN,
+                self.hairpin.map().info(),
+                size_of::<HairpinKey>(),
+                size_of::<HairpinEntry>(),
             ),
             (
                 MAP_REVERSE,
@@ -615,31 +628,6 @@ fn sum_stats(
         }))
 }
 
-/// Where a share key lives in `PORTS`: a key open to any remote host, of TCP or UDP. Others
-/// (tied to a remote host) live in `SHARES`.
-fn wildcard_index(key: ShareKey) -> Option<u32> {
-    if key.remote_addr == 0 {
-        port_index(key.proto, key.ext_port)
-    } else {
-        None
-    }
-}
-
-/// The share key of `PORTS` element `index` (the inverse of `port_index`).
-fn port_key(index: u32) -> ShareKey {
-    let (proto, port) = if index < 65_536 {
-        (portfwd_common::IPPROTO_TCP, index)
-    } else {
-        (portfwd_common::IPPROTO_UDP, index - 65_536)
-    };
-    ShareKey {
-        remote_addr: 0,
-        ext_port: u16::try_from(port).unwrap_or(0).to_be(),
-        proto,
-        _pad: 0,
-    }
-}
-
 impl KernelMaps for Dataplane {
     fn put_share(&mut self, key: ShareKey, target: ShareTarget) -> Result<(), DataplaneError> {
         match wildcard_index(key) {
@@ -778,39 +766,5 @@ impl KernelMaps for Dataplane {
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use portfwd_common::{IPPROTO_TCP, IPPROTO_UDP, ShareKey};
-
-    use super::{port_key, wildcard_index};
-
-    #[test]
-    fn wildcard_keys_go_to_the_port_array_and_come_back_the_same() {
-        for proto in [IPPROTO_TCP, IPPROTO_UDP] {
-            for port in [0u16, 1, 80, 27_015, u16::MAX] {
-                let key = ShareKey {
-                    remote_addr: 0,
-                    ext_port: port.to_be(),
-                    proto,
-                    _pad: 0,
-                };
-                let index = wildcard_index(key).expect("a wildcard TCP/UDP key has an index");
-                assert_eq!(port_key(index), key);
-            }
-        }
-        let tied = ShareKey {
-            remote_addr: u32::from_be_bytes([198, 51, 100, 7]).to_be(),
-            ext_port: 80u16.to_be(),
-            proto: IPPROTO_TCP,
-            _pad: 0,
-        };
-        assert_eq!(
-            wildcard_index(tied),
-            None,
-            "a key tied to a remote stays in the hash"
-        );
     }
 }

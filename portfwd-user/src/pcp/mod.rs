@@ -436,6 +436,7 @@ impl Responder {
                 internal: mapping.internal,
                 name: None,
                 enabled: true,
+                hairpin: true,
             },
             hunt: if exact { Hunt::Exact } else { Hunt::Near },
             lease: mapping.lifetime,

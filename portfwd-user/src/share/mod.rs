@@ -231,6 +231,9 @@ pub struct ShareSpec {
     pub internal: SocketAddrV4,
     pub name: Option<String>,
     pub enabled: bool,
+    /// Whether LAN hosts reach it through the external address (hairpin, NAT loopback): on
+    /// unless the owner turns it off for this share.
+    pub hairpin: bool,
 }
 
 /// A malformed share specification.
@@ -287,6 +290,7 @@ impl FromStr for ShareSpec {
             internal: SocketAddrV4::new(addr, parse_port(port)?),
             name: None,
             enabled: true,
+            hairpin: true,
         };
         spec.check_internal_range()?;
         Ok(spec)

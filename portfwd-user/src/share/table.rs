@@ -8,7 +8,7 @@ use std::{
 
 use portfwd_common::{
     MAX_SHARES, NO_DEADLINE, NO_SLOT, PinholeKey, PinholeTarget, REVERSE_F_REMOTE_SPECIFIC,
-    ReverseKey, ReverseTarget, ShareKey, ShareTarget,
+    ReverseKey, ReverseTarget, SHARE_F_NO_HAIRPIN, ShareKey, ShareTarget,
 };
 
 use super::{LanSubnet, Origin, Proto, Share, ShareError, ShareId, ShareSpec, reverse_key};
@@ -281,6 +281,7 @@ impl ShareTable {
             Some(share) if share.spec.internal == spec.internal => {
                 share.spec.name.clone_from(&spec.name);
                 share.spec.enabled = spec.enabled;
+                share.spec.hairpin = spec.hairpin;
                 true
             }
             _ => false,
@@ -315,6 +316,11 @@ impl ShareTable {
         let share = self.shares.get(id).filter(|s| s.spec.enabled);
         share.into_iter().flat_map(move |share| {
             let deadline = share.expires.map_or(NO_DEADLINE, |at| clock.boot(at));
+            let flags = if share.spec.hairpin {
+                0
+            } else {
+                SHARE_F_NO_HAIRPIN
+            };
             share.spec.id.ports().map(move |port| {
                 let internal = share.spec.internal_for(port);
                 (
@@ -323,6 +329,7 @@ impl ShareTable {
                         int_addr: u32::from(*internal.ip()).to_be(),
                         int_port: internal.port().to_be(),
                         slot: share.slot,
+                        flags,
                         deadline,
                         ..ShareTarget::default()
                     },

@@ -136,6 +136,7 @@ pub struct Builder {
     settings: Settings,
     flap_window: Duration,
     ipv6_deny: bool,
+    hairpin: bool,
 }
 
 impl Builder {
@@ -168,6 +169,13 @@ impl Builder {
         self
     }
 
+    /// Whether LAN hosts reach shares through the external address (default on).
+    #[must_use]
+    pub fn hairpin(mut self, on: bool) -> Self {
+        self.hairpin = on;
+        self
+    }
+
     /// The table, with its kernel config written.
     pub fn build(self, now: Instant) -> Result<Table, TableError> {
         let effective = Arc::new(self.settings.clone());
@@ -181,6 +189,13 @@ impl Builder {
             config.flags |= portfwd_common::CONFIG_F_IPV6_DENY;
         } else {
             config.flags &= !portfwd_common::CONFIG_F_IPV6_DENY;
+        }
+        // Hairpinned packets leave from the box's (first) LAN address.
+        config.lan_addr = self.lan.first().map_or(0, |s| u32::from(s.addr).to_be());
+        if self.hairpin {
+            config.flags |= portfwd_common::CONFIG_F_HAIRPIN;
+        } else {
+            config.flags &= !portfwd_common::CONFIG_F_HAIRPIN;
         }
         kernel.set_config(config)?;
         Ok(Table {
@@ -230,6 +245,7 @@ impl Table {
             settings: Settings::default(),
             flap_window: FLAP_WINDOW,
             ipv6_deny: false,
+            hairpin: true,
         }
     }
 

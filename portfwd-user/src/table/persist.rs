@@ -219,6 +219,7 @@ fn saved_share(share: &Share, now: Instant, wall: SystemTime) -> Option<SavedSha
         proto: share.spec.id.proto,
         external_port: share.spec.id.ext_port,
         external_last: share.spec.id.is_range().then_some(share.spec.id.ext_last),
+        hairpin: (!share.spec.hairpin).then_some(false),
         remote: share.spec.id.remote,
         internal: share.spec.internal,
         source,
@@ -531,6 +532,7 @@ impl Table {
                 internal: share.internal,
                 name: share.name,
                 enabled: share.enabled,
+                hairpin: share.hairpin.unwrap_or(true),
             };
             let text = spec.to_string();
             let origin = match share.source {

@@ -23,6 +23,7 @@ pub struct SharePatch {
     /// The first and last external port (equal for a single port).
     pub external_port: Option<(u16, u16)>,
     pub enabled: Option<bool>,
+    pub hairpin: Option<bool>,
 }
 
 /// What a NAT-PMP or PCP client deletes: its shares of `proto` (`None`: any) and internal
@@ -44,6 +45,9 @@ pub(super) fn describe(spec: &ShareSpec) -> String {
     }
     if !spec.enabled {
         text.push_str(" (disabled)");
+    }
+    if !spec.hairpin {
+        text.push_str(" (no hairpin)");
     }
     text
 }
@@ -194,8 +198,15 @@ impl Table {
             if let Some(enabled) = patch.enabled {
                 spec.enabled = enabled;
             }
+            if let Some(hairpin) = patch.hairpin {
+                spec.hairpin = hairpin;
+            }
             if share.origin == Origin::Static {
-                if spec.name != before.name || spec.internal != before.internal || spec.id != id {
+                if spec.name != before.name
+                    || spec.internal != before.internal
+                    || spec.id != id
+                    || spec.hairpin != before.hairpin
+                {
                     return Err(TableError::Static(id));
                 }
                 if let Some(enabled) = patch.enabled {
@@ -232,7 +243,10 @@ impl Table {
                 t.set_share(id, None);
                 t.add_share(spec.clone(), share.origin, share.expires)?;
             }
-            if spec.id != before.id || spec.internal != before.internal || spec.name != before.name
+            if spec.id != before.id
+                || spec.internal != before.internal
+                || spec.name != before.name
+                || spec.hairpin != before.hairpin
             {
                 t.log(edited(&before, &spec, "api"));
             }

@@ -326,6 +326,7 @@ impl Control {
                 internal,
                 name: (!description.is_empty()).then_some(description),
                 enabled,
+                hairpin: true,
             },
             hunt,
             lease,

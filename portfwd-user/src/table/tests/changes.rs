@@ -463,3 +463,33 @@ fn a_refused_change_leaves_table_and_kernel_as_they_were() {
         "no deadline of the refused lease stays"
     );
 }
+
+#[test]
+fn hairpin_is_on_by_default_from_the_box_lan_address_and_can_be_switched_off() {
+    let t = new_table();
+    let config = memory(&t).config;
+    assert_ne!(config.flags & portfwd_common::CONFIG_F_HAIRPIN, 0);
+    assert_eq!(config.lan_addr, u32::from_be_bytes([10, 0, 0, 1]).to_be());
+    let off = Table::builder(
+        lan(),
+        Box::new(MemoryMaps::default()),
+        Arc::new(FakeHost::default()),
+        7,
+        8,
+    )
+    .hairpin(false)
+    .build(Instant::now())
+    .expect("table");
+    assert_eq!(
+        memory(&off).config.flags & portfwd_common::CONFIG_F_HAIRPIN,
+        0
+    );
+
+    // A share's own switch travels in its kernel entries.
+    let mut t = new_table();
+    let mut spec = spec("tcp:8080=10.0.0.10:80");
+    spec.hairpin = false;
+    t.create(spec).expect("share");
+    let target = memory(&t).shares.values().next().copied().expect("entry");
+    assert_eq!(target.flags, portfwd_common::SHARE_F_NO_HAIRPIN);
+}

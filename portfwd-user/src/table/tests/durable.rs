@@ -214,6 +214,7 @@ fn old_state() -> Saved {
             proto,
             external_port: port,
             external_last: None,
+            hairpin: None,
             remote: None,
             internal: format!("10.0.0.10:{port}").parse().expect("addr"),
             source,
