@@ -11,6 +11,7 @@
 )]
 
 pub mod csum;
+pub mod exposed;
 pub mod hairpin;
 
 #[cfg(test)]
@@ -97,6 +98,8 @@ pub const NEXT_HOP_SLOTS: u32 = 4096;
 pub const IPPROTO_TCP: u8 = 6;
 /// See [`IPPROTO_TCP`].
 pub const IPPROTO_UDP: u8 = 17;
+/// See [`IPPROTO_TCP`]: ICMP errors about shared flows are translated (RFC 5508).
+pub const IPPROTO_ICMP: u8 = 1;
 
 /// Which share a packet belongs to.
 ///
@@ -148,10 +151,10 @@ pub const NO_DEADLINE: u64 = 0;
 /// the same version is reused as it is, an older one is migrated into new maps, a newer one
 /// refused. Bumped with every change of a map's type, key or value.
 #[cfg(not(feature = "layout-test"))]
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// See the default build's value; the layout-change test build is one version on.
 #[cfg(feature = "layout-test")]
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// One-element array holding the [`LAYOUT_VERSION`] the maps were made with (`u32`).
 pub const MAP_LAYOUT: &str = "LAYOUT";
 
@@ -355,16 +358,20 @@ pub enum Verdict {
     Aborted = 3,
     /// No share matched; passed to the kernel untouched.
     NotMatched = 4,
+    /// Answered from XDP (`XDP_TX`): an ICMP "fragmentation needed" built for a packet too big
+    /// for the LAN link, sent back to the remote host.
+    Answered = 5,
 }
 
 impl Verdict {
     /// All verdicts, in index order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Forwarded,
         Self::PassedToKernel,
         Self::Dropped,
         Self::Aborted,
         Self::NotMatched,
+        Self::Answered,
     ];
 
     /// The label the daemon exports for this verdict.
@@ -376,12 +383,13 @@ impl Verdict {
             Self::Dropped => "dropped",
             Self::Aborted => "aborted",
             Self::NotMatched => "not_matched",
+            Self::Answered => "answered",
         }
     }
 }
 
 /// Number of [`Verdict`]s.
-#[expect(clippy::cast_possible_truncation, reason = "five verdicts")]
+#[expect(clippy::cast_possible_truncation, reason = "six verdicts")]
 pub const VERDICT_COUNT: u32 = Verdict::ALL.len() as u32;
 /// Length of [`MAP_VERDICTS`].
 pub const VERDICT_SLOTS: u32 = 2 * VERDICT_COUNT;
@@ -414,5 +422,7 @@ mod pod {
     unsafe impl aya::Pod for PinholeKey {}
     unsafe impl aya::Pod for PinholeTarget {}
     unsafe impl aya::Pod for super::hairpin::HairpinKey {}
+    unsafe impl aya::Pod for super::exposed::Exposed {}
+    unsafe impl aya::Pod for super::exposed::FlowKey {}
     unsafe impl aya::Pod for super::hairpin::HairpinEntry {}
 }

@@ -102,7 +102,7 @@ pub(crate) fn towards_share(
     if pkt.ttl() <= 1 {
         return None;
     }
-    let hop = next_hop(ctx, pkt, lan_addr, int_addr);
+    let hop = next_hop(ctx, pkt.l3(), lan_addr, int_addr);
     if hop.kind != HopKind::Ready
         || hop.next.ifindex != config.lan_ifindex
         || pkt.tot_len > hop.next.mtu
@@ -121,7 +121,7 @@ pub(crate) fn towards_share(
     rewrite(pkt, End::Dst, int_addr, share.int_port.to_ne_bytes());
     rewrite(pkt, End::Src, lan_addr, port.to_ne_bytes());
     count(&SHARE_STATS, share.slot, true, pkt.tot_len);
-    Some(forward(pkt, &hop.next, config))
+    Some(forward(pkt.l3(), &hop.next, config))
 }
 
 /// The internal host's reply to the box's LAN address: back to the client, from the external
@@ -148,7 +148,7 @@ pub(crate) fn back_to_client(
     }
     let ext_addr = config.ext_addr.to_ne_bytes();
     let client = flow.addr.to_ne_bytes();
-    let hop = next_hop(ctx, pkt, ext_addr, client);
+    let hop = next_hop(ctx, pkt.l3(), ext_addr, client);
     if hop.kind != HopKind::Ready
         || hop.next.ifindex != config.lan_ifindex
         || pkt.tot_len > hop.next.mtu
@@ -158,5 +158,5 @@ pub(crate) fn back_to_client(
     rewrite(pkt, End::Src, ext_addr, flow.port2.to_ne_bytes());
     rewrite(pkt, End::Dst, client, flow.port.to_ne_bytes());
     count(&SHARE_STATS, share.slot, false, pkt.tot_len);
-    Some(forward(pkt, &hop.next, config))
+    Some(forward(pkt.l3(), &hop.next, config))
 }

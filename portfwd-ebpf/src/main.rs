@@ -11,6 +11,13 @@
 //!   and a shared port goes to the share's internal host from the box's LAN address and a port
 //!   allocated per flow; the replies go back from the external address (`hairpin.rs`).
 //!
+//! * ICMP (RFC 5508, `icmp.rs`): errors about shared flows are translated both ways, and a
+//!   packet through a share too big for the LAN link with DF set is answered with
+//!   "fragmentation needed" from XDP.
+//!
+//! * The exposed host (`exposed.rs`): what no share claims goes to one LAN host per family,
+//!   the box's own sockets and the replies to LAN hosts' own connections excepted.
+//!
 //! * IPv6 pinholes: an IPv6 TCP/UDP packet from the WAN to a LAN host's own address and port
 //!   with a pinhole (`PINHOLES`) is forwarded to it unchanged but for the hop limit; the LAN
 //!   host's packets from that address and port back to the WAN are forwarded the same way.
@@ -62,7 +69,9 @@ use portfwd_common::{
 };
 use portfwd_ebpf::ptr_at;
 
+mod exposed;
 mod hairpin;
+mod icmp;
 mod six;
 
 use six::{is_ipv6, lan6, wan6};
@@ -128,7 +137,23 @@ struct Packet {
     tot_len: u16,
 }
 
+/// What the FIB lookup and forwarding need of an IPv4 packet of any protocol.
+#[derive(Clone, Copy)]
+#[expect(clippy::struct_field_names, reason = "the IP header of an `Ip`")]
+struct Ip {
+    eth: *mut EthHdr,
+    ip: *mut Ipv4Hdr,
+    proto: u8,
+}
+
 impl Packet {
+    fn l3(&self) -> Ip {
+        Ip {
+            eth: self.eth,
+            ip: self.ip,
+            proto: self.proto,
+        }
+    }
     fn src_addr(&self) -> [u8; 4] {
         unsafe { (*self.ip).src_addr }
     }
@@ -250,7 +275,7 @@ fn rewrite(pkt: &Packet, end: End, addr: [u8; 4], port: [u8; 2]) {
 /// Decrements the TTL, sets the link-layer addresses of the next hop and redirects; the
 /// verdict is `Forwarded`, or `Aborted` if the redirect could not be set up.
 #[inline(always)]
-fn forward(pkt: &Packet, hop: &NextHop, config: &Config) -> (Verdict, u32) {
+fn forward(pkt: Ip, hop: &NextHop, config: &Config) -> (Verdict, u32) {
     unsafe {
         let ttl = (*pkt.ip).ttl;
         let check = u16::from_be_bytes((*pkt.ip).check);
@@ -340,7 +365,7 @@ impl Hop {
 }
 
 #[inline(always)]
-fn fib_params(pkt: &Packet, ingress: u32, src: [u8; 4], dst: [u8; 4], tot_len: u16) -> FibLookup {
+fn fib_params(pkt: Ip, ingress: u32, src: [u8; 4], dst: [u8; 4], tot_len: u16) -> FibLookup {
     let mut params: FibLookup = unsafe { core::mem::zeroed() };
     params.family = AF_INET;
     params.l4_protocol = pkt.proto;
@@ -385,7 +410,7 @@ fn fib_lookup(ctx: &XdpContext, params: &mut FibLookup) -> u32 {
 
 /// Resolves the next hop towards `dst` for a packet that arrived on `ingress`.
 #[inline(always)]
-fn next_hop(ctx: &XdpContext, pkt: &Packet, src: [u8; 4], dst: [u8; 4]) -> Hop {
+fn next_hop(ctx: &XdpContext, pkt: Ip, src: [u8; 4], dst: [u8; 4]) -> Hop {
     let ingress = ingress(ctx);
     let generation = FIB_GEN.get(0).copied().unwrap_or(0);
     let key = NextHopKey {
@@ -471,34 +496,49 @@ pub fn portfwd_wan(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn wan(ctx: &XdpContext) -> (Verdict, u32) {
     const UNTOUCHED: (Verdict, u32) = (Verdict::NotMatched, xdp_action::XDP_PASS);
-    let Some(pkt) = parse(ctx) else {
-        return UNTOUCHED;
-    };
     let Some(config) = CONFIG.get(0) else {
         return UNTOUCHED;
+    };
+    let Some(pkt) = parse(ctx) else {
+        // Not TCP or UDP: perhaps an ICMP error about a share's reply.
+        if config.ext_addr == 0 {
+            return UNTOUCHED;
+        }
+        return icmp::from_wan(ctx, config)
+            .or_else(|| exposed::echo_towards(ctx, config))
+            .unwrap_or(UNTOUCHED);
     };
     let dst = pkt.dst_addr();
     if config.ext_addr == 0 || u32::from_ne_bytes(dst) != config.ext_addr {
         return UNTOUCHED;
     }
-    let Some(share) = share_for(&pkt, config) else {
-        return UNTOUCHED;
-    };
     // A lease that ended while no daemon ran to remove it: as if the share were gone.
-    if !live(share.deadline) {
-        return UNTOUCHED;
-    }
+    let Some(share) = share_for(pkt.proto, pkt.dst_port(), pkt.src_addr(), config)
+        .filter(|share| live(share.deadline))
+    else {
+        // No share: the exposed host's, if one is set and the flow is for it.
+        return exposed::towards(ctx, &pkt, config).unwrap_or(UNTOUCHED);
+    };
 
     let int_addr = share.int_addr.to_ne_bytes();
     let hop = if pkt.ttl() > 1 {
-        next_hop(ctx, &pkt, pkt.src_addr(), int_addr)
+        next_hop(ctx, pkt.l3(), pkt.src_addr(), int_addr)
     } else {
         Hop::NONE
     };
+    // Too big for the LAN link and not to be fragmented: answered here, quoting the header as
+    // the remote sent it (the kernel's error would quote the private address).
+    if hop.kind == HopKind::Ready
+        && pkt.tot_len > hop.next.mtu
+        && pkt.dont_fragment()
+        && let Some(answer) = icmp::frag_needed(ctx, &pkt, hop.next.mtu, config)
+    {
+        return answer;
+    }
     rewrite(&pkt, End::Dst, int_addr, share.int_port.to_ne_bytes());
     count(&SHARE_STATS, share.slot, true, pkt.tot_len);
     if hop.kind == HopKind::Ready && pkt.tot_len <= hop.next.mtu {
-        forward(&pkt, &hop.next, config)
+        forward(pkt.l3(), &hop.next, config)
     } else {
         // The kernel forwards the rewritten packet: it resolves the neighbour, sends ICMP time
         // exceeded or fragmentation needed, or applies the route's verdict.
@@ -515,15 +555,18 @@ pub fn portfwd_lan(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn lan(ctx: &XdpContext) -> (Verdict, u32) {
     const UNTOUCHED: (Verdict, u32) = (Verdict::NotMatched, xdp_action::XDP_PASS);
-    let Some(pkt) = parse(ctx) else {
-        return UNTOUCHED;
-    };
     let Some(config) = CONFIG.get(0) else {
         return UNTOUCHED;
     };
     if config.ext_addr == 0 {
         return UNTOUCHED;
     }
+    let Some(pkt) = parse(ctx) else {
+        // Not TCP or UDP: perhaps a LAN host's ICMP error about a shared flow.
+        return icmp::from_lan(ctx, config)
+            .or_else(|| exposed::echo_back(ctx, config))
+            .unwrap_or(UNTOUCHED);
+    };
     if hairpin::enabled(config) {
         let dst = u32::from_ne_bytes(pkt.dst_addr());
         if dst == config.ext_addr {
@@ -544,19 +587,20 @@ fn lan(ctx: &XdpContext) -> (Verdict, u32) {
         _pad: 0,
     };
     let Some(reverse) = (unsafe { REVERSE.get(rkey) }) else {
-        return UNTOUCHED;
+        // No share's reply: perhaps the exposed host's.
+        return exposed::back(ctx, &pkt, config).unwrap_or(UNTOUCHED);
     };
     if !live(reverse.deadline) {
         return UNTOUCHED;
     }
-    let slot = share_slot_for_reply(&pkt, reverse, &rkey);
+    let slot = share_slot_for_reply(pkt.dst_addr(), reverse, &rkey);
     if slot == NO_SLOT {
         return UNTOUCHED;
     }
 
     let ext_addr = config.ext_addr.to_ne_bytes();
     let dst = pkt.dst_addr();
-    let hop = next_hop(ctx, &pkt, ext_addr, dst);
+    let hop = next_hop(ctx, pkt.l3(), ext_addr, dst);
     // Not leaving through the WAN (LAN to LAN, to the box itself): not a reply to a share.
     if hop.kind == HopKind::NotForwardable || hop.next.ifindex != config.wan_ifindex {
         return UNTOUCHED;
@@ -573,37 +617,42 @@ fn lan(ctx: &XdpContext) -> (Verdict, u32) {
     }
     rewrite(&pkt, End::Src, ext_addr, reverse.ext_port.to_ne_bytes());
     count(&SHARE_STATS, slot, false, pkt.tot_len);
-    forward(&pkt, &hop.next, config)
+    forward(pkt.l3(), &hop.next, config)
 }
 
-/// The share an inbound packet to the external address belongs to: the one tied to its source,
-/// if any share is tied to a remote host, else the one of its port.
+/// The share a packet from `remote` to the external address and `ext_port` belongs to: the one
+/// tied to that remote, if any share is tied to a remote host, else the one of its port.
 #[inline(always)]
-fn share_for(pkt: &Packet, config: &Config) -> Option<ShareTarget> {
-    let ext_port = u16::from_ne_bytes(pkt.dst_port());
+fn share_for(
+    proto: u8,
+    ext_port: [u8; 2],
+    remote: [u8; 4],
+    config: &Config,
+) -> Option<ShareTarget> {
+    let ext_port = u16::from_ne_bytes(ext_port);
     if config.flags & CONFIG_F_REMOTE_SPECIFIC != 0 {
         let key = ShareKey {
-            remote_addr: u32::from_ne_bytes(pkt.src_addr()),
+            remote_addr: u32::from_ne_bytes(remote),
             ext_port,
-            proto: pkt.proto,
+            proto,
             _pad: 0,
         };
         if let Some(share) = unsafe { SHARES.get(key) } {
             return Some(*share);
         }
     }
-    let share = PORTS.get(port_index(pkt.proto, ext_port)?)?;
+    let share = PORTS.get(port_index(proto, ext_port)?)?;
     (share.int_addr != 0).then_some(*share)
 }
 
 /// The counter slot of the share a reply belongs to, or [`NO_SLOT`].
 #[inline(always)]
-fn share_slot_for_reply(pkt: &Packet, reverse: &ReverseTarget, rkey: &ReverseKey) -> u32 {
+fn share_slot_for_reply(remote: [u8; 4], reverse: &ReverseTarget, rkey: &ReverseKey) -> u32 {
     if reverse.flags & REVERSE_F_REMOTE_SPECIFIC != 0 {
         let key = ShareKey {
-            remote_addr: u32::from_ne_bytes(pkt.dst_addr()),
+            remote_addr: u32::from_ne_bytes(remote),
             ext_port: reverse.ext_port,
-            proto: pkt.proto,
+            proto: rkey.proto,
             _pad: 0,
         };
         if let Some(share) = unsafe { SHARES.get(key) } {

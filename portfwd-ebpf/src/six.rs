@@ -11,12 +11,14 @@ use aya_ebpf::{
 use network_types::{eth::EthHdr, ip::Ipv6Hdr, tcp::TcpHdr, udp::UdpHdr};
 use portfwd_common::{
     CONFIG_F_IPV6_DENY, Config, IPPROTO_TCP, IPPROTO_UDP, NextHop, PinholeKey, Verdict,
+    exposed::EXPOSED_SLOT_V6,
 };
 use portfwd_ebpf::ptr_at;
 
 use crate::{
-    AF_INET6, CONFIG, ETH_P_IPV6, PINHOLE_STATS, PINHOLES, count, fib_lookup, ingress, live,
-    redirect,
+    AF_INET6, CONFIG, ETH_P_IPV6, PINHOLE_STATS, PINHOLES, count,
+    exposed::{EXPOSED_STATS, is_host6},
+    fib_lookup, ingress, live, redirect,
 };
 
 #[inline(always)]
@@ -178,7 +180,11 @@ pub(crate) fn wan6(ctx: &XdpContext) -> (Verdict, u32) {
         return UNTOUCHED;
     };
     let (ports, src) = (unsafe { *pkt.ports }, pkt.src());
-    let Some(slot) = pinhole(pkt.dst(), ports[1], pkt.proto, (src, ports[0])) else {
+    // A pinhole, or every port of the exposed host.
+    let found = pinhole(pkt.dst(), ports[1], pkt.proto, (src, ports[0]))
+        .map(|slot| (&PINHOLE_STATS, slot))
+        .or_else(|| is_host6(pkt.dst()).then_some((&EXPOSED_STATS, EXPOSED_SLOT_V6)));
+    let Some((stats, slot)) = found else {
         if config.flags & CONFIG_F_IPV6_DENY != 0 && pkt.syn_only {
             let (ret, params) = fib6(ctx, &pkt, 0);
             let towards_lan = (ret == BPF_FIB_LKUP_RET_SUCCESS || ret == BPF_FIB_LKUP_RET_NO_NEIGH)
@@ -189,7 +195,7 @@ pub(crate) fn wan6(ctx: &XdpContext) -> (Verdict, u32) {
         }
         return UNTOUCHED;
     };
-    count(&PINHOLE_STATS, slot, true, pkt.len);
+    count(stats, slot, true, pkt.len);
     forward6(ctx, &pkt, config.lan_ifindex, config)
 }
 
@@ -203,13 +209,16 @@ pub(crate) fn lan6(ctx: &XdpContext) -> (Verdict, u32) {
         return UNTOUCHED;
     };
     let ports = unsafe { *pkt.ports };
-    let Some(slot) = pinhole(pkt.src(), ports[0], pkt.proto, (pkt.dst(), ports[1])) else {
+    let found = pinhole(pkt.src(), ports[0], pkt.proto, (pkt.dst(), ports[1]))
+        .map(|slot| (&PINHOLE_STATS, slot))
+        .or_else(|| is_host6(pkt.src()).then_some((&EXPOSED_STATS, EXPOSED_SLOT_V6)));
+    let Some((stats, slot)) = found else {
         return UNTOUCHED;
     };
     let (verdict, action) = forward6(ctx, &pkt, config.wan_ifindex, config);
     match verdict {
         Verdict::Forwarded => {
-            count(&PINHOLE_STATS, slot, false, pkt.len);
+            count(stats, slot, false, pkt.len);
             (verdict, action)
         }
         // The redirect failed with the hop limit and the MACs already rewritten: the frame is

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    cli::{Connection, DeviceCommand, EventsArgs, SettingsCommand, ShareCommand},
+    cli::{Connection, DeviceCommand, EventsArgs, ExposedCommand, SettingsCommand, ShareCommand},
     config::XdpMode,
     share::ShareSpec,
 };
@@ -61,6 +61,14 @@ pub enum Command {
     Settings {
         #[command(subcommand)]
         command: SettingsCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The exposed host: what no share claims goes to one LAN host per address family. Without
+    /// a subcommand, shows them and their counters.
+    ExposedHost {
+        #[command(subcommand)]
+        command: Option<ExposedCommand>,
         #[command(flatten)]
         connection: Connection,
     },

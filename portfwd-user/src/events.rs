@@ -47,11 +47,15 @@ pub enum EventKind {
     ExternalAddress,
     /// An interface was made again (new index) and the programs attached to it.
     InterfaceAttached,
+    /// The owner set an exposed host.
+    ExposedHostSet,
+    /// The owner cleared an exposed host.
+    ExposedHostCleared,
 }
 
 impl EventKind {
     /// All kinds, for metrics.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::ShareCreated,
         Self::ShareEdited,
         Self::ShareEnabled,
@@ -65,6 +69,8 @@ impl EventKind {
         Self::WanFlap,
         Self::ExternalAddress,
         Self::InterfaceAttached,
+        Self::ExposedHostSet,
+        Self::ExposedHostCleared,
     ];
 
     /// The name in JSON, the CLI and metrics labels.
@@ -84,6 +90,8 @@ impl EventKind {
             Self::WanFlap => "wan_flap",
             Self::ExternalAddress => "external_address",
             Self::InterfaceAttached => "interface_attached",
+            Self::ExposedHostSet => "exposed_host_set",
+            Self::ExposedHostCleared => "exposed_host_cleared",
         }
     }
 }

@@ -30,6 +30,10 @@ fn main() -> ExitCode {
             command,
             connection,
         } => (cli::Command::Settings(command), connection),
+        Command::ExposedHost {
+            command,
+            connection,
+        } => (cli::Command::ExposedHost(command), connection),
     };
     portfwd::logging::init(None);
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -155,6 +155,8 @@ pub struct Snapshot<'a> {
     /// The interfaces of the WAN and LAN programs, in `verdicts` order.
     pub interfaces: [&'a str; 2],
     pub uptime_secs: u64,
+    /// The exposed hosts' counters: IPv4, IPv6.
+    pub exposed: [portfwd_common::ShareStats; 2],
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -175,6 +177,12 @@ struct ShareDirLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExposedLabels {
+    family: &'static str,
+    direction: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -274,6 +282,29 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot<'_>) -> String {
                 .inc_by(*count);
         }
     }
+    let exposed_packets = Family::<ExposedLabels, Counter>::default();
+    let exposed_bytes = Family::<ExposedLabels, Counter>::default();
+    for (family, stats) in ["ipv4", "ipv6"].into_iter().zip(snapshot.exposed) {
+        for (direction, packets, bytes) in [
+            ("in", stats.packets_in, stats.bytes_in),
+            ("out", stats.packets_out, stats.bytes_out),
+        ] {
+            let labels = ExposedLabels { family, direction };
+            exposed_packets.get_or_create(&labels).inc_by(packets);
+            exposed_bytes.get_or_create(&labels).inc_by(bytes);
+        }
+    }
+    registry.register(
+        "exposed_host_packets",
+        "Packets forwarded to and from the exposed host, per address family and direction",
+        exposed_packets,
+    );
+    registry.register(
+        "exposed_host_bytes",
+        "IP bytes forwarded to and from the exposed host, per address family and direction",
+        exposed_bytes,
+    );
+
     registry.register(
         "xdp_packets",
         "Packets seen by the XDP program of an interface, by what it did with them",
@@ -360,16 +391,25 @@ mod tests {
                     ..Counters::default()
                 },
                 wan_up: true,
-                verdicts: &[[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]],
+                verdicts: &[[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]],
                 interfaces: ["wan0", "lan0"],
                 uptime_secs: 9,
+                exposed: [
+                    ShareStats {
+                        packets_in: 7,
+                        ..ShareStats::default()
+                    },
+                    ShareStats::default(),
+                ],
             },
         );
         for line in [
             r#"portfwd_share_packets_total{share="tcp:8080",internal="10.0.0.10:80",source="static",direction="in"} 3"#,
             r#"portfwd_share_bytes_total{share="tcp:8080",internal="10.0.0.10:80",source="static",direction="out"} 120"#,
             r#"portfwd_shares{source="upnp"} 0"#,
-            r#"portfwd_xdp_packets_total{interface="lan0",verdict="not_matched"} 10"#,
+            r#"portfwd_xdp_packets_total{interface="lan0",verdict="not_matched"} 11"#,
+            r#"portfwd_xdp_packets_total{interface="wan0",verdict="answered"} 6"#,
+            r#"portfwd_exposed_host_packets_total{family="ipv4",direction="in"} 7"#,
             r#"portfwd_control_requests_total{protocol="upnp",action="AddPortMapping",result="718"} 1"#,
             r#"portfwd_events_total{kind="share_created"} 1"#,
             r#"portfwd_events_total{kind="wan_flap"} 0"#,

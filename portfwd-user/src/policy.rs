@@ -311,6 +311,18 @@ pub struct Settings {
     pub port: u16,
     /// NAT-PMP and PCP (`[pcp]`).
     pub pcp: PcpSettings,
+    /// The exposed hosts (`exposed_host`, `exposed_host6`).
+    pub exposed: ExposedHosts,
+}
+
+/// The exposed hosts ("DMZ"): one LAN host per address family gets what no share claims.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExposedHosts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub v4: Option<Ipv4Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub v6: Option<std::net::Ipv6Addr>,
 }
 
 /// A setting of `[upnp]` that cannot be used: its key (and index, in a list), for the line of
@@ -411,6 +423,7 @@ impl UpnpConfig {
             notify_interval: Duration::from_secs(self.notify_interval),
             port: self.port,
             pcp: PcpSettings::default(),
+            exposed: ExposedHosts::default(),
         })
     }
 }
@@ -442,6 +455,10 @@ pub struct Overlay {
     /// Per-device permission to share ports independently.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub devices: BTreeMap<Ipv4Addr, bool>,
+    /// The exposed hosts the owner chose (both families: one owner's choice replaces the
+    /// config file's two).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposed: Option<ExposedHosts>,
 }
 
 /// Why a device may or may not share ports independently.
@@ -467,6 +484,7 @@ impl Settings {
         settings.limits.total = overlay.quota_total.unwrap_or(self.limits.total);
         settings.new_devices = overlay.new_devices.or(self.new_devices);
         settings.permissions.extend(&overlay.devices);
+        settings.exposed = overlay.exposed.unwrap_or(self.exposed);
         settings
     }
 

@@ -15,10 +15,14 @@ use portfwd::{
 use portfwd_common::{DIR_LAN, DIR_WAN, PROG_LAN, PROG_WAN, Verdict};
 use portfwd_tests::{EXTERNAL, LAN_HOST, LAN_HOST6, Lab, REMOTE, REMOTE6, ROUTER_LAN, ROUTER_LAN6};
 
+#[path = "packets/exposed.rs"]
+mod exposed;
 #[path = "packets/frames.rs"]
 mod frames;
 #[path = "packets/hairpin.rs"]
 mod hairpin;
+#[path = "packets/icmp.rs"]
+mod icmp;
 
 use frames::*;
 

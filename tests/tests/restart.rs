@@ -279,7 +279,7 @@ fn an_upgrade_to_another_program_replaces_it_in_place_losing_nothing() {
     assert_ne!(before, after, "the new program runs");
     lease_kept(&lab);
     assert!(
-        lab.router.pins("wan").join("maps-v3").exists(),
+        lab.router.pins("wan").join("maps-v4").exists(),
         "the same maps"
     );
 }
@@ -297,9 +297,9 @@ fn a_layout_change_migrates_the_maps_losing_nothing_and_a_newer_layout_is_refuse
     let upgraded = start(&lab, &test_build("PORTFWD_BIN_LAYOUT_TEST"), &state);
     thread::sleep(Duration::from_millis(500));
     let pins = lab.router.pins("wan");
-    assert!(pins.join("maps-v4").exists(), "new maps beside the old");
+    assert!(pins.join("maps-v5").exists(), "new maps beside the old");
     assert!(
-        !pins.join("maps-v3").exists(),
+        !pins.join("maps-v4").exists(),
         "the old ones removed once replaced"
     );
     lease_kept(&lab);

@@ -154,8 +154,9 @@ pub fn test_clients() -> Result<()> {
             ("natpmpc", "natpmpc"),
             ("promtool", "prometheus"),
             ("curl", "curl"),
+            ("ping", "iputils-ping"),
         ],
-        "the UPnP, NAT-PMP and metrics tests and the demo's steps (upnpc, natpmpc, promtool, curl)",
+        "the UPnP, NAT-PMP, metrics and exposed-host tests and the demo's steps (upnpc, natpmpc, promtool, curl, ping)",
     )
 }
 

@@ -95,6 +95,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/devices/revoke-unused"),
     ("GET", "/api/v1/settings"),
     ("PATCH", "/api/v1/settings"),
+    ("GET", "/api/v1/exposed-host"),
+    ("PUT", "/api/v1/exposed-host"),
+    ("DELETE", "/api/v1/exposed-host"),
+    ("DELETE", "/api/v1/exposed-host/{addr}"),
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/status"),
 ];
@@ -235,6 +239,8 @@ pub fn table_error(err: &TableError) -> ApiError {
             PinholeError::NotOnLan { .. } => ApiError::field("internal", message),
             PinholeError::Full { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message),
         },
+        TableError::NotExposable(_) => ApiError::field("address", message),
+        TableError::NoSuchExposedHost(_) => ApiError::new(StatusCode::NOT_FOUND, message),
         TableError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),
         TableError::Dataplane(_) | TableError::Store(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
@@ -540,6 +546,9 @@ async fn handle(
                 .map_err(|e| table_error(&e))?;
             Ok((StatusCode::OK, settings_json(&view)))
         }
+        (_, exposed_route) if exposed_route.starts_with("/api/v1/exposed-host") => {
+            exposed_routes(api, method, params, body).await
+        }
         ("GET", "/api/v1/events") => events(api, query).await,
         ("GET", "/api/v1/status") => Ok(status(api)),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no such route")),
@@ -558,5 +567,5 @@ mod shares;
 mod tests;
 
 use fields::{Fields, name, no_fields, required};
-use owner::{devices, events, scrape, settings_json, settings_patch, status};
+use owner::{devices, events, exposed_routes, scrape, settings_json, settings_patch, status};
 use shares::{create, delete_share, edit, pinholes, share, share_json, share_patch};

@@ -9,7 +9,7 @@ use std::{
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::{Api, ApiError, Fields, MAX_PAGE, MAX_WAIT, Reply, table_error};
+use super::{Api, ApiError, Fields, MAX_PAGE, MAX_WAIT, Reply, no_fields, required, table_error};
 use crate::{
     clock::Civil,
     metrics::{self, ShareSample, Snapshot},
@@ -160,6 +160,71 @@ pub(super) async fn events(api: &Api, query: &str) -> Reply {
     ))
 }
 
+/// The `/api/v1/exposed-host` routes.
+pub(super) async fn exposed_routes(
+    api: &Api,
+    method: &str,
+    params: &[String],
+    body: Map<String, Value>,
+) -> Reply {
+    match method {
+        "GET" => exposed(api),
+        "PUT" => {
+            let mut fields = Fields::new(body);
+            let addr: std::net::IpAddr = required(
+                fields.parsed("address", "an IPv4 or IPv6 address")?,
+                "address",
+            )?;
+            fields.done()?;
+            api.table
+                .change(move |t| t.set_exposed_host(addr))
+                .await
+                .map_err(|e| table_error(&e))?;
+            exposed(api)
+        }
+        _ => {
+            no_fields(&body)?;
+            let addr = match params.first() {
+                Some(text) => Some(text.parse::<std::net::IpAddr>().map_err(|_| {
+                    ApiError::field("addr", format!("`{text}` is not an IP address"))
+                })?),
+                None => None,
+            };
+            api.table
+                .change(move |t| t.clear_exposed_host(addr))
+                .await
+                .map_err(|e| table_error(&e))?;
+            exposed(api)
+        }
+    }
+}
+
+/// `/api/v1/exposed-host`: the exposed hosts and their counters.
+pub(super) fn exposed(api: &Api) -> Reply {
+    let hosts = api.table.snapshot().settings_view().effective.exposed;
+    let [v4, v6] = api
+        .table
+        .reader()
+        .exposed_stats()
+        .map_err(|e| table_error(&TableError::Dataplane(e)))?;
+    let counters = |s: portfwd_common::ShareStats| {
+        json!({
+            "packets_in": s.packets_in,
+            "bytes_in": s.bytes_in,
+            "packets_out": s.packets_out,
+            "bytes_out": s.bytes_out,
+        })
+    };
+    Ok((
+        StatusCode::OK,
+        json!({
+            "ipv4": hosts.v4.map(|a| a.to_string()),
+            "ipv6": hosts.v6.map(|a| a.to_string()),
+            "counters": { "ipv4": counters(v4), "ipv6": counters(v6) },
+        }),
+    ))
+}
+
 pub(super) fn status(api: &Api) -> (StatusCode, Value) {
     let snapshot = api.table.snapshot();
     let status = snapshot.status();
@@ -194,6 +259,10 @@ pub(super) fn status(api: &Api) -> (StatusCode, Value) {
                 "enabled": settings.effective.enabled,
                 "url": f.upnp_url,
             },
+            "exposed_host": {
+                "ipv4": settings.effective.exposed.v4.map(|a| a.to_string()),
+                "ipv6": settings.effective.exposed.v6.map(|a| a.to_string()),
+            },
             "last_event": status.last_event,
         }),
     )
@@ -215,6 +284,7 @@ pub(super) fn scrape(api: &Api) -> Result<String, TableError> {
         .collect();
     let status = snapshot.status();
     let verdicts = api.table.reader().verdicts()?;
+    let exposed = api.table.reader().exposed_stats()?;
     Ok(metrics::render(
         &api.metrics,
         &Snapshot {
@@ -225,6 +295,7 @@ pub(super) fn scrape(api: &Api) -> Result<String, TableError> {
             verdicts: &verdicts,
             interfaces: [&api.facts.wan, &api.facts.lan],
             uptime_secs: api.facts.started.elapsed().as_secs(),
+            exposed,
         },
     ))
 }

@@ -121,6 +121,14 @@ pub struct EventsArgs {
 }
 
 #[derive(Debug, clap::Subcommand)]
+pub enum ExposedCommand {
+    /// Make ADDR (a LAN host, IPv4 or IPv6) the exposed host of its address family.
+    Set { addr: std::net::IpAddr },
+    /// Stop exposing ADDR, or both exposed hosts without it.
+    Clear { addr: Option<std::net::IpAddr> },
+}
+
+#[derive(Debug, clap::Subcommand)]
 pub enum SettingsCommand {
     /// The UPnP settings in force.
     Show,
@@ -157,6 +165,7 @@ pub enum Command {
     Events(EventsArgs),
     Status,
     Settings(SettingsCommand),
+    ExposedHost(Option<ExposedCommand>),
 }
 
 /// Runs `command` against the daemon and prints what it answered.
@@ -356,6 +365,27 @@ pub async fn run(command: Command, connection: &Connection) -> Result<(), Client
                 pretty(&status)
             } else {
                 status_text(&status)
+            }
+        }
+        Command::ExposedHost(command) => {
+            let answer = match command {
+                None => call(Method::GET, "/api/v1/exposed-host".into(), None).await?,
+                Some(ExposedCommand::Set { addr }) => {
+                    let body = json!({ "address": addr.to_string() });
+                    call(Method::PUT, "/api/v1/exposed-host".into(), Some(body)).await?
+                }
+                Some(ExposedCommand::Clear { addr: None }) => {
+                    call(Method::DELETE, "/api/v1/exposed-host".into(), None).await?
+                }
+                Some(ExposedCommand::Clear { addr: Some(addr) }) => {
+                    let path = format!("/api/v1/exposed-host/{addr}");
+                    call(Method::DELETE, path, None).await?
+                }
+            };
+            if json {
+                pretty(&answer)
+            } else {
+                exposed_text(&answer)
             }
         }
         Command::Settings(SettingsCommand::Show) => {
@@ -607,7 +637,9 @@ mod print;
 #[cfg(test)]
 mod tests;
 
-use print::{devices_table, pretty, settings_text, share_line, shares_table, status_text, text};
+use print::{
+    devices_table, exposed_text, pretty, settings_text, share_line, shares_table, status_text, text,
+};
 
 /// `--external-port N` or `N-LAST`.
 fn external_ports(text: &str) -> Result<(u16, u16), String> {

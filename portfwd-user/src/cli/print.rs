@@ -208,6 +208,37 @@ pub(super) fn status_text(s: &Value) -> String {
         },
         text(&upnp["url"])
     );
+    let exposed = &s["exposed_host"];
+    let _ = writeln!(
+        out,
+        "exposed host ipv4 {}, ipv6 {}",
+        or_none(&exposed["ipv4"]),
+        or_none(&exposed["ipv6"])
+    );
+    out
+}
+
+fn or_none(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| "none".to_owned(), ToOwned::to_owned)
+}
+
+/// `portfwd exposed-host`: each family's exposed host and its counters.
+pub(super) fn exposed_text(e: &Value) -> String {
+    let mut out = String::new();
+    for family in ["ipv4", "ipv6"] {
+        let c = &e["counters"][family];
+        let _ = writeln!(
+            out,
+            "{family} {}  in {} packets {} bytes, out {} packets {} bytes",
+            or_none(&e[family]),
+            text(&c["packets_in"]),
+            text(&c["bytes_in"]),
+            text(&c["packets_out"]),
+            text(&c["bytes_out"])
+        );
+    }
     out
 }
 

@@ -6,6 +6,8 @@
 //! lan = "eth1"          # interface facing the LAN hosts
 //! xdp_mode = "auto"     # auto | native | skb
 //! log_level = "info"    # off | error | warn | info | debug | trace, or TARGET=LEVEL,...
+//! # exposed_host = "10.0.0.20"     # what no share claims goes to this LAN host (none by default)
+//! # exposed_host6 = "2001:db8::20" # every port of this LAN host open
 //!
 //! [[share]]
 //! name = "web"
@@ -80,6 +82,10 @@ struct FileConfig {
     instance: Option<String>,
     bpffs: Option<PathBuf>,
     log_level: Option<String>,
+    /// The IPv4 exposed host (a LAN host that gets what no share claims).
+    exposed_host: Option<Ipv4Addr>,
+    /// The IPv6 exposed host (every port of it open).
+    exposed_host6: Option<std::net::Ipv6Addr>,
     share: Vec<FileShare>,
     upnp: UpnpConfig,
     pcp: PcpSettings,
@@ -349,6 +355,10 @@ impl Config {
         })?;
         // The owner's settings in force hold NAT-PMP and PCP's too: admission reads them there.
         upnp.pcp = file.pcp;
+        upnp.exposed = crate::policy::ExposedHosts {
+            v4: file.exposed_host,
+            v6: file.exposed_host6,
+        };
         let webhook = file
             .api
             .webhook

@@ -71,11 +71,24 @@ pub fn summary(config: &Config) -> String {
         }
         out.push('\n');
     }
-    // portfwd has no "exposed host" (DMZ): what is not shared is not forwarded.
-    let _ = writeln!(
-        out,
-        "exposed host none: only the shares above, and what LAN clients open, are forwarded"
-    );
+    let exposed = config.upnp.exposed;
+    match (exposed.v4, exposed.v6) {
+        (None, None) => {
+            let _ = writeln!(
+                out,
+                "exposed host none: only the shares above, and what LAN clients open, are forwarded"
+            );
+        }
+        (v4, v6) => {
+            let show = |a: Option<String>| a.unwrap_or_else(|| "none".to_owned());
+            let _ = writeln!(
+                out,
+                "exposed host ipv4 {}, ipv6 {}: what no share claims goes there (the box's own services excepted)",
+                show(v4.map(|a| a.to_string())),
+                show(v6.map(|a| a.to_string()))
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "hairpin      {}",

@@ -8,7 +8,7 @@ use std::{
 
 use portfwd_common::{
     Config, PinholeKey, PinholeTarget, ReverseKey, ReverseTarget, ShareKey, ShareStats,
-    ShareTarget, VERDICT_COUNT,
+    ShareTarget, VERDICT_COUNT, exposed::Exposed,
 };
 
 use super::{Adopted, DataplaneError, KernelMaps, MapReader, Verdicts};
@@ -20,6 +20,7 @@ pub struct MemoryMaps {
     pub reverse: BTreeMap<ReverseKey, ReverseTarget>,
     pub pinholes: BTreeMap<PinholeKey, PinholeTarget>,
     pub config: Config,
+    pub exposed: Exposed,
     pub fib_generation: u32,
     /// Every write, in order, as `"put share"`, `"del reverse"`, ...
     pub log: Vec<&'static str>,
@@ -35,6 +36,7 @@ pub struct MemoryCounters {
     pub stats: BTreeMap<u32, ShareStats>,
     pub pinhole_stats: BTreeMap<u32, ShareStats>,
     pub verdicts: Verdicts,
+    pub exposed_stats: [ShareStats; 2],
 }
 
 impl MemoryMaps {
@@ -76,6 +78,13 @@ impl MapReader for MemoryReader {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .verdicts)
     }
+    fn exposed_stats(&self) -> Result<[ShareStats; 2], DataplaneError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .exposed_stats)
+    }
 }
 
 impl KernelMaps for MemoryMaps {
@@ -114,6 +123,11 @@ impl KernelMaps for MemoryMaps {
             .get(&slot)
             .copied()
             .unwrap_or_default())
+    }
+    fn set_exposed(&mut self, exposed: Exposed) -> Result<(), DataplaneError> {
+        self.log.push("set exposed");
+        self.exposed = exposed;
+        Ok(())
     }
     fn set_config(&mut self, config: Config) -> Result<(), DataplaneError> {
         self.config = config;
@@ -164,6 +178,7 @@ impl KernelMaps for MemoryMaps {
             reverse: self.reverse.clone(),
             pinholes: self.pinholes.clone(),
             config: self.config,
+            exposed: self.exposed,
             reused: true,
         }
     }

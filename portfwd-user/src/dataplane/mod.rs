@@ -6,6 +6,7 @@
 //! [`MemoryMaps`] is the in-memory stand-in for unit tests of everything above the kernel.
 
 mod batch;
+mod layout;
 mod link;
 mod memory;
 pub mod pins;
@@ -14,21 +15,22 @@ mod reader;
 
 use memory::MemoryReader;
 pub use memory::{MemoryCounters, MemoryMaps};
-use ports::{port_key, wildcard_index};
+use ports::wildcard_index;
 use reader::DataplaneReader;
 
-use std::{any::Any, collections::BTreeMap, fs, io, os::fd::AsFd as _, path::PathBuf, sync::Arc};
+use std::{any::Any, collections::BTreeMap, fs, io, path::PathBuf, sync::Arc};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMap, HashMap, IterableMap as _, Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, DevMap, HashMap, Map, MapData, PerCpuArray, PerCpuValues},
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode},
 };
 use portfwd_common::{
     Config, EGRESS_LAN, EGRESS_WAN, LAYOUT_VERSION, MAP_CONFIG, MAP_EGRESS, MAP_FIB_GEN,
     MAP_LAYOUT, MAP_PINHOLE_STATS, MAP_PINHOLES, MAP_PORTS, MAP_REVERSE, MAP_SHARE_STATS,
-    MAP_SHARES, MAP_VERDICTS, PORT_SLOTS, PROG_LAN, PROG_WAN, PinholeKey, PinholeTarget,
-    ReverseKey, ReverseTarget, ShareKey, ShareStats, ShareTarget, VERDICT_COUNT,
+    MAP_SHARES, MAP_VERDICTS, PROG_LAN, PROG_WAN, PinholeKey, PinholeTarget, ReverseKey,
+    ReverseTarget, ShareKey, ShareStats, ShareTarget, VERDICT_COUNT,
+    exposed::{Exposed, MAP_EXPOSED, MAP_EXPOSED_FLOWS, MAP_EXPOSED_STATS, MAP_OUTBOUND},
     hairpin::{HairpinEntry, HairpinKey, MAP_HAIRPIN},
 };
 
@@ -164,6 +166,8 @@ pub trait KernelMaps {
     fn reset_pinhole_stats(&mut self, slot: u32) -> Result<(), DataplaneError>;
     /// The counters of a pinhole slot, summed over CPUs.
     fn pinhole_stats(&self, slot: u32) -> Result<ShareStats, DataplaneError>;
+    /// Sets the exposed hosts (zero: none).
+    fn set_exposed(&mut self, exposed: Exposed) -> Result<(), DataplaneError>;
     /// A reader of the counters for other tasks.
     fn reader(&self) -> Arc<dyn MapReader>;
     /// What the maps held when they were opened: pinned maps an earlier daemon left.
@@ -186,6 +190,8 @@ pub trait MapReader: Send + Sync {
     fn pinhole_stats(&self, slots: &[u32]) -> Result<Vec<ShareStats>, DataplaneError>;
     /// Both programs' verdict counters.
     fn verdicts(&self) -> Result<Verdicts, DataplaneError>;
+    /// The exposed hosts' counters: IPv4, IPv6.
+    fn exposed_stats(&self) -> Result<[ShareStats; 2], DataplaneError>;
 }
 
 /// Operations one reconciliation applied.
@@ -220,6 +226,8 @@ pub struct Dataplane {
     ports: Array<MapData, ShareTarget>,
     /// Hairpin flows (the programs' own; held for the layout check).
     hairpin: HashMap<MapData, HairpinKey, HairpinEntry>,
+    exposed: Array<MapData, Exposed>,
+    exposed_stats: PerCpuArray<MapData, ShareStats>,
     reverse: HashMap<MapData, ReverseKey, ReverseTarget>,
     config: Array<MapData, Config>,
     fib_gen: Array<MapData, u32>,
@@ -250,15 +258,20 @@ pub struct Adopted {
     pub reverse: BTreeMap<ReverseKey, ReverseTarget>,
     pub pinholes: BTreeMap<PinholeKey, PinholeTarget>,
     pub config: Config,
+    pub exposed: Exposed,
     /// The maps were this build's layout and were reused (not made new).
     pub reused: bool,
 }
 
 /// Every map of the object, pinned by these names.
-const MAPS: [&str; 13] = [
+const MAPS: [&str; 17] = [
     MAP_SHARES,
     MAP_PORTS,
     MAP_HAIRPIN,
+    MAP_EXPOSED,
+    MAP_EXPOSED_STATS,
+    MAP_EXPOSED_FLOWS,
+    MAP_OUTBOUND,
     MAP_REVERSE,
     MAP_CONFIG,
     MAP_FIB_GEN,
@@ -347,6 +360,8 @@ impl Dataplane {
             shares: take(&mut ebpf, MAP_SHARES)?,
             ports: take(&mut ebpf, MAP_PORTS)?,
             hairpin: take(&mut ebpf, MAP_HAIRPIN)?,
+            exposed: take(&mut ebpf, MAP_EXPOSED)?,
+            exposed_stats: take(&mut ebpf, MAP_EXPOSED_STATS)?,
             reverse: take(&mut ebpf, MAP_REVERSE)?,
             config: take(&mut ebpf, MAP_CONFIG)?,
             fib_gen: take(&mut ebpf, MAP_FIB_GEN)?,
@@ -381,125 +396,6 @@ impl Dataplane {
             );
         }
         Ok(dataplane)
-    }
-
-    /// Checks maps found pinned against this build's layout (the version in `LAYOUT`, the key
-    /// and value sizes) and marks maps made new with it. aya reuses a pinned map by its path
-    /// without looking at it.
-    fn check_layout(&mut self, reused: bool) -> Result<(), DataplaneError> {
-        let mut layout: Array<MapData, u32> = take(&mut self.ebpf, MAP_LAYOUT)?;
-        let path = |name: &str| {
-            self.pins
-                .as_ref()
-                .map_or_else(|| PathBuf::from(name), |p| p.own_maps().join(name))
-        };
-        let err = |name: &str, what: String| DataplaneError::Layout {
-            path: path(name),
-            ours: LAYOUT_VERSION,
-            what,
-        };
-        let found = layout.get(&0, 0).map_err(|source| DataplaneError::Map {
-            name: MAP_LAYOUT,
-            source,
-        })?;
-        if reused && found != LAYOUT_VERSION {
-            return Err(err(MAP_LAYOUT, format!("it says version {found}")));
-        }
-        let sizes = [
-            (
-                MAP_SHARES,
-                self.shares.map().info(),
-                size_of::<ShareKey>(),
-                size_of::<ShareTarget>(),
-            ),
-            (
-                MAP_PORTS,
-                self.ports.map().info(),
-                size_of::<u32>(),
-                size_of::<ShareTarget>(),
-            ),
-            (
-                MAP_HAIRPIN,
-                self.hairpin.map().info(),
-                size_of::<HairpinKey>(),
-                size_of::<HairpinEntry>(),
-            ),
-            (
-                MAP_REVERSE,
-                self.reverse.map().info(),
-                size_of::<ReverseKey>(),
-                size_of::<ReverseTarget>(),
-            ),
-            (
-                MAP_PINHOLES,
-                self.pinholes.map().info(),
-                size_of::<PinholeKey>(),
-                size_of::<PinholeTarget>(),
-            ),
-            (
-                MAP_CONFIG,
-                self.config.map().info(),
-                size_of::<u32>(),
-                size_of::<Config>(),
-            ),
-        ];
-        for (name, info, key, value) in sizes {
-            let info = info.map_err(|source| DataplaneError::Map { name, source })?;
-            if info.key_size() as usize != key || info.value_size() as usize != value {
-                return Err(err(
-                    name,
-                    format!(
-                        "key {} and value {} bytes, not {key} and {value}",
-                        info.key_size(),
-                        info.value_size()
-                    ),
-                ));
-            }
-        }
-        layout
-            .set(0, LAYOUT_VERSION, 0)
-            .map_err(|source| DataplaneError::Map {
-                name: MAP_LAYOUT,
-                source,
-            })
-    }
-
-    /// What the reused maps hold.
-    fn read_back(&self) -> Result<Adopted, DataplaneError> {
-        let map_err = |name| move |source| DataplaneError::Map { name, source };
-        let mut shares: BTreeMap<ShareKey, ShareTarget> = self
-            .shares
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(MAP_SHARES))?;
-        let ports = batch::array::<ShareTarget>(self.ports.map().fd().as_fd(), PORT_SLOTS)
-            .map_err(|err| DataplaneError::Map {
-                name: MAP_PORTS,
-                source: aya::maps::MapError::from(err),
-            })?;
-        for (index, target) in (0..PORT_SLOTS).zip(ports) {
-            if target.int_addr != 0 {
-                shares.insert(port_key(index), target);
-            }
-        }
-        let reverse = self
-            .reverse
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(MAP_REVERSE))?;
-        let pinholes = self
-            .pinholes
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(MAP_PINHOLES))?;
-        let config = self.config.get(&0, 0).map_err(map_err(MAP_CONFIG))?;
-        Ok(Adopted {
-            shares,
-            reverse,
-            pinholes,
-            config,
-            reused: true,
-        })
     }
 
     /// What the pinned maps held when this daemon found them (empty for new maps).
@@ -716,6 +612,14 @@ impl KernelMaps for Dataplane {
     }
     fn pinhole_stats(&self, slot: u32) -> Result<ShareStats, DataplaneError> {
         sum_stats(&self.pinhole_stats, MAP_PINHOLE_STATS, slot)
+    }
+    fn set_exposed(&mut self, exposed: Exposed) -> Result<(), DataplaneError> {
+        self.exposed
+            .set(0, exposed, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: MAP_EXPOSED,
+                source,
+            })
     }
     fn set_config(&mut self, config: Config) -> Result<(), DataplaneError> {
         // The device map first: the programs redirect through it as soon as the config names

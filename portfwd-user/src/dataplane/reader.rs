@@ -5,7 +5,7 @@ use std::os::fd::AsFd as _;
 use aya::maps::{IterableMap as _, Map, MapData, PerCpuArray};
 use portfwd_common::{
     MAP_PINHOLE_STATS, MAP_SHARE_STATS, MAP_VERDICTS, ShareStats, VERDICT_COUNT, Verdict,
-    verdict_index,
+    exposed::MAP_EXPOSED_STATS, verdict_index,
 };
 
 use super::{Dataplane, DataplaneError, MapReader, Verdicts, batch, sum_stats};
@@ -15,6 +15,7 @@ pub(super) struct DataplaneReader {
     stats: PerCpuArray<MapData, ShareStats>,
     pinhole_stats: PerCpuArray<MapData, ShareStats>,
     verdicts: PerCpuArray<MapData, u64>,
+    exposed_stats: PerCpuArray<MapData, ShareStats>,
 }
 
 /// A second handle on the map behind `map`.
@@ -40,6 +41,7 @@ impl DataplaneReader {
             stats: reopen(&dataplane.stats, MAP_SHARE_STATS)?,
             pinhole_stats: reopen(&dataplane.pinhole_stats, MAP_PINHOLE_STATS)?,
             verdicts: reopen(&dataplane.verdicts, MAP_VERDICTS)?,
+            exposed_stats: reopen(&dataplane.exposed_stats, MAP_EXPOSED_STATS)?,
         })
     }
 }
@@ -84,6 +86,13 @@ impl MapReader for DataplaneReader {
         Ok([
             verdicts(&self.verdicts, portfwd_common::DIR_WAN)?,
             verdicts(&self.verdicts, portfwd_common::DIR_LAN)?,
+        ])
+    }
+    fn exposed_stats(&self) -> Result<[ShareStats; 2], DataplaneError> {
+        let both = read_slots(&self.exposed_stats, MAP_EXPOSED_STATS, &[0, 1])?;
+        Ok([
+            both.first().copied().unwrap_or_default(),
+            both.get(1).copied().unwrap_or_default(),
         ])
     }
 }

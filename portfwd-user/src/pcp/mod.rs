@@ -107,9 +107,12 @@ fn table_code(err: &TableError, exact: bool) -> u8 {
         TableError::Quota { .. } => code::USER_EX_QUOTA,
         // Deleting what is not there is no error; callers do not get here with it.
         TableError::NoSuchShare(_) | TableError::NoSuchPinhole(_) => code::SUCCESS,
-        TableError::Dataplane(_) | TableError::Store(_) | TableError::Stopped => {
-            code::NETWORK_FAILURE
-        }
+        // The owner's exposed host is no PCP request's.
+        TableError::NotExposable(_)
+        | TableError::NoSuchExposedHost(_)
+        | TableError::Dataplane(_)
+        | TableError::Store(_)
+        | TableError::Stopped => code::NETWORK_FAILURE,
     }
 }
 

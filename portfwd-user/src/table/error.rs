@@ -66,6 +66,10 @@ pub enum TableError {
     NoSuchPinhole(PinholeId),
     #[error("pinhole {0} is not one {1} may change")]
     PinholeNotOwner(PinholeId, By),
+    #[error("{0} is not a host of the LAN (an exposed host must be one)")]
+    NotExposable(IpAddr),
+    #[error("{0} is not the exposed host")]
+    NoSuchExposedHost(IpAddr),
     #[error("saving the change")]
     Store(#[from] StoreError),
     #[error("the share table task has stopped")]

@@ -16,13 +16,14 @@ use std::{
 
 use portfwd_common::{
     CONFIG_F_REMOTE_SPECIFIC, Config, PinholeKey, PinholeTarget, ReverseKey, ReverseTarget,
-    ShareKey, ShareTarget,
+    ShareKey, ShareTarget, exposed::Exposed,
 };
 
 use crate::{
     clock::BootClock,
     dataplane::{Applied, DataplaneError, KernelMaps},
     pinhole::{PinholeId, Pinholes},
+    policy::ExposedHosts,
     share::{Proto, ShareId, ShareTable, reverse_key},
 };
 
@@ -52,6 +53,8 @@ pub struct Kernel {
     shares: BTreeMap<ShareKey, ShareTarget>,
     reverse: BTreeMap<ReverseKey, ReverseTarget>,
     pinholes: BTreeMap<PinholeKey, PinholeTarget>,
+    /// The exposed hosts as last written.
+    exposed: Exposed,
     /// Remote-specific shares in `shares`.
     remote_specific: usize,
     /// What a failed apply left undone: retried with the next one.
@@ -73,6 +76,7 @@ impl Kernel {
             shares: adopted.shares,
             reverse: adopted.reverse,
             pinholes: adopted.pinholes,
+            exposed: adopted.exposed,
             remote_specific,
             stale: Dirty::default(),
             total: Applied::default(),
@@ -97,6 +101,25 @@ impl Kernel {
         if config != self.config {
             self.maps.set_config(config)?;
             self.config = config;
+        }
+        Ok(())
+    }
+
+    /// Writes the exposed hosts if they differ from what the map holds; none while the WAN
+    /// link is down (as shares are off then).
+    pub fn set_exposed(&mut self, hosts: ExposedHosts, up: bool) -> Result<(), DataplaneError> {
+        let exposed = if up {
+            Exposed {
+                addr: hosts.v4.map_or(0, |a| u32::from(a).to_be()),
+                _pad: 0,
+                addr6: hosts.v6.map_or([0; 16], |a| a.octets()),
+            }
+        } else {
+            Exposed::default()
+        };
+        if exposed != self.exposed {
+            self.maps.set_exposed(exposed)?;
+            self.exposed = exposed;
         }
         Ok(())
     }

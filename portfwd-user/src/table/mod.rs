@@ -37,6 +37,7 @@
 mod actor;
 mod admit;
 mod error;
+mod exposed;
 mod kernel;
 mod leases;
 mod link;

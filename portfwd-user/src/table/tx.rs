@@ -227,13 +227,16 @@ impl Table {
     /// Writes the kernel entries of what the change touched so far.
     pub(super) fn reconcile(&mut self) -> Result<crate::dataplane::Applied, TableError> {
         let dirty = std::mem::take(&mut self.tx.dirty);
-        Ok(self.kernel.apply(
+        let applied = self.kernel.apply(
             dirty,
             &self.shares,
             &self.pinholes,
             self.link.up,
             self.clock,
-        )?)
+        )?;
+        self.kernel
+            .set_exposed(self.effective.exposed, self.link.up)?;
+        Ok(applied)
     }
 
     /// Ends a change that holds: its events are recorded, and what it touched is handed to

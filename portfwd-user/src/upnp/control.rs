@@ -68,9 +68,12 @@ pub fn table_fault(err: &TableError, version: u8) -> Fault {
         },
         TableError::Quota { .. } | TableError::NoFreePort { .. } => Fault::NO_PORT_MAPS_AVAILABLE,
         TableError::NoSuchShare(_) | TableError::NoSuchPinhole(_) => Fault::NO_SUCH_ENTRY,
-        TableError::Dataplane(_) | TableError::Store(_) | TableError::Stopped => {
-            Fault::ACTION_FAILED
-        }
+        // The owner's exposed host is no UPnP action's.
+        TableError::NotExposable(_)
+        | TableError::NoSuchExposedHost(_)
+        | TableError::Dataplane(_)
+        | TableError::Store(_)
+        | TableError::Stopped => Fault::ACTION_FAILED,
     };
     Fault::new(code, crate::error_chain(err))
 }

@@ -65,8 +65,10 @@ fn pinhole_fault(err: &TableError) -> Fault {
         },
         TableError::Quota { .. } => Fault::PINHOLE_SPACE_EXHAUSTED,
         TableError::NoSuchPinhole(_) | TableError::NoSuchShare(_) => Fault::NO_SUCH_PINHOLE,
-        // IPv4 share errors cannot come of a pinhole action.
+        // IPv4 share errors and the owner's exposed host cannot come of a pinhole action.
         TableError::BoxListens { .. }
+        | TableError::NotExposable(_)
+        | TableError::NoSuchExposedHost(_)
         | TableError::Share { .. }
         | TableError::Conflict { .. }
         | TableError::NoFreePort { .. }

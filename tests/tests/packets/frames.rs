@@ -29,6 +29,8 @@ pub struct Packet {
     pub payload: Vec<u8>,
     /// UDP only: send without a checksum (0).
     pub udp_no_checksum: bool,
+    /// TCP only: the flags byte (SYN by default).
+    pub tcp_flags: u8,
 }
 
 impl Packet {
@@ -46,6 +48,7 @@ impl Packet {
             frags: 0x4000,
             payload: b"portfwd packet test".to_vec(),
             udp_no_checksum: false,
+            tcp_flags: 0x02,
         }
     }
 
@@ -55,7 +58,7 @@ impl Packet {
         l4.extend_from_slice(&self.dport.to_be_bytes());
         match self.proto {
             TCP => {
-                l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff]);
+                l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, self.tcp_flags, 0xff, 0xff]);
                 l4.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
             }
             UDP => {
