@@ -55,6 +55,19 @@ pub const fn udp_result(had_checksum: bool, updated: u16) -> u16 {
     }
 }
 
+/// A TCP or UDP checksum after an address of its pseudo-header and a port changed (`(old,
+/// new)` each). A UDP checksum of 0 (none) stays 0.
+#[inline]
+#[must_use]
+pub const fn l4_update(check: u16, udp: bool, addr: ([u8; 4], [u8; 4]), port: (u16, u16)) -> u16 {
+    let updated = replace16(replace32(check, addr.0, addr.1), port.0, port.1);
+    if udp {
+        udp_result(check != 0, updated)
+    } else {
+        updated
+    }
+}
+
 /// The IPv4 header checksum after the TTL dropped by one.
 ///
 /// TTL is the high byte of the (TTL, protocol) word, so the word drops by `0x0100`.
@@ -68,7 +81,7 @@ pub const fn ttl_decrement(check: u16, ttl: u8, proto: u8) -> u16 {
 
 #[cfg(test)]
 mod tests {
-    use super::{fold, replace16, replace32, ttl_decrement, udp_result};
+    use super::{fold, l4_update, replace16, replace32, ttl_decrement, udp_result};
 
     /// RFC 1071 checksum from scratch over `data` (big-endian words, odd byte padded).
     fn full(data: &[u8]) -> u16 {
@@ -140,5 +153,37 @@ mod tests {
             "computed zero is sent as all ones"
         );
         assert_eq!(udp_result(true, 0xabcd), 0xabcd);
+    }
+
+    #[test]
+    fn l4_update_follows_the_pseudo_header_and_port_and_keeps_no_checksum() {
+        // A UDP datagram: pseudo-header (src, dst, 0, 17, len) then header and payload.
+        let datagram = |src: [u8; 4], dst: [u8; 4], dport: u16| {
+            let mut udp = [0u8; 12];
+            udp[..2].copy_from_slice(&4000u16.to_be_bytes());
+            udp[2..4].copy_from_slice(&dport.to_be_bytes());
+            udp[4..6].copy_from_slice(&12u16.to_be_bytes());
+            udp[8..].copy_from_slice(b"ping");
+            let mut pseudo = [0u8; 24];
+            pseudo[..4].copy_from_slice(&src);
+            pseudo[4..8].copy_from_slice(&dst);
+            pseudo[8..12].copy_from_slice(&[0, 17, 0, 12]);
+            pseudo[12..].copy_from_slice(&udp);
+            full(&pseudo)
+        };
+        let (src, old, new) = ([198, 51, 100, 2], [198, 51, 100, 1], [10, 77, 0, 10]);
+        let before = datagram(src, old, 5300);
+        let after = l4_update(before, true, (old, new), (5300, 5353));
+        assert_eq!(after, datagram(src, new, 5353));
+        assert_eq!(
+            l4_update(0, true, (old, new), (5300, 5353)),
+            0,
+            "no checksum stays none"
+        );
+        assert_eq!(
+            l4_update(before, false, (old, new), (5300, 5353)),
+            after,
+            "TCP's is the same arithmetic"
+        );
     }
 }

@@ -9,16 +9,14 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
-use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use network_types::eth::EthHdr;
 use portfwd_common::{
     Config, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ShareStats, Verdict, csum,
     exposed::{EXPOSED_SLOT_V4, Exposed, FlowKey, MAX_FLOWS},
 };
 use portfwd_ebpf::ptr_at;
 
-use crate::{
-    ETH_P_IP, End, Hop, HopKind, IP_MF_OR_OFFSET, Ip, Packet, count, forward, next_hop, rewrite,
-};
+use crate::{End, Hop, HopKind, Ip, Packet, count, forward, ipv4, next_hop, rewrite};
 
 #[map]
 static EXPOSED: Array<Exposed> = Array::with_max_entries(1, 0);
@@ -51,6 +49,19 @@ pub(crate) fn is_host6(addr: [u8; 16]) -> bool {
         .is_some_and(|e| e.addr6 != [0; 16] && e.addr6 == addr)
 }
 
+/// The flow of `remote`'s (`remote_port`, or an echo's identifier) with the external address's
+/// `port` (network byte order, as in the packet).
+#[inline(always)]
+fn flow(remote: [u8; 4], remote_port: [u8; 2], port: [u8; 2], proto: u8) -> FlowKey {
+    FlowKey {
+        remote: u32::from_ne_bytes(remote),
+        remote_port: u16::from_ne_bytes(remote_port),
+        port: u16::from_ne_bytes(port),
+        proto,
+        _pad: [0; 3],
+    }
+}
+
 /// Whether the box itself has a socket for `pkt` (a listener, or a connection of its own).
 #[inline(always)]
 fn box_socket(ctx: &XdpContext, pkt: &Packet) -> bool {
@@ -80,13 +91,7 @@ fn box_socket(ctx: &XdpContext, pkt: &Packet) -> bool {
 #[inline(always)]
 pub(crate) fn towards(ctx: &XdpContext, pkt: &Packet, config: &Config) -> Option<(Verdict, u32)> {
     let host = host4()?;
-    let key = FlowKey {
-        remote: u32::from_ne_bytes(pkt.src_addr()),
-        remote_port: u16::from_ne_bytes(pkt.src_port()),
-        port: u16::from_ne_bytes(pkt.dst_port()),
-        proto: pkt.proto,
-        _pad: [0; 3],
-    };
+    let key = flow(pkt.src_addr(), pkt.src_port(), pkt.dst_port(), pkt.proto);
     let known = unsafe { EXPOSED_FLOWS.get(key) }.is_some_and(|a| *a == host);
     if !known {
         let new = if pkt.proto == IPPROTO_TCP {
@@ -138,13 +143,7 @@ fn forward_or_kernel(l3: Ip, hop: &Hop, len: u16, config: &Config) -> (Verdict, 
 #[inline(always)]
 pub(crate) fn back(ctx: &XdpContext, pkt: &Packet, config: &Config) -> Option<(Verdict, u32)> {
     let host = host4()?;
-    let key = FlowKey {
-        remote: u32::from_ne_bytes(pkt.dst_addr()),
-        remote_port: u16::from_ne_bytes(pkt.dst_port()),
-        port: u16::from_ne_bytes(pkt.src_port()),
-        proto: pkt.proto,
-        _pad: [0; 3],
-    };
+    let key = flow(pkt.dst_addr(), pkt.dst_port(), pkt.src_port(), pkt.proto);
     let src = u32::from_ne_bytes(pkt.src_addr());
     if src != host || unsafe { EXPOSED_FLOWS.get(key) }.is_none_or(|a| *a != host) {
         let dst = u32::from_ne_bytes(pkt.dst_addr());
@@ -171,43 +170,30 @@ pub(crate) fn back(ctx: &XdpContext, pkt: &Packet, config: &Config) -> Option<(V
 struct Echo {
     outer: Ip,
     kind: u8,
-    id: u16,
+    /// The identifier, as in the packet.
+    id: [u8; 2],
     tot_len: u16,
 }
 
 #[inline(always)]
 fn parse_echo(ctx: &XdpContext) -> Option<Echo> {
-    let eth: *mut EthHdr = ptr_at(ctx, 0)?;
-    if unsafe { (*eth).ether_type } != ETH_P_IP.to_be() {
+    let (outer, at) = ipv4(ctx)?;
+    if outer.proto != IPPROTO_ICMP {
         return None;
     }
-    let ip: *mut Ipv4Hdr = ptr_at(ctx, EthHdr::LEN)?;
-    let vihl = unsafe { (*ip).vihl };
-    let ihl = usize::from(vihl & 0x0f) * 4;
-    if vihl >> 4 != 4
-        || ihl < Ipv4Hdr::LEN
-        || unsafe { (*ip).proto } != IPPROTO_ICMP
-        || u16::from_be_bytes(unsafe { (*ip).frags }) & IP_MF_OR_OFFSET != 0
-    {
-        return None;
-    }
-    let icmp: *const [u8; 8] = ptr_at(ctx, EthHdr::LEN + ihl)?;
+    let icmp: *const [u8; 8] = ptr_at(ctx, at)?;
     let (kind, code, id) = unsafe { ((*icmp)[0], (*icmp)[1], [(*icmp)[4], (*icmp)[5]]) };
     if code != 0 || (kind != ICMP_ECHO && kind != ICMP_ECHO_REPLY) {
         return None;
     }
-    let tot_len = u16::from_be_bytes(unsafe { (*ip).tot_len });
+    let tot_len = u16::from_be_bytes(unsafe { (*outer.ip).tot_len });
     if ctx.data() + EthHdr::LEN + usize::from(tot_len) > ctx.data_end() {
         return None;
     }
     Some(Echo {
-        outer: Ip {
-            eth,
-            ip,
-            proto: IPPROTO_ICMP,
-        },
+        outer,
         kind,
-        id: u16::from_ne_bytes(id),
+        id,
         tot_len,
     })
 }
@@ -249,13 +235,7 @@ pub(crate) fn echo_towards(ctx: &XdpContext, config: &Config) -> Option<(Verdict
     if hop.kind == HopKind::NotForwardable || hop.next.ifindex != config.lan_ifindex {
         return None;
     }
-    let key = FlowKey {
-        remote: u32::from_ne_bytes(src),
-        remote_port: echo.id,
-        port: 0,
-        proto: IPPROTO_ICMP,
-        _pad: [0; 3],
-    };
+    let key = flow(src, echo.id, [0; 2], IPPROTO_ICMP);
     let _ = EXPOSED_FLOWS.insert(key, host, 0);
     readdress(echo.outer, End::Dst, addr);
     count(&EXPOSED_STATS, EXPOSED_SLOT_V4, true, echo.tot_len);
@@ -275,13 +255,7 @@ pub(crate) fn echo_back(ctx: &XdpContext, config: &Config) -> Option<(Verdict, u
             (*echo.outer.ip).ttl,
         )
     };
-    let key = FlowKey {
-        remote: u32::from_ne_bytes(dst),
-        remote_port: echo.id,
-        port: 0,
-        proto: IPPROTO_ICMP,
-        _pad: [0; 3],
-    };
+    let key = flow(dst, echo.id, [0; 2], IPPROTO_ICMP);
     if echo.kind != ICMP_ECHO_REPLY
         || u32::from_ne_bytes(src) != host
         || ttl <= 1

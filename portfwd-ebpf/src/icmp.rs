@@ -26,8 +26,8 @@ use portfwd_common::{Config, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ReverseKey,
 use portfwd_ebpf::ptr_at;
 
 use crate::{
-    ETH_P_IP, HopKind, IP_MF_OR_OFFSET, Ip, NO_SLOT, Packet, REVERSE, SHARE_STATS, count, forward,
-    live, next_hop, share_for, share_slot_for_reply,
+    ETH_P_IP, HopKind, Ip, NO_SLOT, Packet, REVERSE, SHARE_STATS, count, forward, ipv4, live,
+    next_hop, share_for, share_slot_for_reply,
 };
 
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -73,21 +73,11 @@ impl IcmpError {
 /// Parses an ICMP error this module translates; `None` for anything else.
 #[inline(always)]
 fn parse(ctx: &XdpContext) -> Option<IcmpError> {
-    let eth: *mut EthHdr = ptr_at(ctx, 0)?;
-    if unsafe { (*eth).ether_type } != ETH_P_IP.to_be() {
+    let (outer, at) = ipv4(ctx)?;
+    if outer.proto != IPPROTO_ICMP {
         return None;
     }
-    let ip: *mut Ipv4Hdr = ptr_at(ctx, EthHdr::LEN)?;
-    let vihl = unsafe { (*ip).vihl };
-    let ihl = usize::from(vihl & 0x0f) * 4;
-    if vihl >> 4 != 4
-        || ihl < Ipv4Hdr::LEN
-        || unsafe { (*ip).proto } != IPPROTO_ICMP
-        || u16::from_be_bytes(unsafe { (*ip).frags }) & IP_MF_OR_OFFSET != 0
-    {
-        return None;
-    }
-    let at = EthHdr::LEN + ihl;
+    let ihl = at - EthHdr::LEN;
     let icmp: *mut [u8; ICMP_LEN] = ptr_at(ctx, at)?;
     let kind = unsafe { (*icmp)[0] };
     if kind != ICMP_DEST_UNREACH && kind != ICMP_TIME_EXCEEDED {
@@ -106,18 +96,14 @@ fn parse(ctx: &XdpContext) -> Option<IcmpError> {
     let inner_ports: *mut [[u8; 2]; 2] = ptr_at(ctx, l4)?;
     let check_at = if inner_proto == IPPROTO_TCP { 16 } else { 6 };
     let inner_check = ptr_at::<[u8; 2]>(ctx, l4 + check_at);
-    let tot_len = u16::from_be_bytes(unsafe { (*ip).tot_len });
+    let tot_len = u16::from_be_bytes(unsafe { (*outer.ip).tot_len });
     if ctx.data() + EthHdr::LEN + usize::from(tot_len) > ctx.data_end()
         || usize::from(tot_len) < ihl + ICMP_LEN + QUOTE_LEN
     {
         return None;
     }
     Some(IcmpError {
-        outer: Ip {
-            eth,
-            ip,
-            proto: IPPROTO_ICMP,
-        },
+        outer,
         icmp,
         inner,
         inner_ports,
@@ -159,20 +145,14 @@ fn translate(err: &IcmpError, quoted: Quoted, addr: [u8; 4], port: [u8; 2]) {
         // The quoted TCP/UDP checksum (pseudo-header address and port), where it is quoted.
         if let Some(check) = err.inner_check {
             let old = u16::from_be_bytes(*check);
-            if !(err.inner_proto == IPPROTO_UDP && old == 0) {
-                let new = csum::replace16(
-                    csum::replace32(old, old_addr, addr),
-                    u16::from_be_bytes(old_port),
-                    u16::from_be_bytes(port),
-                );
-                let new = if err.inner_proto == IPPROTO_UDP {
-                    csum::udp_result(true, new)
-                } else {
-                    new
-                };
-                icmp_check = csum::replace16(icmp_check, old, new);
-                *check = new.to_be_bytes();
-            }
+            let new = csum::l4_update(
+                old,
+                err.inner_proto == IPPROTO_UDP,
+                (old_addr, addr),
+                (u16::from_be_bytes(old_port), u16::from_be_bytes(port)),
+            );
+            icmp_check = csum::replace16(icmp_check, old, new);
+            *check = new.to_be_bytes();
         }
         // The quoted IP header's checksum.
         let old_inner = u16::from_be_bytes((*err.inner).check);

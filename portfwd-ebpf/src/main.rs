@@ -174,10 +174,10 @@ impl Packet {
     }
 }
 
-/// Parses the headers portfwd rewrites. `None` means "not ours to touch": not IPv4, a fragment,
-/// not TCP/UDP, or truncated or malformed in any way that would make a rewrite unsafe.
+/// The Ethernet and IPv4 headers of an unfragmented IPv4 packet, and the offset of what comes
+/// after the IP header. `None`: not IPv4, a fragment, or a malformed header.
 #[inline(always)]
-fn parse(ctx: &XdpContext) -> Option<Packet> {
+fn ipv4(ctx: &XdpContext) -> Option<(Ip, usize)> {
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     if unsafe { (*eth).ether_type } != ETH_P_IP.to_be() {
         return None;
@@ -193,8 +193,16 @@ fn parse(ctx: &XdpContext) -> Option<Packet> {
     if u16::from_be_bytes(unsafe { (*ip).frags }) & IP_MF_OR_OFFSET != 0 {
         return None;
     }
-    let l4 = EthHdr::LEN + ihl;
     let proto = unsafe { (*ip).proto };
+    Some((Ip { eth, ip, proto }, EthHdr::LEN + ihl))
+}
+
+/// Parses the headers portfwd rewrites. `None` means "not ours to touch": not IPv4, a fragment,
+/// not TCP/UDP, or truncated or malformed in any way that would make a rewrite unsafe.
+#[inline(always)]
+fn parse(ctx: &XdpContext) -> Option<Packet> {
+    let (Ip { eth, ip, proto }, l4) = ipv4(ctx)?;
+    let ihl = l4 - EthHdr::LEN;
     // Bounds checks of the L4 header come first and the length checks after them: a length
     // check before would let LLVM prove a bounds check redundant and drop it, in reasoning the
     // verifier does not follow.
@@ -258,16 +266,12 @@ fn rewrite(pkt: &Packet, end: End, addr: [u8; 4], port: [u8; 2]) {
         (*pkt.ip).check = csum::replace32(ip_check, old_addr, addr).to_be_bytes();
 
         let l4_check = u16::from_be_bytes(*pkt.check);
-        let updated = csum::replace16(
-            csum::replace32(l4_check, old_addr, addr),
-            u16::from_be_bytes(old_port),
-            u16::from_be_bytes(port),
-        );
-        *pkt.check = if pkt.proto == IPPROTO_UDP {
-            csum::udp_result(l4_check != 0, updated)
-        } else {
-            updated
-        }
+        *pkt.check = csum::l4_update(
+            l4_check,
+            pkt.proto == IPPROTO_UDP,
+            (old_addr, addr),
+            (u16::from_be_bytes(old_port), u16::from_be_bytes(port)),
+        )
         .to_be_bytes();
     }
 }

@@ -673,3 +673,48 @@ fn a_port_range_forwards_each_port_to_its_own_and_nothing_beside_it() {
         assert_eq!((stats.packets_in, stats.packets_out), (3, 3));
     });
 }
+
+/// Deletes element `index` of the programs' device map (`EGRESS`): a redirect through it can
+/// then not be set up.
+fn forget_egress(f: &Fixture, index: u32) {
+    let ids = f
+        .program(PROG_LAN)
+        .info()
+        .expect("program info")
+        .map_ids()
+        .expect("map ids")
+        .expect("the kernel names them");
+    let egress = ids
+        .into_iter()
+        .map(|id| aya::maps::MapData::from_id(id).expect("map"))
+        .find(|map| map.info().expect("map info").name_as_str() == Some("EGRESS"))
+        .expect("the EGRESS map");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(egress.fd()));
+    // union bpf_attr for BPF_MAP_DELETE_ELEM (3): map_fd, then the key's address at 8.
+    let mut attr = [0u64; 4];
+    attr[0] = u64::from(u32::try_from(fd).expect("fd"));
+    attr[1] = std::ptr::from_ref(&index) as u64;
+    // SAFETY: a delete with a key of the map's key size, alive for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, 3, attr.as_mut_ptr(), 32) };
+    assert_eq!(ret, 0, "delete: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_pinhole_reply_whose_redirect_fails_is_aborted_not_passed_half_rewritten() {
+    with_shares(&[], |f| {
+        open(f, "tcp:[2001:db8:77::10]:443", None);
+        forget_egress(f, portfwd_common::EGRESS_WAN);
+        let reply = Packet6 {
+            flags: SYN | ACK,
+            ..Packet6::new(TCP, LAN_HOST6, 443, REMOTE6, 40_000)
+        }
+        .bytes();
+        let (action, _) = f.lan(&reply);
+        assert_eq!(
+            action, 0,
+            "XDP_ABORTED: the MACs and hop limit were already rewritten"
+        );
+        assert_eq!(f.verdict(DIR_LAN, Verdict::Aborted), 1);
+        assert_eq!(f.verdict(DIR_LAN, Verdict::NotMatched), 0);
+    });
+}

@@ -34,6 +34,22 @@ fn the_openapi_document_names_exactly_the_routes() {
 }
 
 #[test]
+fn the_openapi_document_names_every_event_kind() {
+    let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+    let documented: Vec<&str> = doc["components"]["schemas"]["Event"]["properties"]["kind"]["enum"]
+        .as_array()
+        .expect("an enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let kinds: Vec<&str> = crate::events::EventKind::ALL
+        .iter()
+        .map(|k| k.name())
+        .collect();
+    assert_eq!(documented, kinds);
+}
+
+#[test]
 fn routes_take_escaped_ids_and_refuse_extra_segments() {
     let (route_, params) = route("GET", "/api/v1/shares/udp%3A53%40198.51.100.7").expect("route");
     assert_eq!(route_, "/api/v1/shares/{id}");

@@ -362,3 +362,23 @@ fn a_share_covers_a_port_range_written_as_text() {
     let ids: Vec<String> = config.shares.iter().map(|s| s.id.to_string()).collect();
     assert_eq!(ids, ["udp:27015-27030", "tcp:8080"]);
 }
+
+#[test]
+fn the_exposed_hosts_are_read_and_start_off() {
+    let none = load_text(HEAD).expect("valid");
+    assert_eq!(none.upnp.exposed, crate::policy::ExposedHosts::default());
+    let set = load_text(&format!(
+        "{HEAD}exposed_host = \"10.0.0.20\"\nexposed_host6 = \"2001:db8::20\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        set.upnp.exposed.v4,
+        Some("10.0.0.20".parse().expect("addr"))
+    );
+    assert_eq!(
+        set.upnp.exposed.v6,
+        Some("2001:db8::20".parse().expect("addr"))
+    );
+    let err = load_text(&format!("{HEAD}exposed_host = \"10.0.0\"\n")).expect_err("bad");
+    assert!(crate::error_chain(&err).contains("line 3"), "{err}");
+}
