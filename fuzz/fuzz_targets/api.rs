@@ -74,6 +74,7 @@ fuzz_target!(|data: &[u8]| {
                 },
                 lan: portfwd_fuzz::lan(),
                 host: Arc::new(portfwd_fuzz::Quiet),
+                ddns: None,
             };
             let response = api::respond(&api, request).await;
             let status = response.status();

@@ -224,6 +224,16 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     let api_addr = api_listener
         .local_addr()
         .map_or_else(|_| config.api.listen.to_string(), |a| a.to_string());
+    // Dynamic DNS, when configured: its own task, its last result for the API.
+    let ddns = config.ddns.clone().map(|ddns| {
+        let (status, watch) = watch::channel(crate::ddns::DdnsStatus {
+            name: ddns.name.clone(),
+            server: ddns.server.to_string(),
+            ..crate::ddns::DdnsStatus::default()
+        });
+        tokio::spawn(crate::ddns::run(ddns, handle.clone(), status));
+        watch
+    });
     let api_task = tokio::spawn(api::serve(
         api_listener,
         Arc::new(Api {
@@ -244,6 +254,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
             },
             lan: lan_subnets,
             host,
+            ddns,
         }),
         stopped(),
     ));
@@ -485,7 +496,7 @@ fn identity(
 
 /// Random bytes from the kernel. Without `/dev/urandom` (a broken chroot), the time and process
 /// id: still unique on the LAN, but not secret, which the log says.
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     if std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))

@@ -51,11 +51,15 @@ pub enum EventKind {
     ExposedHostSet,
     /// The owner cleared an exposed host.
     ExposedHostCleared,
+    /// Dynamic DNS set the name to a new address (or worked again after failing).
+    DdnsUpdated,
+    /// A dynamic DNS update failed (the first of a run of failures).
+    DdnsFailed,
 }
 
 impl EventKind {
     /// All kinds, for metrics.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 17] = [
         Self::ShareCreated,
         Self::ShareEdited,
         Self::ShareEnabled,
@@ -71,6 +75,8 @@ impl EventKind {
         Self::InterfaceAttached,
         Self::ExposedHostSet,
         Self::ExposedHostCleared,
+        Self::DdnsUpdated,
+        Self::DdnsFailed,
     ];
 
     /// The name in JSON, the CLI and metrics labels.
@@ -92,6 +98,8 @@ impl EventKind {
             Self::InterfaceAttached => "interface_attached",
             Self::ExposedHostSet => "exposed_host_set",
             Self::ExposedHostCleared => "exposed_host_cleared",
+            Self::DdnsUpdated => "ddns_updated",
+            Self::DdnsFailed => "ddns_failed",
         }
     }
 }

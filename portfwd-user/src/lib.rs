@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod ddns;
 pub mod events;
 pub mod host;
 pub mod logging;

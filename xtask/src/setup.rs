@@ -155,8 +155,10 @@ pub fn test_clients() -> Result<()> {
             ("promtool", "prometheus"),
             ("curl", "curl"),
             ("ping", "iputils-ping"),
+            ("named", "bind9"),
+            ("dig", "bind9-dnsutils"),
         ],
-        "the UPnP, NAT-PMP, metrics and exposed-host tests and the demo's steps (upnpc, natpmpc, promtool, curl, ping)",
+        "the UPnP, NAT-PMP, metrics, exposed-host and dynamic DNS tests and the demo's steps (upnpc, natpmpc, promtool, curl, ping, a BIND server and dig)",
     )
 }
 

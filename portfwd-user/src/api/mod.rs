@@ -126,6 +126,8 @@ pub struct Api {
     pub facts: Facts,
     pub lan: Vec<LanSubnet>,
     pub host: Arc<dyn Host>,
+    /// The dynamic DNS task's last result, when it runs.
+    pub ddns: Option<tokio::sync::watch::Receiver<crate::ddns::DdnsStatus>>,
 }
 
 /// Serves `listener` until `shutdown` completes.

@@ -263,6 +263,7 @@ pub(super) fn status(api: &Api) -> (StatusCode, Value) {
                 "ipv4": settings.effective.exposed.v4.map(|a| a.to_string()),
                 "ipv6": settings.effective.exposed.v6.map(|a| a.to_string()),
             },
+            "ddns": api.ddns.as_ref().map(|d| json!(*d.borrow())),
             "last_event": status.last_event,
         }),
     )

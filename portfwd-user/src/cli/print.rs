@@ -208,6 +208,17 @@ pub(super) fn status_text(s: &Value) -> String {
         },
         text(&upnp["url"])
     );
+    let ddns = &s["ddns"];
+    if ddns.is_object() {
+        let _ = writeln!(
+            out,
+            "ddns {} at {}: {} ({})",
+            text(&ddns["name"]),
+            text(&ddns["server"]),
+            or_none(&ddns["address"]),
+            text(&ddns["result"])
+        );
+    }
     let exposed = &s["exposed_host"];
     let _ = writeln!(
         out,

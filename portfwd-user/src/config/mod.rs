@@ -94,6 +94,7 @@ struct FileConfig {
     api: FileApi,
     #[serde(rename = "wan_link")]
     link: FileLink,
+    ddns: Option<crate::ddns::FileDdns>,
 }
 
 /// The `[api]` section.
@@ -229,6 +230,8 @@ pub struct Config {
     pub api: ApiSettings,
     /// A WAN outage shorter than this is logged as one event.
     pub flap_window: Duration,
+    /// Dynamic DNS (`[ddns]`), if configured.
+    pub ddns: Option<crate::ddns::Ddns>,
     /// The name the pinned objects go under (`/sys/fs/bpf/portfwd/NAME`); `None`: the WAN
     /// interface and the network namespace's inode.
     pub instance: Option<String>,
@@ -278,6 +281,8 @@ pub enum ConfigError {
     FlapWindow(u64),
     #[error("instance `{0}`: expected 1 to 64 letters, digits, `.`, `_` or `-`")]
     Instance(String),
+    #[error("ddns.{key}: {message}")]
+    Ddns { key: &'static str, message: String },
 }
 
 impl Config {
@@ -371,6 +376,7 @@ impl Config {
                 })
             })
             .transpose()?;
+        let ddns = ddns_section(file.ddns)?;
         let flap_window = file.link.flap_window.unwrap_or(300);
         if !(1..=86_400).contains(&flap_window) {
             return Err((
@@ -398,6 +404,7 @@ impl Config {
                 webhook,
             },
             flap_window: Duration::from_secs(flap_window),
+            ddns,
             bpffs: overrides
                 .bpffs
                 .or(file.bpffs)
@@ -528,6 +535,27 @@ fn file_shares(shares: Vec<FileShare>) -> Result<Vec<ShareSpec>, (ConfigError, O
             Ok(spec)
         })
         .collect()
+}
+
+/// The `[ddns]` section, checked, with the line of a wrong key.
+fn ddns_section(
+    section: Option<crate::ddns::FileDdns>,
+) -> Result<Option<crate::ddns::Ddns>, (ConfigError, Option<Key>)> {
+    section
+        .map(crate::ddns::FileDdns::compile)
+        .transpose()
+        .map_err(|(message, key)| {
+            let path: &'static [&'static str] = match key {
+                "provider" => &["ddns", "provider"],
+                "server" => &["ddns", "server"],
+                "zone" => &["ddns", "zone"],
+                "name" => &["ddns", "name"],
+                "key_file" => &["ddns", "key_file"],
+                "interval" => &["ddns", "interval"],
+                _ => &["ddns", "key_secret"],
+            };
+            (ConfigError::Ddns { key, message }, Some(Key::Path(path)))
+        })
 }
 
 /// Whether `name` can name a directory of pins: no `/`, nothing hidden or odd.

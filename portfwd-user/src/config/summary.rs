@@ -108,6 +108,17 @@ pub fn summary(config: &Config) -> String {
         }
     );
     api(&mut out, config);
+    if let Some(ddns) = &config.ddns {
+        let _ = writeln!(
+            out,
+            "ddns         {} in {} at {} (RFC 2136, TSIG key {}), every {} s and on each change",
+            ddns.name,
+            ddns.zone,
+            ddns.server,
+            ddns.key.name,
+            ddns.interval.as_secs()
+        );
+    }
     out
 }
 

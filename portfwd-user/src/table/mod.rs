@@ -320,6 +320,14 @@ impl Table {
         self.kernel.total
     }
 
+    /// Records `event`, for what happens beside the table (dynamic DNS).
+    pub fn note(&mut self, event: crate::events::NewEvent) -> Result<(), TableError> {
+        self.transact(|t| {
+            t.log(event);
+            Ok(())
+        })
+    }
+
     /// The event log.
     #[must_use]
     pub fn events(&self) -> &EventLog {
