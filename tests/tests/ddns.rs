@@ -116,9 +116,25 @@ fn the_name_follows_the_external_address() {
     let _named = named(&lab, &dir);
     assert_eq!(dig(&lab, "home.example.test"), "", "no record yet");
     let config = config(&dir, SECRET);
-    let daemon = Daemon::in_lab(&lab, "skb", &["--config", config.to_str().expect("path")]);
+    let daemon = Daemon::in_lab(
+        &lab,
+        "skb",
+        &[
+            "--config",
+            config.to_str().expect("path"),
+            "--share",
+            "tcp:8080=10.77.0.10:80",
+        ],
+    );
     let state = daemon.state_dir().expect("state dir").to_owned();
     wait_for(&lab, "198.51.100.1");
+    // A share is called by the name.
+    let list: Value =
+        serde_json::from_str(&cli_ok(&lab, &state, &["share", "list", "--json"])).expect("json");
+    assert_eq!(
+        list["shares"][0]["from_internet"], "home.example.test:8080",
+        "{list}"
+    );
 
     // The WAN address changes, as a new DHCP lease or PPPoE session gives one.
     lab.router

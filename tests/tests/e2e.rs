@@ -461,6 +461,10 @@ fn a_port_range_carries_its_ports_and_not_the_ones_beside_it() {
     let share = &list["shares"][0];
     assert_eq!(share["id"], "udp:27015-27030", "{list}");
     assert_eq!(share["external_last"], 27030);
+    assert_eq!(
+        share["from_internet"], "198.51.100.1:27015-27030",
+        "{share}"
+    );
     assert!(
         share["counters"]["packets_in"].as_u64() >= Some(1),
         "{share}"

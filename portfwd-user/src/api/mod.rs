@@ -56,7 +56,7 @@ use crate::{
     metrics::{self, Metrics},
     pinhole::PinholeError,
     share::{LanSubnet, ShareError, ShareId},
-    table::{SharePatch, Table, TableError, TableHandle, now},
+    table::{SharePatch, Table, TableError, TableHandle},
 };
 
 pub const MAX_BODY: usize = 16 * 1024;
@@ -461,15 +461,7 @@ async fn handle(
 ) -> Reply {
     let param = || params.first().map_or("", String::as_str);
     match (method, route) {
-        ("GET", "/api/v1/shares") => {
-            let shares = api
-                .table
-                .snapshot()
-                .share_views(api.table.reader(), now())
-                .map_err(|e| table_error(&e))?;
-            let list: Vec<Value> = shares.iter().map(share_json).collect();
-            Ok((StatusCode::OK, json!({ "shares": list })))
-        }
+        ("GET", "/api/v1/shares") => list(api),
         ("POST", "/api/v1/shares") => create(api, body).await,
         ("GET", "/api/v1/shares/{id}") => share(api, share_id(param())?),
         ("PATCH", "/api/v1/shares/{id}") => {
@@ -570,4 +562,4 @@ mod tests;
 
 use fields::{Fields, name, no_fields, required};
 use owner::{devices, events, exposed_routes, scrape, settings_json, settings_patch, status};
-use shares::{create, delete_share, edit, pinholes, share, share_json, share_patch};
+use shares::{create, delete_share, edit, list, pinholes, share, share_patch};

@@ -176,6 +176,21 @@ fn pinhole_json(view: &PinholeView) -> Value {
     })
 }
 
+/// Every share, as the list shows them.
+pub(super) fn list(api: &Api) -> Reply {
+    let shares = api
+        .table
+        .snapshot()
+        .share_views(api.table.reader(), now())
+        .map_err(|e| table_error(&e))?;
+    let host = reach_host(api);
+    let list: Vec<Value> = shares
+        .iter()
+        .map(|s| share_json(s, host.as_deref()))
+        .collect();
+    Ok((StatusCode::OK, json!({ "shares": list })))
+}
+
 /// One share as the list shows it (counters, and whether it is active now).
 pub(super) fn share(api: &Api, id: ShareId) -> Reply {
     let view = api
@@ -183,7 +198,19 @@ pub(super) fn share(api: &Api, id: ShareId) -> Reply {
         .snapshot()
         .share_view(id, api.table.reader(), now())
         .map_err(|e| table_error(&e))?;
-    Ok((StatusCode::OK, share_json(&view)))
+    Ok((
+        StatusCode::OK,
+        share_json(&view, reach_host(api).as_deref()),
+    ))
+}
+
+/// The host a share is called by from the internet: the dynamic DNS name when one is kept,
+/// else the external address (`None` without one).
+pub(super) fn reach_host(api: &Api) -> Option<String> {
+    match &api.ddns {
+        Some(ddns) => Some(ddns.borrow().name.clone()),
+        None => api.table.snapshot().external.map(|a| a.to_string()),
+    }
 }
 
 pub(super) fn share_patch(body: Map<String, Value>) -> Result<SharePatch, ApiError> {
@@ -219,9 +246,15 @@ pub(super) async fn edit(api: &Api, id: ShareId, patch: SharePatch) -> Reply {
     share(api, entry.spec.id)
 }
 
-pub(super) fn share_json(view: &ShareView) -> Value {
+/// A share as the API shows it; `host` is what it is called by from the internet.
+pub(super) fn share_json(view: &ShareView, host: Option<&str>) -> Value {
     let entry = &view.entry;
     let spec = &entry.spec;
+    let ports = if spec.id.is_range() {
+        format!("{}-{}", spec.id.ext_port, spec.id.ext_last)
+    } else {
+        spec.id.ext_port.to_string()
+    };
     let mut value = json!({
         "id": spec.id.to_string(),
         "proto": spec.id.proto,
@@ -238,6 +271,7 @@ pub(super) fn share_json(view: &ShareView) -> Value {
         "from_config": entry.origin == crate::share::Origin::Static,
         "client": entry.origin.client().map(|c| c.to_string()),
         "lease_remaining": entry.expires_in.map(|d| d.as_secs()),
+        "from_internet": host.map(|h| format!("{h}:{ports}")),
     });
     value["counters"] = json!({
         "packets_in": view.stats.packets_in,

@@ -59,7 +59,15 @@ pub(super) fn shares_table(list: &Value) -> String {
     }
     let mut rows = vec![
         [
-            "SHARE", "TARGET", "NAME", "SOURCE", "STATE", "LEASE", "IN", "OUT",
+            "SHARE",
+            "TARGET",
+            "NAME",
+            "SOURCE",
+            "STATE",
+            "LEASE",
+            "IN",
+            "OUT",
+            "FROM THE INTERNET",
         ]
         .map(str::to_owned)
         .to_vec(),
@@ -89,6 +97,7 @@ pub(super) fn shares_table(list: &Value) -> String {
             lease,
             format!("{}p/{}B", text(&c["packets_in"]), text(&c["bytes_in"])),
             format!("{}p/{}B", text(&c["packets_out"]), text(&c["bytes_out"])),
+            text(&s["from_internet"]),
         ]);
     }
     for p in &pinholes {
@@ -110,6 +119,8 @@ pub(super) fn shares_table(list: &Value) -> String {
             "-".to_owned(),
             format!("{}p/{}B", text(&c["packets_in"]), text(&c["bytes_in"])),
             format!("{}p/{}B", text(&c["packets_out"]), text(&c["bytes_out"])),
+            // A pinhole is called by the host's own address.
+            format!("[{}]:{}", text(&p["address"]), text(&p["port"])),
         ]);
     }
     table(&rows)

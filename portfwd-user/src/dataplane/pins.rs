@@ -119,11 +119,13 @@ impl Pins {
         remove_dir(&self.maps(version))
     }
 
-    /// Removes every pin of the instance: links first (the programs leave the interfaces
-    /// when their last reference goes), then the maps, then the directory.
+    /// Removes every pin of the instance: links first, each detached from its interface
+    /// before its pin goes, then the maps, then the directory. When this returns nothing of
+    /// the instance forwards any more.
     pub fn remove_all(&self) -> io::Result<Found> {
         let found = self.found()?;
         for (_, _, _, path) in &found.links {
+            detach_link(path)?;
             remove_pin(path)?;
         }
         for version in &found.versions {
@@ -139,6 +141,48 @@ impl Pins {
         }
         Ok(found)
     }
+}
+
+/// Detaches the link pinned at `path` from its interface at once (`BPF_LINK_DETACH`). The pin's
+/// removal alone drops the link's last reference only after an RCU grace period (bpffs frees
+/// its inodes so), and the program would go on forwarding for a moment after `portfwd down`
+/// returned. A missing pin is no error.
+fn detach_link(path: &Path) -> io::Result<()> {
+    /// `BPF_OBJ_GET` and `BPF_LINK_DETACH` (include/uapi/linux/bpf.h, `enum bpf_cmd`).
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // union bpf_attr: for BPF_OBJ_GET the path's address first, then bpf_fd, file_flags.
+    let mut attr = [0u64; 4];
+    attr[0] = name.as_ptr() as u64;
+    // SAFETY: `attr` is a bpf_attr for BPF_OBJ_GET whose path outlives the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, attr.as_mut_ptr(), 32) };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::NotFound {
+            Ok(())
+        } else {
+            Err(err)
+        };
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: a descriptor the kernel just gave this process, closed once below.
+    let link = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // For BPF_LINK_DETACH: link_fd first.
+    let mut attr = [0u64; 4];
+    attr[0] = u64::from(u32::try_from(fd).unwrap_or(0));
+    // SAFETY: `attr` is a bpf_attr for BPF_LINK_DETACH naming an open link descriptor.
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, attr.as_mut_ptr(), 32) };
+    drop(link);
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        // A link already detached (its interface gone) has nothing left to do.
+        if err.raw_os_error() != Some(libc::ENOLINK) {
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 /// Removes one pin; a missing one is no error.
