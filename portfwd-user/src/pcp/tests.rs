@@ -29,6 +29,10 @@ impl Host for Quiet {
 }
 
 fn responder(upnp: &str, pcp: PcpSettings) -> Responder {
+    responder_with(upnp, pcp, &["tcp:8080=10.0.0.20:80"])
+}
+
+fn responder_with(upnp: &str, pcp: PcpSettings, statics: &[&str]) -> Responder {
     let lan = vec![LanSubnet {
         addr: Ipv4Addr::new(10, 0, 0, 1),
         prefix_len: 24,
@@ -39,7 +43,7 @@ fn responder(upnp: &str, pcp: PcpSettings) -> Responder {
         .expect("settings");
     settings.pcp = pcp;
     Responder {
-        table: crate::table::testing(settings, Arc::new(Quiet), &["tcp:8080=10.0.0.20:80"]),
+        table: crate::table::testing(settings, Arc::new(Quiet), statics),
         metrics: Arc::default(),
         lan,
         lan6: lan6(),
@@ -465,4 +469,30 @@ async fn pcp_peer_and_announce() {
     v1[0] = 1;
     let answer = ask(&r, ME, &v1).await;
     assert_eq!((answer[0], answer[3]), (2, code::UNSUPP_VERSION));
+}
+
+#[tokio::test]
+async fn clients_map_around_a_range_the_owner_holds() {
+    let r = responder_with(
+        "",
+        PcpSettings::default(),
+        &["udp:27015-27030=10.0.0.20:27015"],
+    );
+    let inside = 27_015..=27_030;
+    // NAT-PMP suggesting a port inside the range gets the nearest free one outside it.
+    let (result, port, _) = pmp_answer(&ask(&r, ME, &pmp_map(1, 5000, 27_020, 60)).await);
+    assert_eq!(result, 0);
+    assert!(!inside.contains(&port), "{port} is the owner's");
+    // So does a PCP MAP; with PREFER_FAILURE it cannot be had.
+    let (result, _, port, _) = pcp_answer(&ask(&r, ME, &PcpMap::new(5001, 27_022).bytes()).await);
+    assert_eq!(result, code::SUCCESS);
+    assert!(!inside.contains(&port), "{port} is the owner's");
+    let prefer = PcpMap {
+        options: vec![code::OPT_PREFER_FAILURE, 0, 0, 0],
+        ..PcpMap::new(5002, 27_030)
+    };
+    assert_eq!(
+        pcp_answer(&ask(&r, ME, &prefer.bytes()).await).0,
+        code::CANNOT_PROVIDE_EXTERNAL
+    );
 }
