@@ -111,7 +111,7 @@ pub struct RunArgs {
     /// Interface facing the LAN hosts.
     #[arg(long, value_name = "IF")]
     pub lan: Option<String>,
-    /// A port share, PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80); repeatable.
+    /// A port share, PROTO:EXTPORT[-LAST][@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80, or a range tcp:27015-27030=10.0.0.20:27015); repeatable.
     #[arg(long = "share", value_name = "SHARE")]
     pub shares: Vec<ShareSpec>,
     /// TOML config file (interfaces, XDP mode, shares); re-read on SIGHUP.

@@ -41,7 +41,7 @@ pub struct Connection {
 pub enum ShareCommand {
     /// Share a port.
     #[command(
-        about = "Share a port: PROTO:EXTPORT[@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80), or over IPv6, where nothing is translated, PROTO:PORT=[IPV6]:PORT (e.g. tcp:443=[2001:db8::10]:443)"
+        about = "Share a port or a range: PROTO:EXTPORT[-LAST][@REMOTE]=IP:PORT (e.g. tcp:8080=10.0.0.10:80), or over IPv6, where nothing is translated, PROTO:PORT=[IPV6]:PORT (e.g. tcp:443=[2001:db8::10]:443)"
     )]
     Add {
         share: ShareArg,

@@ -224,7 +224,7 @@ impl<'de> Deserialize<'de> for ShareId {
     }
 }
 
-/// A share as configured: `PROTO:EXTPORT[@REMOTE]=IP:PORT`, plus an optional name.
+/// A share as configured: `PROTO:EXTPORT[-LAST][@REMOTE]=IP:PORT`, plus an optional name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShareSpec {
     pub id: ShareId,
