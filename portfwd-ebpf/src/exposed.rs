@@ -16,7 +16,7 @@ use portfwd_common::{
 };
 use portfwd_ebpf::ptr_at;
 
-use crate::{End, Hop, HopKind, Ip, Packet, count, forward, ipv4, next_hop, rewrite};
+use crate::{End, HopKind, Ip, Packet, count, forward, forward_or_kernel, ipv4, next_hop, rewrite};
 
 #[map]
 static EXPOSED: Array<Exposed> = Array::with_max_entries(1, 0);
@@ -122,21 +122,6 @@ pub(crate) fn towards(ctx: &XdpContext, pkt: &Packet, config: &Config) -> Option
     Some(forward_or_kernel(pkt.l3(), &hop, pkt.tot_len, config))
 }
 
-/// Forwards a rewritten packet towards the exposed host, or hands it to the kernel rewritten
-/// where the kernel knows better (the neighbour not resolved yet, too big for the link), as
-/// for a share: the first packets of a flow are not lost.
-#[inline(always)]
-fn forward_or_kernel(l3: Ip, hop: &Hop, len: u16, config: &Config) -> (Verdict, u32) {
-    if hop.kind == HopKind::Ready && len <= hop.next.mtu {
-        forward(l3, &hop.next, config)
-    } else {
-        (
-            Verdict::PassedToKernel,
-            aya_ebpf::bindings::xdp_action::XDP_PASS,
-        )
-    }
-}
-
 /// LAN program, a TCP/UDP packet that is no share's reply: the exposed host's reply on one of
 /// its flows goes out from the external address; a LAN host's own UDP flow is noted (see the
 /// module). `None`: the kernel's.
@@ -147,7 +132,12 @@ pub(crate) fn back(ctx: &XdpContext, pkt: &Packet, config: &Config) -> Option<(V
     let src = u32::from_ne_bytes(pkt.src_addr());
     if src != host || unsafe { EXPOSED_FLOWS.get(key) }.is_none_or(|a| *a != host) {
         let dst = u32::from_ne_bytes(pkt.dst_addr());
-        if pkt.proto == IPPROTO_UDP && dst != config.lan_addr && dst != config.ext_addr {
+        // A lookup keeps a known flow fresh in the LRU; only a new one costs an update.
+        if pkt.proto == IPPROTO_UDP
+            && dst != config.lan_addr
+            && dst != config.ext_addr
+            && unsafe { OUTBOUND.get(key) }.is_none()
+        {
             let _ = OUTBOUND.insert(key, 0, 0);
         }
         return None;
@@ -220,13 +210,11 @@ fn readdress(outer: Ip, end: End, addr: [u8; 4]) {
 pub(crate) fn echo_towards(ctx: &XdpContext, config: &Config) -> Option<(Verdict, u32)> {
     let host = host4()?;
     let echo = parse_echo(ctx)?;
-    let (src, dst, ttl) = unsafe {
-        (
-            (*echo.outer.ip).src_addr,
-            (*echo.outer.ip).dst_addr,
-            (*echo.outer.ip).ttl,
-        )
-    };
+    let (src, dst, ttl) = (
+        echo.outer.src_addr(),
+        echo.outer.dst_addr(),
+        echo.outer.ttl(),
+    );
     if echo.kind != ICMP_ECHO || u32::from_ne_bytes(dst) != config.ext_addr || ttl <= 1 {
         return None;
     }
@@ -248,13 +236,11 @@ pub(crate) fn echo_towards(ctx: &XdpContext, config: &Config) -> Option<(Verdict
 pub(crate) fn echo_back(ctx: &XdpContext, config: &Config) -> Option<(Verdict, u32)> {
     let host = host4()?;
     let echo = parse_echo(ctx)?;
-    let (src, dst, ttl) = unsafe {
-        (
-            (*echo.outer.ip).src_addr,
-            (*echo.outer.ip).dst_addr,
-            (*echo.outer.ip).ttl,
-        )
-    };
+    let (src, dst, ttl) = (
+        echo.outer.src_addr(),
+        echo.outer.dst_addr(),
+        echo.outer.ttl(),
+    );
     let key = flow(dst, echo.id, [0; 2], IPPROTO_ICMP);
     if echo.kind != ICMP_ECHO_REPLY
         || u32::from_ne_bytes(src) != host

@@ -58,18 +58,6 @@ struct IcmpError {
     tot_len: u16,
 }
 
-impl IcmpError {
-    fn outer_src(&self) -> [u8; 4] {
-        unsafe { (*self.outer.ip).src_addr }
-    }
-    fn outer_dst(&self) -> [u8; 4] {
-        unsafe { (*self.outer.ip).dst_addr }
-    }
-    fn ttl(&self) -> u8 {
-        unsafe { (*self.outer.ip).ttl }
-    }
-}
-
 /// Parses an ICMP error this module translates; `None` for anything else.
 #[inline(always)]
 fn parse(ctx: &XdpContext) -> Option<IcmpError> {
@@ -185,7 +173,7 @@ pub(crate) fn from_lan(ctx: &XdpContext, config: &Config) -> Option<(Verdict, u3
     let err = parse(ctx)?;
     let (int_addr, int_port) = unsafe { ((*err.inner).dst_addr, (*err.inner_ports)[1]) };
     // The LAN host quotes the packet as it got it: to its own address and port.
-    if int_addr != err.outer_src() {
+    if int_addr != err.outer.src_addr() {
         return None;
     }
     let rkey = ReverseKey {
@@ -197,11 +185,11 @@ pub(crate) fn from_lan(ctx: &XdpContext, config: &Config) -> Option<(Verdict, u3
     let reverse = unsafe { REVERSE.get(rkey) }?;
     let remote = unsafe { (*err.inner).src_addr };
     let slot = share_slot_for_reply(remote, reverse, &rkey);
-    if !live(reverse.deadline) || slot == NO_SLOT || err.ttl() <= 1 {
+    if !live(reverse.deadline) || slot == NO_SLOT || err.outer.ttl() <= 1 {
         return None;
     }
     let ext_addr = config.ext_addr.to_ne_bytes();
-    let hop = next_hop(ctx, err.outer, ext_addr, err.outer_dst());
+    let hop = next_hop(ctx, err.outer, ext_addr, err.outer.dst_addr());
     if hop.kind != HopKind::Ready
         || hop.next.ifindex != config.wan_ifindex
         || err.tot_len > hop.next.mtu
@@ -226,16 +214,16 @@ pub(crate) fn from_wan(ctx: &XdpContext, config: &Config) -> Option<(Verdict, u3
         )
     };
     if u32::from_ne_bytes(src) != config.ext_addr
-        || u32::from_ne_bytes(err.outer_dst()) != config.ext_addr
+        || u32::from_ne_bytes(err.outer.dst_addr()) != config.ext_addr
     {
         return None;
     }
     let share = share_for(err.inner_proto, ext_port, remote, config)?;
-    if !live(share.deadline) || err.ttl() <= 1 {
+    if !live(share.deadline) || err.outer.ttl() <= 1 {
         return None;
     }
     let int_addr = share.int_addr.to_ne_bytes();
-    let hop = next_hop(ctx, err.outer, err.outer_src(), int_addr);
+    let hop = next_hop(ctx, err.outer, err.outer.src_addr(), int_addr);
     if hop.kind != HopKind::Ready
         || hop.next.ifindex != config.lan_ifindex
         || err.tot_len > hop.next.mtu

@@ -146,6 +146,18 @@ struct Ip {
     proto: u8,
 }
 
+impl Ip {
+    fn src_addr(self) -> [u8; 4] {
+        unsafe { (*self.ip).src_addr }
+    }
+    fn dst_addr(self) -> [u8; 4] {
+        unsafe { (*self.ip).dst_addr }
+    }
+    fn ttl(self) -> u8 {
+        unsafe { (*self.ip).ttl }
+    }
+}
+
 impl Packet {
     fn l3(&self) -> Ip {
         Ip {
@@ -155,10 +167,10 @@ impl Packet {
         }
     }
     fn src_addr(&self) -> [u8; 4] {
-        unsafe { (*self.ip).src_addr }
+        self.l3().src_addr()
     }
     fn dst_addr(&self) -> [u8; 4] {
-        unsafe { (*self.ip).dst_addr }
+        self.l3().dst_addr()
     }
     fn src_port(&self) -> [u8; 2] {
         unsafe { (*self.ports)[0] }
@@ -167,7 +179,7 @@ impl Packet {
         unsafe { (*self.ports)[1] }
     }
     fn ttl(&self) -> u8 {
-        unsafe { (*self.ip).ttl }
+        self.l3().ttl()
     }
     fn dont_fragment(&self) -> bool {
         u16::from_be_bytes(unsafe { (*self.ip).frags }) & IP_DF != 0
@@ -541,11 +553,17 @@ fn wan(ctx: &XdpContext) -> (Verdict, u32) {
     }
     rewrite(&pkt, End::Dst, int_addr, share.int_port.to_ne_bytes());
     count(&SHARE_STATS, share.slot, true, pkt.tot_len);
-    if hop.kind == HopKind::Ready && pkt.tot_len <= hop.next.mtu {
-        forward(pkt.l3(), &hop.next, config)
+    forward_or_kernel(pkt.l3(), &hop, pkt.tot_len, config)
+}
+
+/// Forwards a packet rewritten towards the LAN, or hands it to the kernel rewritten where the
+/// kernel knows better: it resolves the neighbour, sends ICMP time exceeded or fragmentation
+/// needed, or applies the route's verdict, so the first packets of a flow are not lost.
+#[inline(always)]
+fn forward_or_kernel(l3: Ip, hop: &Hop, len: u16, config: &Config) -> (Verdict, u32) {
+    if hop.kind == HopKind::Ready && len <= hop.next.mtu {
+        forward(l3, &hop.next, config)
     } else {
-        // The kernel forwards the rewritten packet: it resolves the neighbour, sends ICMP time
-        // exceeded or fragmentation needed, or applies the route's verdict.
         (Verdict::PassedToKernel, xdp_action::XDP_PASS)
     }
 }
