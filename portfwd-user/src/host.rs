@@ -155,32 +155,11 @@ impl Host for SystemHost {
 
 /// See [`SystemHost::probe6`].
 fn probe6(addr: Ipv6Addr, lan_ifindex: u32) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd as _;
-    let socket = std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_nonblocking(true)?;
-    let set = |option: libc::c_int, value: libc::c_int| {
-        // SAFETY: an int option on an open socket.
-        let ret = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                option,
-                (&raw const value).cast(),
-                libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4),
-            )
-        };
-        if ret == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // IPV6_UNICAST_IF takes the interface index in network byte order.
-    set(
-        libc::IPV6_UNICAST_IF,
-        libc::c_int::from_ne_bytes(lan_ifindex.to_be_bytes()),
-    )?;
-    set(libc::IPV6_UNICAST_HOPS, 1)?;
-    socket.send_to(&[], (addr, 9))?;
+    socket.bind_device_by_index_v6(std::num::NonZeroU32::new(lan_ifindex))?;
+    socket.set_unicast_hops_v6(1)?;
+    socket.send_to(&[], &std::net::SocketAddr::from((addr, 9)).into())?;
     Ok(())
 }
