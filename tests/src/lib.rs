@@ -265,58 +265,11 @@ impl Lab {
             router: Netns::add(&format!("{prefix}-router")),
             lan: Netns::add(&format!("{prefix}-lan")),
         };
-        let (r, l) = (&lab.remote.name, &lab.lan.name);
-        lab.router.ip(&[
-            "link", "add", "wan", "type", "veth", "peer", "name", "eth0", "netns", r,
-        ]);
-        lab.router.ip(&[
-            "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", l,
-        ]);
-        lab.router
-            .ip(&["addr", "add", "198.51.100.1/24", "dev", "wan"]);
-        lab.router
-            .ip(&["addr", "add", "10.77.0.1/24", "dev", "lan"]);
-        lab.remote
-            .ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
-        lab.lan.ip(&["addr", "add", "10.77.0.10/24", "dev", "eth0"]);
-        for (ns, dev) in [
-            (&lab.router, "wan"),
-            (&lab.router, "lan"),
-            (&lab.remote, "eth0"),
-            (&lab.lan, "eth0"),
-        ] {
-            ns.ip(&["link", "set", dev, "up"]);
-        }
-        lab.lan.ip(&["route", "add", "default", "via", "10.77.0.1"]);
         lab.router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        // IPv6: global addresses on both sides (no duplicate address detection, so they are
-        // usable at once), routed by the router.
         lab.router
             .exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-        for (ns, addr, dev) in [
-            (&lab.router, "2001:db8:ff::1/64", "wan"),
-            (&lab.router, "2001:db8:77::1/64", "lan"),
-            (&lab.remote, "2001:db8:ff::2/64", "eth0"),
-            (&lab.lan, "2001:db8:77::10/64", "eth0"),
-        ] {
-            ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"]);
-        }
-        lab.lan
-            .ip(&["-6", "route", "add", "default", "via", "2001:db8:77::1"]);
-        lab.remote.ip(&[
-            "-6",
-            "route",
-            "add",
-            "2001:db8:77::/64",
-            "via",
-            "2001:db8:ff::1",
-        ]);
-        // Locally generated packets on veth carry partial checksums (CHECKSUM_PARTIAL) that
-        // only the kernel completes; XDP sees them unfinished. Real NICs' peers send complete
-        // ones, so the traffic sources send complete checksums too.
-        for ns in [&lab.remote, &lab.lan] {
-            ns.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
-        }
+        lab.add_wan();
+        lab.add_lan();
         lab
     }
 
@@ -324,6 +277,13 @@ impl Lab {
     /// again, as a `PPPoE` reconnect does: same names and addresses, a new interface index.
     pub fn recreate_wan(&self) {
         self.router.ip(&["link", "del", "wan"]);
+        self.add_wan();
+    }
+
+    /// The router's `wan` and the remote host's `eth0`, a veth pair: `198.51.100.1` and `.2/24`,
+    /// `2001:db8:ff::1` and `::2/64` (without duplicate address detection, so usable at once),
+    /// up, and the remote's route to the LAN's IPv6 prefix through the router.
+    fn add_wan(&self) {
         self.router.ip(&[
             "link",
             "add",
@@ -336,30 +296,10 @@ impl Lab {
             "netns",
             &self.remote.name,
         ]);
-        self.router
-            .ip(&["addr", "add", "198.51.100.1/24", "dev", "wan"]);
-        self.remote
-            .ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
-        self.router.ip(&[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:ff::1/64",
-            "dev",
-            "wan",
-            "nodad",
-        ]);
-        self.remote.ip(&[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:ff::2/64",
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-        self.router.ip(&["link", "set", "wan", "up"]);
-        self.remote.ip(&["link", "set", "eth0", "up"]);
+        pair_addresses(
+            (&self.router, "wan", "198.51.100.1/24", "2001:db8:ff::1/64"),
+            (&self.remote, "198.51.100.2/24", "2001:db8:ff::2/64"),
+        );
         self.remote.ip(&[
             "-6",
             "route",
@@ -368,7 +308,31 @@ impl Lab {
             "via",
             "2001:db8:ff::1",
         ]);
-        self.remote.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
+    }
+
+    /// The router's `lan` and the LAN host's `eth0`: `10.77.0.1` and `.10/24`, `2001:db8:77::1`
+    /// and `::10/64`, up, and the LAN host's default routes through the router.
+    fn add_lan(&self) {
+        self.router.ip(&[
+            "link",
+            "add",
+            "lan",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &self.lan.name,
+        ]);
+        pair_addresses(
+            (&self.router, "lan", "10.77.0.1/24", "2001:db8:77::1/64"),
+            (&self.lan, "10.77.0.10/24", "2001:db8:77::10/64"),
+        );
+        self.lan
+            .ip(&["route", "add", "default", "via", "10.77.0.1"]);
+        self.lan
+            .ip(&["-6", "route", "add", "default", "via", "2001:db8:77::1"]);
     }
 
     /// A lab with a name of its own (the process id, a counter and `tag`), so that tests
@@ -479,6 +443,23 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.attached.clear();
     }
+}
+
+/// Addresses and brings up both ends of a router-to-host veth pair (the host's end is
+/// `eth0`).
+fn pair_addresses(router: (&Netns, &str, &str, &str), host: (&Netns, &str, &str)) {
+    let (ns, dev, v4, v6) = router;
+    ns.ip(&["addr", "add", v4, "dev", dev]);
+    ns.ip(&["-6", "addr", "add", v6, "dev", dev, "nodad"]);
+    ns.ip(&["link", "set", dev, "up"]);
+    let (host, v4, v6) = host;
+    host.ip(&["addr", "add", v4, "dev", "eth0"]);
+    host.ip(&["-6", "addr", "add", v6, "dev", "eth0", "nodad"]);
+    host.ip(&["link", "set", "eth0", "up"]);
+    // Locally generated packets on veth carry partial checksums (CHECKSUM_PARTIAL) that
+    // only the kernel completes; XDP sees them unfinished. Real NICs' peers send complete
+    // ones, so the traffic sources send complete checksums too.
+    host.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
 }
 
 /// Loads the lab's helper object (`portfwd-ebpf/src/bin/lab.rs`).
