@@ -225,52 +225,80 @@ fn test_build(var: &str) -> PathBuf {
     }))
 }
 
-#[test]
-fn kill_9_and_a_2_second_pause_lose_nothing() {
-    let lab = lab("k9");
-    let state = temp_dir("k9");
+/// A daemon started on a fresh lab, the UPnP lease made, and the stream flowing for half a
+/// second: where each restart case begins.
+struct Running {
+    lab: Lab,
+    state: PathBuf,
+    daemon: Daemon,
+    stream: Stream,
+}
+
+fn running(tag: &str) -> Running {
+    let lab = lab(tag);
+    let state = temp_dir(tag);
     let daemon = start(&lab, &portfwd_bin(), &state);
     lease(&lab);
     let stream = Stream::start(&lab);
     thread::sleep(Duration::from_millis(500));
+    Running {
+        lab,
+        state,
+        daemon,
+        stream,
+    }
+}
+
+/// Starts `bin` on the case's state again and gives it half a second to take over.
+fn restart(lab: &Lab, bin: &std::path::Path, state: &std::path::Path) -> Daemon {
+    let daemon = start(lab, bin, state);
+    thread::sleep(Duration::from_millis(500));
+    daemon
+}
+
+#[test]
+fn kill_9_and_a_2_second_pause_lose_nothing() {
+    let Running {
+        lab,
+        state,
+        daemon,
+        stream,
+    } = running("k9");
     daemon.kill();
     thread::sleep(Duration::from_secs(2));
-    let _daemon = start(&lab, &portfwd_bin(), &state);
-    thread::sleep(Duration::from_millis(500));
+    let _daemon = restart(&lab, &portfwd_bin(), &state);
     stream.finish().assert_none_lost("kill -9, 2 s, restart");
     lease_kept(&lab);
 }
 
 #[test]
 fn sigterm_and_an_immediate_restart_lose_nothing() {
-    let lab = lab("st");
-    let state = temp_dir("st");
-    let daemon = start(&lab, &portfwd_bin(), &state);
-    lease(&lab);
-    let stream = Stream::start(&lab);
-    thread::sleep(Duration::from_millis(500));
+    let Running {
+        lab,
+        state,
+        daemon,
+        stream,
+    } = running("st");
     let (status, log) = daemon.stop();
     assert!(status.success(), "{log}");
     assert!(log.contains("forwarding goes on"), "{log}");
-    let _daemon = start(&lab, &portfwd_bin(), &state);
-    thread::sleep(Duration::from_millis(500));
+    let _daemon = restart(&lab, &portfwd_bin(), &state);
     stream.finish().assert_none_lost("SIGTERM and restart");
     lease_kept(&lab);
 }
 
 #[test]
 fn an_upgrade_to_another_program_replaces_it_in_place_losing_nothing() {
-    let lab = lab("up");
-    let state = temp_dir("up");
-    let daemon = start(&lab, &portfwd_bin(), &state);
-    lease(&lab);
+    let Running {
+        lab,
+        state,
+        daemon,
+        stream,
+    } = running("up");
     let before = (xdp_id(&lab, "wan"), xdp_id(&lab, "lan"));
-    let stream = Stream::start(&lab);
-    thread::sleep(Duration::from_millis(500));
     let (status, log) = daemon.stop();
     assert!(status.success(), "{log}");
-    let _daemon = start(&lab, &test_build("PORTFWD_BIN_PROGRAM_TEST"), &state);
-    thread::sleep(Duration::from_millis(500));
+    let _daemon = restart(&lab, &test_build("PORTFWD_BIN_PROGRAM_TEST"), &state);
     stream
         .finish()
         .assert_none_lost("upgrade to another program");
@@ -286,16 +314,15 @@ fn an_upgrade_to_another_program_replaces_it_in_place_losing_nothing() {
 
 #[test]
 fn a_layout_change_migrates_the_maps_losing_nothing_and_a_newer_layout_is_refused() {
-    let lab = lab("ly");
-    let state = temp_dir("ly");
-    let daemon = start(&lab, &portfwd_bin(), &state);
-    lease(&lab);
-    let stream = Stream::start(&lab);
-    thread::sleep(Duration::from_millis(500));
+    let Running {
+        lab,
+        state,
+        daemon,
+        stream,
+    } = running("ly");
     let (status, log) = daemon.stop();
     assert!(status.success(), "{log}");
-    let upgraded = start(&lab, &test_build("PORTFWD_BIN_LAYOUT_TEST"), &state);
-    thread::sleep(Duration::from_millis(500));
+    let upgraded = restart(&lab, &test_build("PORTFWD_BIN_LAYOUT_TEST"), &state);
     let pins = lab.router.pins("wan");
     assert!(pins.join("maps-v5").exists(), "new maps beside the old");
     assert!(
