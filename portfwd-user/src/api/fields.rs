@@ -53,23 +53,9 @@ impl Fields {
         name: &'static str,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<Option<u64>, ApiError> {
-        match self.take(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(n) if range.contains(&n) => Ok(Some(n)),
-                _ => Err(ApiError::field(
-                    name,
-                    format!("{n} is out of range ({}-{})", range.start(), range.end()),
-                )),
-            },
-            Some(_) => Err(ApiError::field(name, "expected a number")),
-        }
-    }
-
-    pub(super) fn port(&mut self, name: &'static str) -> Result<Option<u16>, ApiError> {
-        Ok(self
-            .number(name, 1..=u64::from(u16::MAX))?
-            .and_then(|n| u16::try_from(n).ok()))
+        self.take(name)
+            .map(|value| number_in(name, value, &range))
+            .transpose()
     }
 
     /// A port (`8080`) or a port range (`"27015-27030"`; `"8080"` is a port too): the first
@@ -79,10 +65,7 @@ impl Fields {
             Some(Value::String(text)) => crate::share::parse_ports(&text)
                 .map(Some)
                 .map_err(|e| ApiError::field(name, e.to_string())),
-            Some(other) => {
-                self.0.insert(name.to_owned(), other);
-                Ok(self.port(name)?.map(|port| (port, port)))
-            }
+            Some(other) => port_in(name, other).map(|port| Some((port, port))),
             None => Ok(None),
         }
     }
@@ -93,6 +76,30 @@ impl Fields {
             None => Ok(()),
         }
     }
+}
+
+/// `value` of field `name` as a number in `range`.
+fn number_in(
+    name: &'static str,
+    value: Value,
+    range: &std::ops::RangeInclusive<u64>,
+) -> Result<u64, ApiError> {
+    match value {
+        Value::Number(n) => match n.as_u64() {
+            Some(n) if range.contains(&n) => Ok(n),
+            _ => Err(ApiError::field(
+                name,
+                format!("{n} is out of range ({}-{})", range.start(), range.end()),
+            )),
+        },
+        _ => Err(ApiError::field(name, "expected a number")),
+    }
+}
+
+/// `value` of field `name` as a port (1-65535).
+fn port_in(name: &'static str, value: Value) -> Result<u16, ApiError> {
+    let n = number_in(name, value, &(1..=u64::from(u16::MAX)))?;
+    u16::try_from(n).map_err(|_| ApiError::field(name, "expected a port"))
 }
 
 pub(super) fn no_fields(body: &Map<String, Value>) -> Result<(), ApiError> {
