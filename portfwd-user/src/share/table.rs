@@ -274,20 +274,6 @@ impl ShareTable {
         old
     }
 
-    /// Takes the name and enabled flag of `spec` for the share with the same identity and
-    /// internal endpoint, keeping its counter slot; `false` if there is no such share.
-    pub fn update_in_place(&mut self, spec: &ShareSpec) -> bool {
-        match self.shares.get_mut(&spec.id) {
-            Some(share) if share.spec.internal == spec.internal => {
-                share.spec.name.clone_from(&spec.name);
-                share.spec.enabled = spec.enabled;
-                share.spec.hairpin = spec.hairpin;
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// Removes a share; `None` if there was none.
     pub fn remove(&mut self, id: &ShareId) -> Option<Share> {
         let share = self.shares.remove(id)?;
