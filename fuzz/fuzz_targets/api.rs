@@ -75,6 +75,7 @@ fuzz_target!(|data: &[u8]| {
                 lan: portfwd_fuzz::lan(),
                 host: Arc::new(portfwd_fuzz::Quiet),
                 ddns: None,
+                page: portfwd::page::session::Sessions::default(),
             };
             let response = api::respond(&api, request).await;
             let status = response.status();

@@ -255,6 +255,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
             lan: lan_subnets,
             host,
             ddns,
+            page: crate::page::session::Sessions::default(),
         }),
         stopped(),
     ));

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod netinfo;
 pub mod netlink;
 pub mod notify;
+pub mod page;
 pub mod pcp;
 pub mod pinhole;
 pub mod policy;

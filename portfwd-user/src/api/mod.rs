@@ -128,6 +128,8 @@ pub struct Api {
     pub host: Arc<dyn Host>,
     /// The dynamic DNS task's last result, when it runs.
     pub ddns: Option<tokio::sync::watch::Receiver<crate::ddns::DdnsStatus>>,
+    /// The owner's page's sessions.
+    pub page: crate::page::session::Sessions,
 }
 
 /// Serves `listener` until `shutdown` completes.
@@ -140,7 +142,7 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<O
             std::net::IpAddr::V4(v4) => ours(v4),
             std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(ours),
         };
-        allowed.then_some(())
+        allowed.then_some(peer.ip())
     };
     crate::server::serve(
         "API",
@@ -148,9 +150,17 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<O
         LIMITS,
         shutdown,
         admit,
-        move |(), request| {
+        move |peer, request| {
             let api = Arc::clone(&api);
-            async move { respond(&api, request).await }
+            async move {
+                let mut response = if crate::page::is_page(request.uri().path()) {
+                    crate::page::respond(&api, peer, request).await
+                } else {
+                    respond(&api, request).await
+                };
+                crate::page::security_headers(response.headers_mut());
+                response
+            }
         },
     )
     .await;
@@ -261,7 +271,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     response
 }
 
-type Reply = Result<(StatusCode, Value), ApiError>;
+pub(crate) type Reply = Result<(StatusCode, Value), ApiError>;
 
 /// The answer to one request (any body type: the server's, or a fuzz target's).
 pub async fn respond<B>(api: &Api, request: Request<B>) -> Response<Full<Bytes>>
@@ -547,6 +557,24 @@ async fn handle(
         ("GET", "/api/v1/status") => Ok(status(api)),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no such route")),
     }
+}
+
+/// The answer to an API call made inside the daemon (the owner's page): `path` routed as a
+/// request's would be, `body` taken as its JSON body.
+pub(crate) async fn call(
+    api: &Api,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: Map<String, Value>,
+) -> Reply {
+    let Some((route, params)) = route(method, path) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no route {path}"),
+        ));
+    };
+    handle(api, method, route, &params, query, body).await
 }
 
 fn share_id(text: &str) -> Result<ShareId, ApiError> {
