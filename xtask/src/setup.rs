@@ -157,8 +157,10 @@ pub fn test_clients() -> Result<()> {
             ("ping", "iputils-ping"),
             ("named", "bind9"),
             ("dig", "bind9-dnsutils"),
+            ("chromium", "chromium"),
+            ("chromedriver", "chromium-driver"),
         ],
-        "the UPnP, NAT-PMP, metrics, exposed-host and dynamic DNS tests and the demo's steps (upnpc, natpmpc, promtool, curl, ping, a BIND server and dig)",
+        "the UPnP, NAT-PMP, metrics, exposed-host, dynamic DNS and page tests and the demo's steps (upnpc, natpmpc, promtool, curl, ping, a BIND server and dig, Chromium and chromedriver)",
     )
 }
 

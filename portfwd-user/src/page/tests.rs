@@ -455,3 +455,42 @@ fn the_page_fits_its_budget() {
     // The page's own files; the port-sharing page itself is a few kB more.
     assert!(CSS.len() + JS.len() + ICON.len() < 20 * 1024);
 }
+
+/// The relative luminance of `#rrggbb` (WCAG 2.x).
+fn luminance(hex: &str) -> f64 {
+    let channel = |i: usize| {
+        let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")) / 255.0;
+        if c <= 0.039_28 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+}
+
+#[test]
+fn the_colours_pass_wcag_aa() {
+    // The stylesheet's colours, by name, and every text-on-background pair it uses.
+    let var = |name: &str| {
+        let at = CSS.find(&format!("--{name}: ")).expect(name) + name.len() + 4;
+        &CSS[at..at + 7]
+    };
+    let pairs = [
+        ("fg", "bg"),
+        ("fg", "panel"),
+        ("muted", "bg"),
+        ("muted", "panel"),
+        ("accent", "bg"),
+        ("accent-fg", "accent"),
+        ("error", "bg"),
+        ("error", "panel"),
+        ("ok", "bg"),
+        ("fg", "warn-bg"),
+    ];
+    for (text, background) in pairs {
+        let (a, b) = (luminance(var(text)), luminance(var(background)));
+        let ratio = (a.max(b) + 0.05) / (a.min(b) + 0.05);
+        assert!(ratio >= 4.5, "{text} on {background}: {ratio:.2}");
+    }
+}

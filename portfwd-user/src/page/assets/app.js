@@ -24,7 +24,8 @@
 
   document.addEventListener("submit", async (e) => {
     const form = e.target;
-    if (form.method.toLowerCase() !== "post" || form.classList.contains("logout")) return;
+    // Logging in and out load a new page anyway.
+    if (form.method.toLowerCase() !== "post" || form.classList.contains("whole-page")) return;
     e.preventDefault();
     busy = true;
     try {

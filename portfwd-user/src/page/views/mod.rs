@@ -92,7 +92,7 @@ pub fn page(title: &str, tab: Tab, frame: &Frame<'_>, body: &Markup) -> Markup {
                             }
                         }
                     }
-                    form.logout method="post" action="/logout" {
+                    form.logout.whole-page method="post" action="/logout" {
                         (csrf(frame.csrf))
                         button type="submit" { "Log out" }
                     }

@@ -21,7 +21,7 @@ pub fn login(login_csrf: &str, error: Option<&str>) -> Markup {
                 main id="main" .login {
                     h1 { "portfwd" }
                     p { "Log in with the API token. It is in the file " code { "api-token" } " in the state directory (" code { "sudo cat /var/lib/portfwd/api-token" } ")." }
-                    form method="post" action="/login" {
+                    form.whole-page method="post" action="/login" {
                         input type="hidden" name="login_csrf" value=(login_csrf);
                         div.field {
                             label for="token" { "Token" }
