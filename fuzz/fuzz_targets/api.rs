@@ -6,13 +6,12 @@
 //! parameter up to a newline, the query up to a newline, then the body.
 #![no_main]
 
-use std::{fmt::Write as _, sync::Arc, time::Instant};
+use std::fmt::Write as _;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use libfuzzer_sys::fuzz_target;
-use portfwd::api::{self, Api, Facts, ROUTES};
-use portfwd_fuzz::ROUTER;
+use portfwd::api::{self, ROUTES};
 
 const TOKEN: &str = "fuzz-token";
 
@@ -56,27 +55,7 @@ fuzz_target!(|data: &[u8]| {
     let rt = portfwd_fuzz::runtime();
     let (status, content_type, body) =
         rt.block_on(portfwd_fuzz::with_table(0, |table| async move {
-            let api = Api {
-                table,
-                token: TOKEN.into(),
-                metrics: Arc::default(),
-                metrics_auth: false,
-                facts: Facts {
-                    wan: "wan0".into(),
-                    lan: "lan0".into(),
-                    lan_address: ROUTER,
-                    wan_mode: "skb",
-                    lan_mode: "skb",
-                    wan_program: None,
-                    lan_program: None,
-                    upnp_url: "http://10.0.0.1:5000/rootDesc.xml".into(),
-                    started: Instant::now(),
-                },
-                lan: portfwd_fuzz::lan(),
-                host: Arc::new(portfwd_fuzz::Quiet),
-                ddns: None,
-                page: portfwd::page::session::Sessions::default(),
-            };
+            let api = portfwd_fuzz::api(table, TOKEN);
             let response = api::respond(&api, request).await;
             let status = response.status();
             let content_type = response

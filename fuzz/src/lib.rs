@@ -173,3 +173,29 @@ pub fn scratch_dir(target: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch directory");
     dir
 }
+
+/// The API (and page) server's state over `table`, its token `token`.
+#[must_use]
+pub fn api(table: TableHandle, token: &str) -> portfwd::api::Api {
+    portfwd::api::Api {
+        table,
+        token: token.into(),
+        metrics: Arc::default(),
+        metrics_auth: false,
+        facts: portfwd::api::Facts {
+            wan: "wan0".into(),
+            lan: "lan0".into(),
+            lan_address: ROUTER,
+            wan_mode: "skb",
+            lan_mode: "skb",
+            wan_program: None,
+            lan_program: None,
+            upnp_url: "http://10.0.0.1:5000/rootDesc.xml".into(),
+            started: Instant::now(),
+        },
+        lan: lan(),
+        host: Arc::new(Quiet),
+        ddns: None,
+        page: portfwd::page::session::Sessions::default(),
+    }
+}
