@@ -306,6 +306,7 @@ fn the_owner_shares_a_port_in_a_real_browser() {
             .await
             .expect("resource sizes");
         let bytes = bytes.as_f64().expect("a number");
+        eprintln!("the port-sharing page with everything it loads: {bytes} bytes");
         assert!(bytes < 150_000.0, "the page weighs {bytes} bytes");
         // On a phone's width nothing but the tables' own boxes scrolls sideways.
         client.set_window_size(390, 844).await.expect("resize");
