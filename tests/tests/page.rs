@@ -1,5 +1,5 @@
 //! The owner's page, end to end: Debian's Chromium, headless, driven through `chromedriver`
-//! (WebDriver, with the `fantoccini` client) from the LAN host's namespace against the real
+//! (`WebDriver`, with the `fantoccini` client) from the LAN host's namespace against the real
 //! daemon, with JavaScript on and off; and its security checked with plain HTTP requests
 //! (CSRF, Origin, the login brake, the WAN). Needs root (`cargo xtask test` installs
 //! chromium and chromium-driver and runs it as such).
@@ -97,17 +97,15 @@ async fn wait_for(client: &Client, css: &str) -> Element {
         .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
 }
 
-/// Waits until the page's text contains `text`.
+/// Waits until the page's text contains `text` (while a page loads, or the script swaps its
+/// `main`, there may be none for a moment).
 async fn wait_text(client: &Client, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let body = client
-            .find(Locator::Css("main"))
-            .await
-            .expect("main")
-            .text()
-            .await
-            .unwrap_or_default();
+        let body = match client.find(Locator::Css("main")).await {
+            Ok(main) => main.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         if body.contains(text) {
             return;
         }
@@ -205,6 +203,41 @@ where
     })
 }
 
+/// The port-sharing page with everything it loads stays under 150 kB, and on a phone's width
+/// nothing but the tables' own boxes scrolls sideways.
+async fn weight_and_phone(client: &Client) {
+    client.goto(PAGE).await.expect("page");
+    wait_for(client, "button[aria-label='Disable web']").await;
+    let bytes = client
+        .execute(
+            "return [...performance.getEntriesByType('navigation'), \
+             ...performance.getEntriesByType('resource')] \
+             .reduce((sum, e) => sum + e.encodedBodySize + 400, 0);",
+            vec![],
+        )
+        .await
+        .expect("resource sizes");
+    let bytes = bytes.as_f64().expect("a number");
+    eprintln!("the port-sharing page with everything it loads: {bytes} bytes");
+    assert!(bytes < 150_000.0, "the page weighs {bytes} bytes");
+    // On a phone's width nothing but the tables' own boxes scrolls sideways.
+    client.set_window_size(390, 844).await.expect("resize");
+    client.refresh().await.expect("reload");
+    wait_for(client, "button[aria-label='Disable web']").await;
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await
+        .expect("widths");
+    assert!(
+        overflow.as_i64().is_some_and(|o| o <= 0),
+        "the page is wider than a phone by {overflow}"
+    );
+    screenshot(client, "phone").await;
+}
+
 #[test]
 fn the_owner_shares_a_port_in_a_real_browser() {
     let mut lab = Lab::fresh("page");
@@ -293,37 +326,7 @@ fn the_owner_shares_a_port_in_a_real_browser() {
             .await
             .expect("events");
         wait_text(&client, "share deleted").await;
-        // The port-sharing page with everything it loads stays under 150 kB.
-        client.goto(PAGE).await.expect("page");
-        wait_for(&client, "button[aria-label='Disable web']").await;
-        let bytes = client
-            .execute(
-                "return [...performance.getEntriesByType('navigation'), \
-                 ...performance.getEntriesByType('resource')] \
-                 .reduce((sum, e) => sum + e.encodedBodySize + 400, 0);",
-                vec![],
-            )
-            .await
-            .expect("resource sizes");
-        let bytes = bytes.as_f64().expect("a number");
-        eprintln!("the port-sharing page with everything it loads: {bytes} bytes");
-        assert!(bytes < 150_000.0, "the page weighs {bytes} bytes");
-        // On a phone's width nothing but the tables' own boxes scrolls sideways.
-        client.set_window_size(390, 844).await.expect("resize");
-        client.refresh().await.expect("reload");
-        wait_for(&client, "button[aria-label='Disable web']").await;
-        let overflow = client
-            .execute(
-                "return document.documentElement.scrollWidth - window.innerWidth;",
-                vec![],
-            )
-            .await
-            .expect("widths");
-        assert!(
-            overflow.as_i64().is_some_and(|o| o <= 0),
-            "the page is wider than a phone by {overflow}"
-        );
-        screenshot(&client, "phone").await;
+        weight_and_phone(&client).await;
         client.close().await.expect("close");
     });
     assert!(shares(&lab, &state).contains(&"tcp:8080".to_owned()));

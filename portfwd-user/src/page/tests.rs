@@ -494,3 +494,32 @@ fn the_colours_pass_wcag_aa() {
         assert!(ratio >= 4.5, "{text} on {background}: {ratio:.2}");
     }
 }
+
+#[tokio::test]
+async fn shares_are_called_by_the_dynamic_dns_name_and_its_last_result_is_shown() {
+    let mut api = api();
+    let (_status, watch) = tokio::sync::watch::channel(crate::ddns::DdnsStatus {
+        name: "home.example.test".into(),
+        server: "198.51.100.2:53".into(),
+        address: Some(Ipv4Addr::new(198, 51, 100, 1)),
+        result: Some("ok".into()),
+        ..crate::ddns::DdnsStatus::default()
+    });
+    api.ddns = Some(watch);
+    let (cookie, _) = login(&api).await;
+    let page = send(&api, "GET", "/", &[("cookie", &cookie)], "").await;
+    assert!(
+        page.body.contains("home.example.test:8080"),
+        "{}",
+        page.body
+    );
+    let settings = send(&api, "GET", "/settings", &[("cookie", &cookie)], "").await;
+    for shown in [
+        "home.example.test",
+        "198.51.100.2:53",
+        "198.51.100.1",
+        "<dd>ok</dd>",
+    ] {
+        assert!(settings.body.contains(shown), "{shown}: {}", settings.body);
+    }
+}
