@@ -238,72 +238,120 @@ async fn weight_and_phone(client: &Client) {
     screenshot(client, "phone").await;
 }
 
+/// Adds share `name` on `port` through the form, checks it carries HTTP, switches it off and
+/// on again, then adds another on the same port and sees the error at the field with what
+/// was typed kept. Without scripts each step is a full page load.
+async fn add_switch_and_collide(
+    client: &Client,
+    lab: &Lab,
+    port: u16,
+    name: &str,
+    javascript: bool,
+) {
+    let button = |verb: &str| format!("button[aria-label='{verb} {name}']");
+    add_share(client, &port.to_string(), "80", name).await;
+    wait_text(client, "Share added.").await;
+    if !javascript {
+        let url = client.current_url().await.expect("url");
+        assert!(url.as_str().ends_with("/?done=added"), "{url}");
+    }
+    wait_for(client, &button("Disable")).await;
+    assert!(tcp_reaches_lan(lab, port), "the new share carries HTTP");
+    wait_for(client, &button("Disable"))
+        .await
+        .click()
+        .await
+        .expect("disable");
+    wait_for(client, &button("Enable")).await;
+    assert!(
+        !tcp_reaches_lan(lab, port),
+        "a share switched off still carries traffic"
+    );
+    wait_for(client, &button("Enable"))
+        .await
+        .click()
+        .await
+        .expect("enable");
+    wait_for(client, &button("Disable")).await;
+    assert!(
+        tcp_reaches_lan(lab, port),
+        "the share switched on again carries nothing"
+    );
+    add_share(client, &port.to_string(), "81", "second web").await;
+    let error = wait_for(client, "#add-external-error")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(error.contains("This port is taken"), "{error}");
+    let kept = client
+        .find(Locator::Css("#add-name"))
+        .await
+        .expect("name field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(kept.as_deref(), Some("second web"));
+}
+
+/// A lab whose daemon serves the page on the LAN address, the LAN host's web server on port
+/// 80, and chromedriver beside it; the browser profile is removed when dropped.
+struct Setup {
+    _driver: Driver,
+    _daemon: Daemon,
+    lab: Lab,
+    token: String,
+    state: PathBuf,
+    profile: PathBuf,
+}
+
+fn setup(tag: &str, mode: &str) -> Setup {
+    let mut lab = Lab::fresh(tag);
+    if mode == "native" {
+        // Native XDP on veth needs a program on the far ends too.
+        lab.attach_host_pass_programs();
+    }
+    let daemon = Daemon::in_lab(&lab, mode, &["--api", API]);
+    serve_http(&lab.lan, 80, "hello from the LAN host");
+    Setup {
+        _driver: chromedriver(&lab.lan),
+        token: token(&daemon),
+        state: daemon.state_dir().expect("own").to_owned(),
+        _daemon: daemon,
+        lab,
+        profile: temp_dir("chromium"),
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.profile);
+    }
+}
+
 #[test]
 fn the_owner_shares_a_port_in_a_real_browser() {
-    let mut lab = Lab::fresh("page");
-    // Native XDP on veth needs a program on the far ends too.
-    lab.attach_host_pass_programs();
-    let daemon = Daemon::in_lab(&lab, "native", &["--api", API]);
-    serve_http(&lab.lan, 80, "hello from the LAN host");
-    let token = token(&daemon);
-    let state = daemon.state_dir().expect("own").to_owned();
-    let _driver = chromedriver(&lab.lan);
-    let profile = temp_dir("chromium");
-    in_lan(&lab, || async {
-        let client = browser(true, &profile).await;
-        log_in(&client, &token).await;
+    let Setup {
+        lab,
+        token,
+        state,
+        profile,
+        ..
+    } = &setup("page", "native");
+    in_lan(lab, || async {
+        let client = browser(true, profile).await;
+        log_in(&client, token).await;
         assert!(
             client.find(Locator::Css("html.js")).await.is_ok(),
             "the script runs"
         );
-        // Add a share through the form: the page updates in place, the share carries traffic.
-        add_share(&client, "8080", "80", "web").await;
-        wait_text(&client, "Share added.").await;
-        wait_for(&client, "button[aria-label='Disable web']").await;
-        assert!(tcp_reaches_lan(&lab, 8080), "the new share carries HTTP");
-        // Switched off, then on again.
-        wait_for(&client, "button[aria-label='Disable web']")
-            .await
-            .click()
-            .await
-            .expect("disable");
-        wait_for(&client, "button[aria-label='Enable web']").await;
-        assert!(
-            !tcp_reaches_lan(&lab, 8080),
-            "a share switched off still carries traffic"
-        );
-        wait_for(&client, "button[aria-label='Enable web']")
-            .await
-            .click()
-            .await
-            .expect("enable");
-        wait_for(&client, "button[aria-label='Disable web']").await;
-        assert!(
-            tcp_reaches_lan(&lab, 8080),
-            "the share switched on again carries nothing"
-        );
-        // A taken port: the error next to the field, and what was typed kept.
-        add_share(&client, "8080", "81", "second web").await;
-        let error = wait_for(&client, "#add-external-error")
-            .await
-            .text()
-            .await
-            .expect("text");
-        assert!(error.contains("This port is taken"), "{error}");
-        let kept = client
-            .find(Locator::Css("#add-name"))
-            .await
-            .expect("name field")
-            .prop("value")
-            .await
-            .expect("value");
-        assert_eq!(kept.as_deref(), Some("second web"));
+        add_switch_and_collide(&client, lab, 8080, "web", true).await;
         screenshot(&client, "port-sharing").await;
         // A UPnP mapping made by upnpc shows up by itself on the applications page, and goes.
         client.goto(&format!("{PAGE}/apps")).await.expect("apps");
         wait_text(&client, "No application has opened a port.").await;
         let out = upnpc(
-            &lab,
+            lab,
             &["-e", "game", "-a", "10.77.0.10", "5555", "5555", "TCP"],
         );
         assert!(out.contains("is redirected"), "{out}");
@@ -311,7 +359,7 @@ fn the_owner_shares_a_port_in_a_real_browser() {
         screenshot(&client, "applications").await;
         delete.click().await.expect("delete");
         wait_text(&client, "Deleted.").await;
-        assert!(!shares(&lab, &state).contains(&"tcp:5555".to_owned()));
+        assert!(!shares(lab, state).contains(&"tcp:5555".to_owned()));
         for (page, name) in [
             ("/events", "events"),
             ("/settings", "settings"),
@@ -329,58 +377,27 @@ fn the_owner_shares_a_port_in_a_real_browser() {
         weight_and_phone(&client).await;
         client.close().await.expect("close");
     });
-    assert!(shares(&lab, &state).contains(&"tcp:8080".to_owned()));
-    drop(daemon);
-    let _ = fs::remove_dir_all(profile);
+    assert!(shares(lab, state).contains(&"tcp:8080".to_owned()));
 }
 
 #[test]
 fn every_action_works_without_javascript() {
-    let lab = Lab::fresh("pagenojs");
-    let daemon = Daemon::in_lab(&lab, "skb", &["--api", API]);
-    serve_http(&lab.lan, 80, "hello from the LAN host");
-    let token = token(&daemon);
-    let _driver = chromedriver(&lab.lan);
-    let profile = temp_dir("chromium");
-    in_lan(&lab, || async {
-        let client = browser(false, &profile).await;
-        log_in(&client, &token).await;
+    let Setup {
+        lab,
+        token,
+        profile,
+        ..
+    } = &setup("pagenojs", "skb");
+    in_lan(lab, || async {
+        let client = browser(false, profile).await;
+        log_in(&client, token).await;
         assert!(
             client.find(Locator::Css("html.js")).await.is_err(),
             "scripts are off"
         );
-        add_share(&client, "8081", "80", "plain").await;
-        wait_text(&client, "Share added.").await;
-        assert!(
-            client
-                .current_url()
-                .await
-                .expect("url")
-                .as_str()
-                .ends_with("/?done=added")
-        );
-        assert!(
-            tcp_reaches_lan(&lab, 8081),
-            "the share added without scripts carries HTTP"
-        );
-        wait_for(&client, "button[aria-label='Disable plain']")
-            .await
-            .click()
-            .await
-            .expect("disable");
-        wait_text(&client, "Share switched off.").await;
-        assert!(!tcp_reaches_lan(&lab, 8081));
-        add_share(&client, "8081", "82", "again").await;
-        let error = wait_for(&client, "#add-external-error")
-            .await
-            .text()
-            .await
-            .expect("text");
-        assert!(error.contains("This port is taken"), "{error}");
+        add_switch_and_collide(&client, lab, 8081, "plain", false).await;
         client.close().await.expect("close");
     });
-    drop(daemon);
-    let _ = fs::remove_dir_all(profile);
 }
 
 /// One HTTP/1.0 exchange from `ns`: status, head, body.

@@ -429,21 +429,30 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-async fn read_body<B>(request: Request<B>) -> Result<Map<String, Value>, ApiError>
+/// A request's body, at most [`MAX_BODY`] bytes (the API's and the page's forms').
+pub(crate) async fn body_bytes<B>(request: Request<B>) -> Result<Bytes, ApiError>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let bytes = Limited::new(request.into_body(), MAX_BODY)
+    Limited::new(request.into_body(), MAX_BODY)
         .collect()
         .await
+        .map(http_body_util::Collected::to_bytes)
         .map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body too large (at most {MAX_BODY} bytes) or broken"),
             )
-        })?
-        .to_bytes();
+        })
+}
+
+async fn read_body<B>(request: Request<B>) -> Result<Map<String, Value>, ApiError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let bytes = body_bytes(request).await?;
     // No body is no fields; anything else must be a JSON object (blanks alone are not JSON).
     if bytes.is_empty() {
         return Ok(Map::new());

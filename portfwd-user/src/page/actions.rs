@@ -150,19 +150,7 @@ pub(super) async fn post(
                     );
                 }
             }
-            let returned = Returned {
-                form: "exposed",
-                values: form,
-                problems: &problems,
-            };
-            sharing(
-                api,
-                session,
-                None,
-                Some(returned),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
+            send_back(api, session, "exposed", form, &problems).await
         }
         "/settings" => save_settings(api, session, form).await,
         _ => error_status(StatusCode::NOT_FOUND, "There is no such form."),
@@ -356,10 +344,21 @@ async fn add_share(api: &Api, session: &Session, form: &Form) -> Response<Full<B
             Err(err) => place(&err, &mut problems),
         }
     }
+    send_back(api, session, "add", form, &problems).await
+}
+
+/// The port-sharing page with form `name` sent back refused: what was typed, and why.
+async fn send_back(
+    api: &Api,
+    session: &Session,
+    name: &str,
+    values: &Form,
+    problems: &Problems,
+) -> Response<Full<Bytes>> {
     let returned = Returned {
-        form: "add",
-        values: form,
-        problems: &problems,
+        form: name,
+        values,
+        problems,
     };
     sharing(
         api,

@@ -23,7 +23,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::{
     HeaderMap, Method, Request, Response, StatusCode,
     body::Body,
@@ -35,7 +35,7 @@ use hyper::{
 use maud::Markup;
 use serde_json::{Map, Value};
 
-use crate::api::{Api, ApiError, MAX_BODY, call};
+use crate::api::{Api, ApiError, body_bytes, call};
 
 mod actions;
 pub mod form;
@@ -258,16 +258,9 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let bytes = Limited::new(request.into_body(), MAX_BODY)
-        .collect()
+    let bytes = body_bytes(request)
         .await
-        .map_err(|_| {
-            error_status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("The form is too large (at most {MAX_BODY} bytes)."),
-            )
-        })?
-        .to_bytes();
+        .map_err(|e| error_status(e.status, &e.message))?;
     Form::parse(&bytes).map_err(|e| {
         error_status(
             StatusCode::BAD_REQUEST,

@@ -6,6 +6,8 @@ use std::{
     sync::Arc,
 };
 
+use http_body_util::BodyExt as _;
+
 use super::*;
 use crate::{
     api::Facts,
