@@ -368,7 +368,7 @@ impl Config {
             .api
             .webhook
             .map(|url| {
-                url.parse().map_err(|e| {
+                crate::webhook::parse_url(&url).map_err(|e| {
                     (
                         ConfigError::Webhook(e),
                         Some(Key::Path(&["api", "webhook"])),
