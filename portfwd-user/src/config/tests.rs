@@ -221,6 +221,21 @@ fn every_error_in_the_file_names_its_line() {
             "overlaps",
         ),
         ("wan = \"eth2\"\n".into(), 3, "duplicate key"),
+        (
+            "[ddns]\nprovider = \"dyndns2\"\nserver = \"ftp://members.dyndns.org\"\nname = \"h.example.test\"\n".into(),
+            5,
+            "ddns.server",
+        ),
+        (
+            "[ddns]\nprovider = \"dyndns2\"\nserver = \"https://members.dyndns.org\"\nname = \"h.example.test\"\nusername = \"me\"\npassword_file = \"/nonexistent\"\n".into(),
+            8,
+            "ddns.password_file: cannot read /nonexistent",
+        ),
+        (
+            "[ddns]\nprovider = \"dyndns2\"\nserver = \"https://members.dyndns.org\"\nname = \"h.example.test\"\n".into(),
+            3,
+            "ddns.username: missing",
+        ),
     ];
     for (tail, line, words) in cases {
         let text = format!("{HEAD}{tail}");
