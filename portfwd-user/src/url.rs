@@ -50,6 +50,9 @@ impl Url {
             let (addr, after) = rest
                 .split_once(']')
                 .ok_or_else(|| format!("`{s}` has an unclosed `[`"))?;
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("`{s}`: `[{addr}]` is not an IPv6 address"));
+            }
             let port = match after {
                 "" => default_port,
                 after => after
@@ -63,9 +66,12 @@ impl Url {
                 Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad_port())?),
                 None => (authority, default_port),
             };
-            if host.is_empty() || host.contains([':', '[', ']']) {
+            // A name or an IPv4 address: nothing a resolver or a `Host` header would read
+            // otherwise (`?`, `#`, `%`...).
+            let usable = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+            if host.is_empty() || !host.bytes().all(usable) {
                 return Err(format!(
-                    "`{s}` has no usable host (an IPv6 address goes in brackets)"
+                    "`{s}` has no usable host (a name or an address; an IPv6 address goes in brackets)"
                 ));
             }
             (host, port)
@@ -164,6 +170,9 @@ mod tests {
             "http://a:b:80/",
             "http://:80/",
             "http://[::1/",
+            "http://[xyz]/",
+            "http://host?x=1",
+            "http://a%20b/",
         ] {
             assert!(bad.parse::<Url>().is_err(), "{bad}");
         }
