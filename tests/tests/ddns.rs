@@ -8,7 +8,7 @@
 
 use std::{
     fs,
-    io::{Read as _, Write as _},
+    io::Write as _,
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Stdio},
@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use portfwd_tests::{Daemon, Lab, WAIT, cli_ok, temp_dir};
+use portfwd_tests::{Daemon, Lab, WAIT, cli_ok, read_request, temp_dir};
 use serde_json::Value;
 
 const SECRET: &str = "c2l4dGVlbiBieXRlIGtleSBmb3IgdGVzdHM=";
@@ -114,16 +114,28 @@ fn status(lab: &Lab, state: &Path) -> Value {
     serde_json::from_str(&cli_ok(lab, state, &["status", "--json"])).expect("json")
 }
 
-#[test]
-fn the_name_follows_the_external_address() {
-    let lab = Lab::fresh("dd");
-    lab.learn_remote_neighbour();
-    let dir = temp_dir("ddns-named");
-    let _named = named(&lab, &dir);
-    assert_eq!(dig(&lab, "home.example.test"), "", "no record yet");
-    let config = config(&dir, SECRET);
+/// The status's `ddns` part once `done` holds for it; fails after `within`.
+fn ddns_status_once(
+    lab: &Lab,
+    state: &Path,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let ddns = status(lab, state)["ddns"].clone();
+        if done(&ddns) {
+            return ddns;
+        }
+        assert!(Instant::now() < deadline, "status after {within:?}: {ddns}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The daemon on the lab's router with `config` and one share: it, and its state directory.
+fn start(lab: &Lab, config: &Path) -> (Daemon, PathBuf) {
     let daemon = Daemon::in_lab(
-        &lab,
+        lab,
         "skb",
         &[
             "--config",
@@ -133,6 +145,26 @@ fn the_name_follows_the_external_address() {
         ],
     );
     let state = daemon.state_dir().expect("state dir").to_owned();
+    (daemon, state)
+}
+
+/// The WAN address changes from .1 to .3, as a new DHCP lease or `PPPoE` session gives one.
+fn new_external_address(lab: &Lab) {
+    lab.router
+        .ip(&["addr", "del", "198.51.100.1/24", "dev", "wan"]);
+    lab.router
+        .ip(&["addr", "add", "198.51.100.3/24", "dev", "wan"]);
+}
+
+#[test]
+fn the_name_follows_the_external_address() {
+    let lab = Lab::fresh("dd");
+    lab.learn_remote_neighbour();
+    let dir = temp_dir("ddns-named");
+    let _named = named(&lab, &dir);
+    assert_eq!(dig(&lab, "home.example.test"), "", "no record yet");
+    let config = config(&dir, SECRET);
+    let (daemon, state) = start(&lab, &config);
     wait_for(&lab, "198.51.100.1");
     // A share is called by the name.
     let list: Value =
@@ -142,11 +174,7 @@ fn the_name_follows_the_external_address() {
         "{list}"
     );
 
-    // The WAN address changes, as a new DHCP lease or PPPoE session gives one.
-    lab.router
-        .ip(&["addr", "del", "198.51.100.1/24", "dev", "wan"]);
-    lab.router
-        .ip(&["addr", "add", "198.51.100.3/24", "dev", "wan"]);
+    new_external_address(&lab);
     wait_for(&lab, "198.51.100.3");
     let ddns = &status(&lab, &state)["ddns"];
     assert_eq!(ddns["name"], "home.example.test", "{ddns}");
@@ -171,17 +199,8 @@ fn a_wrong_key_is_refused_reported_and_retried() {
     let dir = temp_dir("ddns-wrong");
     let _named = named(&lab, &dir);
     let config = config(&dir, WRONG);
-    let daemon = Daemon::in_lab(&lab, "skb", &["--config", config.to_str().expect("path")]);
-    let state = daemon.state_dir().expect("state dir").to_owned();
-    let deadline = Instant::now() + WAIT;
-    let first = loop {
-        let ddns = status(&lab, &state)["ddns"].clone();
-        if ddns["at"].is_u64() {
-            break ddns;
-        }
-        assert!(Instant::now() < deadline, "no attempt: {ddns}");
-        thread::sleep(Duration::from_millis(100));
-    };
+    let (_daemon, state) = start(&lab, &config);
+    let first = ddns_status_once(&lab, &state, WAIT, |ddns| ddns["at"].is_u64());
     let result = first["result"].as_str().expect("a result");
     assert!(
         result.contains("BADSIG") || result.contains("BADKEY"),
@@ -191,15 +210,9 @@ fn a_wrong_key_is_refused_reported_and_retried() {
     assert!(events.contains("ddns_failed"), "{events}");
     assert_eq!(dig(&lab, "home.example.test"), "", "nothing changed");
     // Retried after the first delay (5 s).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ddns = status(&lab, &state)["ddns"].clone();
-        if ddns["at"].as_u64() > first["at"].as_u64() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no retry: {ddns}");
-        thread::sleep(Duration::from_millis(250));
-    }
+    ddns_status_once(&lab, &state, Duration::from_secs(10), |ddns| {
+        ddns["at"].as_u64() > first["at"].as_u64()
+    });
     let failures = cli_ok(&lab, &state, &["events"])
         .matches("ddns_failed")
         .count();
@@ -251,15 +264,7 @@ fn dyndns2_endpoint(lab: &Lab, answer: fn(&str) -> String) -> mpsc::Receiver<Rec
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&head).into_owned();
+            let head = String::from_utf8_lossy(&read_request(&mut stream)).into_owned();
             let mut lines = head.lines();
             let target = lines
                 .next()
@@ -319,17 +324,7 @@ fn dyndns2_sends_the_external_address_with_the_account() {
     let updates = dyndns2_endpoint(&lab, |myip| format!("good {myip}"));
     let dir = temp_dir("ddns-dyndns2");
     let config = dyndns2_config(&dir);
-    let daemon = Daemon::in_lab(
-        &lab,
-        "skb",
-        &[
-            "--config",
-            config.to_str().expect("path"),
-            "--share",
-            "tcp:8080=10.77.0.10:80",
-        ],
-    );
-    let state = daemon.state_dir().expect("state dir").to_owned();
+    let (daemon, state) = start(&lab, &config);
     let first = next_update(&updates, Duration::from_secs(10));
     assert_eq!(
         first.target.split_once('?').map(|(path, _)| path),
@@ -347,23 +342,11 @@ fn dyndns2_sends_the_external_address_with_the_account() {
     );
     assert_eq!(first.header("host"), DYNDNS2);
 
-    // The WAN address changes, as a new DHCP lease or PPPoE session gives one.
-    lab.router
-        .ip(&["addr", "del", "198.51.100.1/24", "dev", "wan"]);
-    lab.router
-        .ip(&["addr", "add", "198.51.100.3/24", "dev", "wan"]);
+    new_external_address(&lab);
     let second = next_update(&updates, Duration::from_secs(10));
     assert_eq!(second.query("myip"), "198.51.100.3");
     assert_eq!(second.header("authorization"), BASIC);
-    let deadline = Instant::now() + WAIT;
-    let ddns = loop {
-        let ddns = status(&lab, &state)["ddns"].clone();
-        if ddns["address"] == "198.51.100.3" {
-            break ddns;
-        }
-        assert!(Instant::now() < deadline, "status: {ddns}");
-        thread::sleep(Duration::from_millis(100));
-    };
+    let ddns = ddns_status_once(&lab, &state, WAIT, |ddns| ddns["address"] == "198.51.100.3");
     assert_eq!(ddns["name"], "home.dyndns.test", "{ddns}");
     assert_eq!(
         ddns["server"],
@@ -396,8 +379,7 @@ fn dyndns2_badauth_is_reported_and_retried_after_the_backoff() {
     let updates = dyndns2_endpoint(&lab, |_| "badauth".to_owned());
     let dir = temp_dir("ddns-badauth");
     let config = dyndns2_config(&dir);
-    let daemon = Daemon::in_lab(&lab, "skb", &["--config", config.to_str().expect("path")]);
-    let state = daemon.state_dir().expect("state dir").to_owned();
+    let (daemon, state) = start(&lab, &config);
     let first = next_update(&updates, Duration::from_secs(10));
     assert_eq!(first.header("authorization"), BASIC);
     // The first delay is 5 s: nothing before 4 s, a retry by 10 s.
