@@ -316,7 +316,9 @@ pub enum Error {
     Refused(Code),
     #[error("the provider answered good 127.0.0.1: it ignored the update")]
     Ignored,
-    #[error("the provider answered {0:?}, not a dyndns2 answer")]
+    /// The answer's first line as quoted: at most [`QUOTED`] characters, printable ASCII (the
+    /// rest `?`), so that a log line or an event stays short and plain whatever came.
+    #[error("the provider answered `{0}`, not a dyndns2 answer")]
     Unexpected(String),
 }
 
@@ -344,7 +346,21 @@ impl Error {
 }
 
 /// The longest stretch of an unexpected answer quoted back.
-const QUOTED: usize = 64;
+pub const QUOTED: usize = 64;
+
+/// The start of `line` as an error quotes it.
+fn quote(line: &str) -> String {
+    line.chars()
+        .take(QUOTED)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
 
 /// Reads the provider's answer to an update that sent `sent`: its HTTP status and body.
 pub fn check_answer(status: StatusCode, body: &[u8], sent: Ipv4Addr) -> Result<Answer, Error> {
@@ -365,7 +381,7 @@ pub fn check_answer(status: StatusCode, body: &[u8], sent: Ipv4Addr) -> Result<A
         "nochg" => true,
         _ => {
             return Err(Code::parse(word).map_or_else(
-                || Error::Unexpected(line.unwrap_or("").chars().take(QUOTED).collect()),
+                || Error::Unexpected(quote(line.unwrap_or(""))),
                 Error::Refused,
             ));
         }

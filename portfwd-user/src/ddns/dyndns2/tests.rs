@@ -139,6 +139,14 @@ fn other_answers_and_statuses_are_failures_that_name_them() {
         err.to_string().len() < 150,
         "quoted at most 64 characters: {err}"
     );
+    // Found by the dyndns2 fuzz target: control characters, quoted with `{:?}`, took ten
+    // bytes each (`\u{1a}`), so 64 of them made a 640-byte log line. Quoted plainly now.
+    let err =
+        check_answer(StatusCode::OK, b"ba\x1a\x1a\x1a\xc3\xa9dauth", SENT).expect_err("control");
+    assert_eq!(
+        err.to_string(),
+        "the provider answered `ba????dauth`, not a dyndns2 answer"
+    );
     let err = check_answer(StatusCode::OK, b"<html>oops</html>", SENT).expect_err("html");
     assert!(err.to_string().contains("<html>oops</html>"), "{err}");
     assert!(!err.needs_owner());
@@ -162,13 +170,19 @@ fn other_answers_and_statuses_are_failures_that_name_them() {
     assert!(!err.needs_owner());
 }
 
-/// A one-shot HTTP server on loopback: answers the first request with `response` and hands
-/// the request's head back.
-async fn serve_once(response: Vec<u8>) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+/// A listener on a free loopback port, and its address.
+async fn listener() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    (listener, addr)
+}
+
+/// A one-shot HTTP server on loopback: answers the first request with `response` and hands
+/// the request's head back.
+async fn serve_once(response: Vec<u8>) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+    let (listener, addr) = listener().await;
     let task = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.expect("accept");
         let mut head = Vec::new();
@@ -227,11 +241,7 @@ async fn an_answer_over_4_kib_is_refused_unread() {
 #[tokio::test]
 async fn a_server_that_is_not_there_is_a_connect_error() {
     // Bound, then closed: nothing listens on the port.
-    let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let addr = listener().await.1;
     let err = send(&account(&format!("http://{addr}")), "h.example.test", SENT)
         .await
         .expect_err("refused");
@@ -243,10 +253,7 @@ async fn a_server_that_is_not_there_is_a_connect_error() {
 async fn https_speaks_tls_first() {
     // A plain HTTP server where TLS is expected: it reads the ClientHello and answers in
     // plain HTTP, which is no TLS record. Nothing went out in clear but the ClientHello.
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (listener, addr) = listener().await;
     let server = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.expect("accept");
         let mut hello = vec![0u8; 16 * 1024];
