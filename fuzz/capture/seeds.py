@@ -174,3 +174,15 @@ for i, t in enumerate(['tcp:8080=192.168.1.10:80','udp:27015@198.51.100.7=192.16
           'tcp:[2001:db8:77::10]:443','tcp:443=[2001:db8:77::10]:443','192.168.1.64/28','10.0.0.7','02:11:22:33:44:55',
           '1024-65535','http://192.168.1.2:8000/portfwd','http://[::1]:8080/hook']):
     put('ids', 'text-%d'%i, t)
+# dyndns2: answers as providers send them (status, body), names, and provider URLs.
+for name, status, body in [('good',200,'good 198.51.100.1'),('nochg',200,'nochg 198.51.100.1\n'),('good-bare',200,'good'),
+        ('good-localhost',200,'good 127.0.0.1'),('badauth',200,'badauth'),('not-donator',200,'!donator'),('notfqdn',200,'notfqdn'),
+        ('nohost',200,'nohost'),('numhost',200,'numhost'),('abuse',200,'abuse'),('badagent',200,'badagent'),('dnserr',200,'dnserr'),
+        ('911',200,'911'),('401-badauth',401,'badauth'),('503-html',503,'<html><body>Service Unavailable</body></html>'),
+        ('two-lines',200,'\r\ngood 198.51.100.1\r\nnohost\r\n')]:
+    put('dyndns2', 'answer-'+name, b'\x00'+struct.pack('>H',status)+body.encode())
+for i, t in enumerate(['home.example.org','Home.Dyndns.Test','a&b=c d/\u00e9']):
+    put('dyndns2', 'name-%d'%i, b'\x01'+t.encode())
+for i, t in enumerate(['https://members.dyndns.org','https://dynupdate.no-ip.com/nic/update','http://198.51.100.2:8245/update.php?system=dyndns','https://[2001:db8::53]:8443']):
+    put('dyndns2', 'url-%d'%i, b'\x02'+t.encode())
+put('config','readme-ddns-dyndns2.toml','[ddns]\nprovider = "dyndns2"\nserver = "https://members.dyndns.org"\nname = "home.example.org"\nusername = "me"\npassword = "secret"\ninterval = 3600\n')

@@ -228,7 +228,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     let ddns = config.ddns.clone().map(|ddns| {
         let (status, watch) = watch::channel(crate::ddns::DdnsStatus {
             name: ddns.name.clone(),
-            server: ddns.server.to_string(),
+            server: ddns.server(),
             ..crate::ddns::DdnsStatus::default()
         });
         tokio::spawn(crate::ddns::run(ddns, handle.clone(), status));

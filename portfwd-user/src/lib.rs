@@ -30,6 +30,7 @@ pub mod state;
 pub mod store;
 pub mod table;
 pub mod upnp;
+pub mod url;
 pub mod webhook;
 
 /// An error and its causes as one line: `a: b: c`.

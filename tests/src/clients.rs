@@ -44,8 +44,9 @@ pub fn serve_http_on(ns: &Netns, addr: SocketAddr, body: &'static str) {
         .expect("http server up");
 }
 
-/// Reads an HTTP request up to the blank line that ends its header.
-pub fn read_request(stream: &mut TcpStream) {
+/// Reads an HTTP request up to the blank line that ends its header (16 KiB at most): what
+/// was read.
+pub fn read_request(stream: &mut TcpStream) -> Vec<u8> {
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
@@ -54,6 +55,7 @@ pub fn read_request(stream: &mut TcpStream) {
             Ok(n) => request.extend_from_slice(&buf[..n]),
         }
     }
+    request
 }
 
 /// A UDP echo server on `port` in `ns`, answering `echo: <datagram>`.

@@ -16,8 +16,8 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 /// The fuzz targets, in the order `cargo xtask fuzz` runs them.
-pub const TARGETS: [&str; 10] = [
-    "soap", "ssdp", "pcp", "http", "config", "api", "store", "ids", "ddns", "page",
+pub const TARGETS: [&str; 11] = [
+    "soap", "ssdp", "pcp", "http", "config", "api", "store", "ids", "ddns", "dyndns2", "page",
 ];
 /// The cargo-fuzz `cargo xtask` installs (under `target/tools`, not the user's `~/.cargo`).
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

@@ -54,7 +54,7 @@ enum Cmd {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
         time: u64,
-        /// One of soap, ssdp, pcp, http, config, api, store, ids, ddns.
+        /// One of soap, ssdp, pcp, http, config, api, store, ids, ddns, dyndns2, page.
         target: Option<String>,
         /// Inputs to run TARGET on, after `--`.
         #[arg(last = true)]

@@ -368,7 +368,7 @@ impl Config {
             .api
             .webhook
             .map(|url| {
-                url.parse().map_err(|e| {
+                crate::webhook::parse_url(&url).map_err(|e| {
                     (
                         ConfigError::Webhook(e),
                         Some(Key::Path(&["api", "webhook"])),
@@ -455,6 +455,8 @@ enum Key {
     Share(usize, Option<&'static str>),
     /// A key of `[upnp]`, and the index in it for a list (`devices`).
     Upnp(&'static str, Option<usize>),
+    /// A key of `[ddns]`.
+    Ddns(&'static str),
 }
 
 impl Key {
@@ -469,6 +471,7 @@ impl Key {
                 .into_iter()
                 .chain(index.map(Step::Index))
                 .collect(),
+            Self::Ddns(key) => vec![Step::Key("ddns"), Step::Key(key)],
         }
     }
 }
@@ -544,18 +547,7 @@ fn ddns_section(
     section
         .map(crate::ddns::FileDdns::compile)
         .transpose()
-        .map_err(|(message, key)| {
-            let path: &'static [&'static str] = match key {
-                "provider" => &["ddns", "provider"],
-                "server" => &["ddns", "server"],
-                "zone" => &["ddns", "zone"],
-                "name" => &["ddns", "name"],
-                "key_file" => &["ddns", "key_file"],
-                "interval" => &["ddns", "interval"],
-                _ => &["ddns", "key_secret"],
-            };
-            (ConfigError::Ddns { key, message }, Some(Key::Path(path)))
-        })
+        .map_err(|(message, key)| (ConfigError::Ddns { key, message }, Some(Key::Ddns(key))))
 }
 
 /// Whether `name` can name a directory of pins: no `/`, nothing hidden or odd.

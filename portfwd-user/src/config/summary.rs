@@ -4,7 +4,10 @@
 use std::fmt::Write as _;
 
 use super::{Config, Inbound6, XdpMode};
-use crate::policy::{Device, Rule};
+use crate::{
+    ddns::Protocol,
+    policy::{Device, Rule},
+};
 
 fn on(flag: bool) -> &'static str {
     if flag { "on" } else { "off" }
@@ -109,17 +112,35 @@ pub fn summary(config: &Config) -> String {
     );
     api(&mut out, config);
     if let Some(ddns) = &config.ddns {
-        let _ = writeln!(
-            out,
-            "ddns         {} in {} at {} (RFC 2136, TSIG key {}), every {} s and on each change",
-            ddns.name,
-            ddns.zone,
-            ddns.server,
-            ddns.key.name,
-            ddns.interval.as_secs()
-        );
+        ddns_line(&mut out, ddns);
     }
     out
+}
+
+/// `[ddns]`: the name, where it is updated and how; never the key or the password.
+fn ddns_line(out: &mut String, ddns: &crate::ddns::Ddns) {
+    let how = match &ddns.protocol {
+        Protocol::Rfc2136(server) => format!(
+            "in {} at {} (RFC 2136, TSIG key {})",
+            server.zone, server.addr, server.key.name
+        ),
+        Protocol::Dyndns2(account) => format!(
+            "at {} (dyndns2 over {}, user {})",
+            account.url,
+            if account.url.tls {
+                "https"
+            } else {
+                "plain http: the password crosses the network readable"
+            },
+            account.username
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "ddns         {} {how}, every {} s and on each change",
+        ddns.name,
+        ddns.interval.as_secs()
+    );
 }
 
 /// `[upnp]`, its rules and `[pcp]`.
@@ -241,6 +262,42 @@ mod tests {
                 text.contains(expected),
                 "{expected:?} missing from:\n{text}"
             );
+        }
+        std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+
+    #[test]
+    fn ddns_says_where_and_how_and_never_the_secret() {
+        let dir = std::env::temp_dir().join(format!("portfwd-summary-ddns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("portfwd.toml");
+        for (section, expected) in [
+            (
+                "provider = \"rfc2136\"\nserver = \"198.51.100.53\"\nzone = \"example.test\"\nname = \"home.example.test\"\nkey_name = \"portfwd\"\nkey_secret = \"c2VjcmV0IHNlY3JldA==\"\n",
+                "ddns         home.example.test in example.test at 198.51.100.53:53 (RFC 2136, TSIG key portfwd), every 3600 s",
+            ),
+            (
+                "provider = \"dyndns2\"\nserver = \"https://members.dyndns.org\"\nname = \"home.dyndns.test\"\nusername = \"owner\"\npassword = \"c2VjcmV0IHNlY3JldA==\"\ninterval = 600\n",
+                "ddns         home.dyndns.test at https://members.dyndns.org/nic/update (dyndns2 over https, user owner), every 600 s",
+            ),
+        ] {
+            std::fs::write(
+                &path,
+                format!("wan = \"eth0\"\nlan = \"eth1\"\n[ddns]\n{section}"),
+            )
+            .expect("write");
+            let config = Config::load(Overrides {
+                file: Some(path.clone()),
+                ..Overrides::default()
+            })
+            .expect("valid");
+            let text = summary(&config);
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from:\n{text}"
+            );
+            assert!(!text.contains("c2VjcmV0"), "{text}");
+            assert!(!format!("{config:?}").contains("c2VjcmV0"), "{config:?}");
         }
         std::fs::remove_dir_all(dir).expect("cleanup");
     }

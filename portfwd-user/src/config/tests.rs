@@ -221,6 +221,21 @@ fn every_error_in_the_file_names_its_line() {
             "overlaps",
         ),
         ("wan = \"eth2\"\n".into(), 3, "duplicate key"),
+        (
+            "[ddns]\nprovider = \"dyndns2\"\nserver = \"ftp://members.dyndns.org\"\nname = \"h.example.test\"\n".into(),
+            5,
+            "ddns.server",
+        ),
+        (
+            "[ddns]\nprovider = \"dyndns2\"\nserver = \"https://members.dyndns.org\"\nname = \"h.example.test\"\nusername = \"me\"\npassword_file = \"/nonexistent\"\n".into(),
+            8,
+            "ddns.password_file: cannot read /nonexistent",
+        ),
+        (
+            "[ddns]\nprovider = \"dyndns2\"\nserver = \"https://members.dyndns.org\"\nname = \"h.example.test\"\n".into(),
+            3,
+            "ddns.username: missing",
+        ),
     ];
     for (tail, line, words) in cases {
         let text = format!("{HEAD}{tail}");
@@ -345,11 +360,26 @@ fn the_shipped_config_examples_are_valid() {
             || rest.starts_with("  [")
             || (rest.starts_with("  ") && rest.contains(" = "))
     });
-    let config = load_text(&examples).expect("the examples are valid");
+    // The two `[ddns]` examples, last in the file, are alternatives: each is read with the rest.
+    let second = examples.rfind("[ddns]").expect("a dyndns2 example");
+    let first = examples[..second]
+        .rfind("[ddns]")
+        .expect("an rfc2136 example");
+    let config = load_text(&examples[..second]).expect("the examples are valid");
     assert_eq!(config.shares.len(), 1);
     assert_eq!(config.upnp.max_lease, Some(Duration::from_hours(1)));
     assert_eq!(config.upnp.rules.len(), 1);
     assert!(config.api.webhook.is_some());
+    assert!(matches!(
+        config.ddns.map(|d| d.protocol),
+        Some(crate::ddns::Protocol::Rfc2136(_))
+    ));
+    let dyndns2 = format!("{}{}", &examples[..first], &examples[second..]);
+    let config = load_text(&dyndns2).expect("the dyndns2 example is valid");
+    assert!(matches!(
+        config.ddns.map(|d| d.protocol),
+        Some(crate::ddns::Protocol::Dyndns2(_))
+    ));
 }
 
 #[test]

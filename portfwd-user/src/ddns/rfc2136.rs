@@ -1,5 +1,6 @@
 //! RFC 2136 dynamic update of one A record, signed with TSIG (RFC 8945, HMAC-SHA256): the
-//! message portfwd sends and the reading of the server's answer. No I/O here.
+//! provider's settings, the message portfwd sends and the reading of the server's answer
+//! (pure functions, fuzzed), and [`send`], the one exchange over UDP.
 //!
 //! The update replaces the name's A records with the external address: in the zone section
 //! the zone (SOA, IN); in the update section "delete the A `RRset`" (class ANY, TTL 0, no data)
@@ -8,10 +9,16 @@
 //! record whose MAC checks out (over the request's MAC, the answer without its TSIG record and
 //! the TSIG variables), unless the server answers a TSIG error, which it cannot sign.
 
-use std::net::Ipv4Addr;
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
 
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
+use tokio::{net::UdpSocket, time::Instant};
+
+use super::{FileDdns, Invalid};
 
 /// `hmac-sha256.`, the one algorithm portfwd signs with.
 pub const ALGORITHM: &str = "hmac-sha256";
@@ -25,6 +32,144 @@ const CLASS_IN: u16 = 1;
 const CLASS_ANY: u16 = 255;
 /// The largest answer read: an UPDATE answer is a header, a zone and a TSIG record.
 pub const MAX_ANSWER: usize = 1232;
+/// How long an answer is waited for.
+const ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// The owner's DNS server and what to update there with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    /// The server, port 53 unless told otherwise.
+    pub addr: SocketAddr,
+    /// The zone the name is in, lower case, without a final dot.
+    pub zone: String,
+    pub key: Key,
+    /// TTL of the A record, seconds.
+    pub ttl: u32,
+}
+
+impl Server {
+    /// The rfc2136 keys of `file` checked, for `name` (already a DNS name, lower case), and
+    /// the key's secret read.
+    pub fn compile(file: &FileDdns, name: &str) -> Result<Self, Invalid> {
+        let addr = file
+            .server
+            .parse::<SocketAddr>()
+            .or_else(|_| {
+                file.server
+                    .parse::<IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
+            .map_err(|_| (format!("`{}` is not IP or IP:PORT", file.server), "server"))?;
+        let missing = |key| (format!("missing: provider rfc2136 needs `{key}`"), key);
+        let zone = file.zone.as_deref().ok_or_else(|| missing("zone"))?;
+        let key_name = file
+            .key_name
+            .as_deref()
+            .ok_or_else(|| missing("key_name"))?;
+        for (value, key) in [(zone, "zone"), (key_name, "key_name")] {
+            if wire_name(value).is_none() || value.is_empty() {
+                return Err((format!("`{value}` is not a DNS name"), key));
+            }
+        }
+        let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+        if !(name == zone || name.ends_with(&format!(".{zone}"))) {
+            return Err((format!("{name} is not in zone {zone}"), "name"));
+        }
+        let text = match (&file.key_secret, &file.key_file) {
+            (Some(secret), None) => secret.expose().to_owned(),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| (format!("cannot read {}: {e}", path.display()), "key_file"))?;
+                bind_secret(&text).unwrap_or_else(|| text.trim().to_owned())
+            }
+            _ => {
+                return Err((
+                    "give the key as key_secret or key_file (one of them)".to_owned(),
+                    "key_secret",
+                ));
+            }
+        };
+        let secret =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text.trim())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| ("the key's secret is not base64".to_owned(), "key_secret"))?;
+        Ok(Self {
+            addr,
+            zone,
+            key: Key {
+                name: key_name.to_owned(),
+                secret,
+            },
+            ttl: file.ttl.unwrap_or(60),
+        })
+    }
+}
+
+/// The secret of a BIND `key` clause (`secret "…";`), as `tsig-keygen` writes it.
+fn bind_secret(text: &str) -> Option<String> {
+    let rest = &text[text.find("secret")? + "secret".len()..];
+    let start = rest.find('"')? + 1;
+    let len = rest[start..].find('"')?;
+    Some(rest[start..start + len].to_owned())
+}
+
+/// Why an update failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the name, zone or key name cannot be written")]
+    Name,
+    #[error("sending to the DNS server: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no answer from the DNS server within {} s", ANSWER_WAIT.as_secs())]
+    Timeout,
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
+}
+
+impl Error {
+    /// Whether the server refused what only the owner can change: the key (a TSIG error), or
+    /// the name or zone (REFUSED, NOTAUTH, NOTZONE).
+    #[must_use]
+    pub const fn needs_owner(&self) -> bool {
+        matches!(
+            self,
+            Self::Answer(AnswerError::Tsig(_) | AnswerError::Rcode(5 | 9 | 10))
+        )
+    }
+}
+
+/// Sends one update of `name` to `address` to `server` and checks the answer.
+pub async fn send(server: &Server, name: &str, address: Ipv4Addr) -> Result<(), Error> {
+    let id = u16::from_be_bytes(crate::daemon::random_bytes::<2>());
+    let update = Update {
+        zone: &server.zone,
+        name,
+        address,
+        ttl: server.ttl,
+    };
+    let signed = request(&update, &server.key, id, crate::clock::unix_now()).ok_or(Error::Name)?;
+    let local: SocketAddr = if server.addr.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(server.addr).await?;
+    socket.send(&signed.message).await?;
+    let mut buf = vec![0u8; MAX_ANSWER + 1];
+    let deadline = Instant::now() + ANSWER_WAIT;
+    loop {
+        let n = tokio::time::timeout_at(deadline, socket.recv(&mut buf))
+            .await
+            .map_err(|_| Error::Timeout)??;
+        match check_answer(&buf[..n], &signed, &server.key) {
+            // A stray datagram (another ID): wait on for ours.
+            Err(AnswerError::Mismatch) => {}
+            other => return Ok(other?),
+        }
+    }
+}
 
 /// A TSIG key.
 #[derive(Clone, PartialEq, Eq)]
