@@ -196,6 +196,6 @@ pub fn api(table: TableHandle, token: &str) -> portfwd::api::Api {
         lan: lan(),
         host: Arc::new(Quiet),
         ddns: None,
-        page: portfwd::page::session::Sessions::default(),
+        page: portfwd::page::Page::default(),
     }
 }

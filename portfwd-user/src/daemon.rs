@@ -255,7 +255,10 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
             lan: lan_subnets,
             host,
             ddns,
-            page: crate::page::session::Sessions::default(),
+            page: crate::page::Page {
+                names: config.api.page_names.clone(),
+                ..crate::page::Page::default()
+            },
         }),
         stopped(),
     ));

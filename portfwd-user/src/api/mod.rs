@@ -129,7 +129,7 @@ pub struct Api {
     /// The dynamic DNS task's last result, when it runs.
     pub ddns: Option<tokio::sync::watch::Receiver<crate::ddns::DdnsStatus>>,
     /// The owner's page's sessions.
-    pub page: crate::page::session::Sessions,
+    pub page: crate::page::Page,
 }
 
 /// Serves `listener` until `shutdown` completes.

@@ -36,6 +36,7 @@
 //! listen = "127.0.0.1:9780"  # REST API and /metrics (--api)
 //! metrics_auth = false       # true: /metrics needs the bearer token too
 //! # webhook = "http://10.0.0.2:8000/portfwd"  # POSTed an event when a share is switched on
+//! # page_names = ["router.example"]  # names the page answers to besides addresses
 //!
 //! [wan_link]
 //! flap_window = 300     # seconds: a shorter outage is logged as one event
@@ -104,6 +105,7 @@ struct FileApi {
     listen: Option<SocketAddr>,
     metrics_auth: bool,
     webhook: Option<String>,
+    page_names: Vec<String>,
 }
 
 /// The `[hairpin]` section.
@@ -207,6 +209,9 @@ pub struct ApiSettings {
     pub metrics_auth: bool,
     /// Called (HTTP POST, JSON) when a share is switched on.
     pub webhook: Option<crate::webhook::Url>,
+    /// Names the owner's page answers to besides IP addresses and `localhost` (a reverse
+    /// proxy's name); any other `Host` is refused, against DNS rebinding.
+    pub page_names: Vec<String>,
 }
 
 /// The validated configuration the daemon runs with.
@@ -401,6 +406,12 @@ impl Config {
             api: ApiSettings {
                 listen: overrides.api.or(file.api.listen).unwrap_or(DEFAULT_API),
                 metrics_auth: file.api.metrics_auth,
+                page_names: file
+                    .api
+                    .page_names
+                    .iter()
+                    .map(|n| n.to_ascii_lowercase())
+                    .collect(),
                 webhook,
             },
             flap_window: Duration::from_secs(flap_window),

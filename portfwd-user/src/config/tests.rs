@@ -343,6 +343,7 @@ fn the_shipped_config_wants_its_interfaces_and_states_every_default() {
         "listen",
         "metrics_auth",
         "webhook",
+        "page_names",
         "flap_window",
         "[[share]]",
     ] {

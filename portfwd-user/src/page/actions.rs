@@ -98,10 +98,11 @@ async fn live(api: &Api, params: &Form) -> Response<Full<Bytes>> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(0);
     let query = format!("after={after}&limit=1&wait={}", LIVE_WAIT.as_secs());
-    let last = match read(api, "/api/v1/events", &query).await {
-        Ok(page) => page["last_id"].as_u64().unwrap_or(after),
-        Err(err) => return error_status(err.status, &err.message),
-    };
+    if let Err(err) = read(api, "/api/v1/events", &query).await {
+        return error_status(err.status, &err.message);
+    }
+    // The newest, not the next: a burst of events is one redraw.
+    let last = api.table.snapshot().status().last_event.max(after);
     let mut response = Response::new(Full::new(Bytes::from(
         json!({ "last_id": last }).to_string(),
     )));
@@ -122,6 +123,11 @@ pub(super) async fn post(
         _ => "/",
     };
     let done = |code: &str| redirect(&format!("{back}?done={code}"));
+    if path == "/devices/permission"
+        && !matches!(form.get("allowed"), Some("allow" | "deny" | "default"))
+    {
+        return error_status(StatusCode::BAD_REQUEST, "Choose Allow, Deny or Default.");
+    }
     if let Some((method, route, body, code)) = one_call(path, form) {
         return match call(api, method, &route, "", body).await {
             Ok(_) => done(code),
@@ -383,13 +389,42 @@ async fn edit_share(api: &Api, session: &Session, form: &Form) -> Response<Full<
     if problems.is_empty()
         && let Some((addr, port)) = internal
     {
-        let body = object(&[
-            ("name", form.get("name").map_or(Value::Null, |n| json!(n))),
-            ("external_port", json!(ext)),
-            ("internal", json!(format!("{addr}:{port}"))),
-            ("hairpin", json!(form.checked("hairpin"))),
-            ("enabled", json!(form.checked("enabled"))),
-        ]);
+        // Only what the owner changed on the form (its `was_` fields hold the share as it
+        // was shown): saving an untouched config-file share pins nothing, and a stale form
+        // does not undo a switch made since.
+        let changed = |key: &str, now: &str| {
+            let was = format!("was_{key}");
+            !form.checked(&was) || form.value(&was) != now
+        };
+        let flag = |key: &str| if form.checked(key) { "on" } else { "off" };
+        let mut body = Map::new();
+        let name = form.get("name").unwrap_or_default();
+        if changed("name", name) {
+            body.insert(
+                "name".into(),
+                if name.is_empty() {
+                    Value::Null
+                } else {
+                    json!(name)
+                },
+            );
+        }
+        if changed("external_port", ext) {
+            body.insert("external_port".into(), json!(ext));
+        }
+        if changed("internal_address", &addr.to_string())
+            || changed("internal_port", &port.to_string())
+        {
+            body.insert("internal".into(), json!(format!("{addr}:{port}")));
+        }
+        for key in ["hairpin", "enabled"] {
+            if changed(key, flag(key)) {
+                body.insert(key.into(), json!(form.checked(key)));
+            }
+        }
+        if body.is_empty() {
+            return redirect("/?done=saved");
+        }
         match call(
             api,
             "PATCH",
@@ -551,9 +586,15 @@ fn share_form(share: &Value) -> Form {
         form.set("internal_port", port);
     }
     for key in ["hairpin", "enabled"] {
-        if share[key] == true {
+        let on = share[key] == true;
+        if on {
             form.set(key, "on");
         }
+        form.set(&format!("was_{key}"), if on { "on" } else { "off" });
+    }
+    for key in ["name", "external_port", "internal_address", "internal_port"] {
+        let value = form.value(key).to_owned();
+        form.set(&format!("was_{key}"), value);
     }
     form
 }

@@ -46,6 +46,15 @@ use form::Form;
 use session::{Session, cookie, same_secret};
 use views::{Frame, Problems};
 
+/// The page's state beside the API's.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub sessions: session::Sessions,
+    /// Host names the page answers to besides IP addresses and `localhost` (`[api]
+    /// page_names`).
+    pub names: Vec<String>,
+}
+
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "portfwd_session";
 /// The login form's own CSRF cookie (before there is a session).
@@ -94,7 +103,16 @@ where
     {
         return asset;
     }
+    if !host_allowed(request.headers(), &api.page.names) {
+        return error_status(
+            StatusCode::MISDIRECTED_REQUEST,
+            "This page answers requests for its IP address or localhost only (against DNS \
+             rebinding). To reach it by a name, list the name in [api] page_names.",
+        );
+    }
     let now = Instant::now();
+    // The script's own refreshes and long polls do not keep a session alive.
+    let used = !request.headers().contains_key(BACKGROUND);
     let tls = request
         .headers()
         .get("x-forwarded-proto")
@@ -105,9 +123,12 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| cookie(v, SESSION_COOKIE))
         .map(str::to_owned);
-    let session = session_id
-        .as_deref()
-        .and_then(|id| api.page.get(id, now).map(|s| (id.to_owned(), s)));
+    let session = session_id.as_deref().and_then(|id| {
+        api.page
+            .sessions
+            .get(id, now, used)
+            .map(|s| (id.to_owned(), s))
+    });
     if path == "/login" {
         return match (method, session) {
             (Method::GET, Some(_)) => redirect("/"),
@@ -141,7 +162,7 @@ where
                 );
             }
             if path == "/logout" {
-                api.page.end(&id);
+                api.page.sessions.end(&id);
                 let mut response = redirect("/login");
                 set_cookie(
                     &mut response,
@@ -181,17 +202,26 @@ where
             tls,
         );
     }
-    let wait = api.page.login_wait(peer, Instant::now());
+    let Some(wait) = api.page.sessions.login_wait(peer, Instant::now()) else {
+        let mut response = error_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong tokens from this address: try again in a few seconds.",
+        );
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    };
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
     if !same_secret(form.value("token").trim(), &api.token) {
-        api.page.login_failed(peer, Instant::now());
+        api.page.sessions.login_failed(peer, Instant::now());
         tracing::warn!("page: wrong token from {peer}");
         return login_form(Some("Wrong token."), StatusCode::UNAUTHORIZED, tls);
     }
-    api.page.login_succeeded(peer);
-    let Some((id, _)) = api.page.create(Instant::now()) else {
+    api.page.sessions.login_succeeded(peer);
+    let Some((id, _)) = api.page.sessions.create(Instant::now()) else {
         return error_page(
             "The kernel gave no random bytes for a session (is /dev/urandom there?).",
         );
@@ -219,6 +249,27 @@ fn login_form(error: Option<&str>, status: StatusCode, tls: bool) -> Response<Fu
         &format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict{secure}"),
     );
     response
+}
+
+/// The header the script sends on its own refreshes and long polls.
+pub const BACKGROUND: &str = "x-portfwd-background";
+
+/// Whether `Host` names this box by an IP address, `localhost`, or one of `names`: a page a
+/// DNS-rebinding site points at the box carries the site's name, and is refused.
+fn host_allowed(headers: &HeaderMap, names: &[String]) -> bool {
+    let Some(host) = headers.get(HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, _)) => return v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        },
+        None => host.split_once(':').map_or(host, |(name, _)| name),
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || names.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Whether a post comes from this page: `Sec-Fetch-Site`, then `Origin`, then `Referer`

@@ -9,7 +9,8 @@
 //! - Each session has its own CSRF token, which every form carries.
 //! - After [`FREE_TRIES`] wrong tokens from one address, each further attempt from it waits
 //!   [`PENALTY`] after the one before (one attempt a second, however many are sent at once);
-//!   the right token still gets in, after its wait. An address is forgotten
+//!   the right token still gets in, after its wait. Attempts beyond [`MAX_QUEUE`] of waiting
+//!   are refused unchecked (429), so a flood cannot push the owner's turn hours away. An address is forgotten
 //!   [`FAILURE_MEMORY`] after its last wrong token, and at most [`MAX_ADDRESSES`] are kept.
 
 use std::{
@@ -30,6 +31,8 @@ pub const MAX_SESSIONS: usize = 64;
 pub const FREE_TRIES: u32 = 5;
 /// The wait between attempts after [`FREE_TRIES`].
 pub const PENALTY: Duration = Duration::from_secs(1);
+/// The longest an attempt waits its turn; later ones are refused at once.
+pub const MAX_QUEUE: Duration = Duration::from_secs(5);
 /// How long an address's wrong tokens are remembered.
 pub const FAILURE_MEMORY: Duration = Duration::from_mins(15);
 /// Addresses whose wrong tokens are remembered.
@@ -85,8 +88,9 @@ impl Sessions {
         Some((id, session))
     }
 
-    /// The session `id` names, if it is alive (and marks it used).
-    pub fn get(&self, id: &str, now: Instant) -> Option<Session> {
+    /// The session `id` names, if it is alive; `used` marks it used now (the owner did
+    /// something; the page's own refreshes and long polls do not keep a session alive).
+    pub fn get(&self, id: &str, now: Instant, used: bool) -> Option<Session> {
         let mut live = self
             .live
             .lock()
@@ -96,7 +100,9 @@ impl Sessions {
             live.remove(id);
             return None;
         }
-        session.last_seen = now;
+        if used {
+            session.last_seen = now;
+        }
         Some(session.clone())
     }
 
@@ -108,26 +114,31 @@ impl Sessions {
             .remove(id);
     }
 
-    /// How long a login attempt from `peer` must wait before its token is checked, and the
-    /// attempt counted as taking that turn.
-    pub fn login_wait(&self, peer: IpAddr, now: Instant) -> Duration {
+    /// How long a login attempt from `peer` must wait before its token is checked (the
+    /// attempt takes that turn), or `None` when the queue from `peer` is longer than
+    /// [`MAX_QUEUE`] already: such an attempt is answered at once, unchecked, so a flood
+    /// cannot push the owner's own attempt hours away.
+    pub fn login_wait(&self, peer: IpAddr, now: Instant) -> Option<Duration> {
         let mut failures = self
             .failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(f) = failures.get_mut(&peer) else {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         };
         if now.duration_since(f.last) > FAILURE_MEMORY {
             failures.remove(&peer);
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         }
         if f.count < FREE_TRIES {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         }
         let at = f.next_try.max(now + PENALTY);
+        if at.duration_since(now) > MAX_QUEUE {
+            return None;
+        }
         f.next_try = at + PENALTY;
-        at.duration_since(now)
+        Some(at.duration_since(now))
     }
 
     /// A wrong token from `peer`.
@@ -215,24 +226,36 @@ mod tests {
         let t0 = Instant::now();
         let (id, session) = sessions.create(t0).expect("random");
         assert_eq!(session.csrf.len(), 64);
-        assert!(sessions.get(&id, t0 + Duration::from_mins(29)).is_some());
-        // Used at 29 minutes: alive until 59.
-        assert!(sessions.get(&id, t0 + Duration::from_mins(58)).is_some());
-        assert!(sessions.get(&id, t0 + Duration::from_mins(89)).is_none());
+        assert!(
+            sessions
+                .get(&id, t0 + Duration::from_mins(29), true)
+                .is_some()
+        );
+        // Used at 29 minutes: alive until 59; the page's own polls do not count.
+        assert!(
+            sessions
+                .get(&id, t0 + Duration::from_mins(58), false)
+                .is_some()
+        );
+        assert!(
+            sessions
+                .get(&id, t0 + Duration::from_hours(1), false)
+                .is_none()
+        );
         let (id, _) = sessions.create(t0).expect("random");
         // Used every 20 minutes: alive until the lifetime ends.
         for step in 1..(LIFETIME.as_secs() / 1200) {
             assert!(
                 sessions
-                    .get(&id, t0 + Duration::from_secs(step * 1200))
+                    .get(&id, t0 + Duration::from_secs(step * 1200), true)
                     .is_some()
             );
         }
-        assert!(sessions.get(&id, t0 + LIFETIME).is_none());
+        assert!(sessions.get(&id, t0 + LIFETIME, true).is_none());
         let (id, _) = sessions.create(t0).expect("random");
         sessions.end(&id);
-        assert!(sessions.get(&id, t0).is_none());
-        assert!(sessions.get("", t0).is_none());
+        assert!(sessions.get(&id, t0, true).is_none());
+        assert!(sessions.get("", t0, true).is_none());
     }
 
     #[test]
@@ -245,7 +268,7 @@ mod tests {
         }
         assert!(
             sessions
-                .get(&first, t0 + Duration::from_secs(100))
+                .get(&first, t0 + Duration::from_secs(100), true)
                 .is_none()
         );
         assert_eq!(sessions.live.lock().expect("lock").len(), MAX_SESSIONS);
@@ -258,25 +281,32 @@ mod tests {
         let other: IpAddr = "10.0.0.6".parse().expect("addr");
         let t0 = Instant::now();
         for _ in 0..FREE_TRIES {
-            assert_eq!(sessions.login_wait(peer, t0), Duration::ZERO);
+            assert_eq!(sessions.login_wait(peer, t0), Some(Duration::ZERO));
             sessions.login_failed(peer, t0);
         }
         // Three attempts at once: one second apart.
-        assert_eq!(sessions.login_wait(peer, t0), PENALTY);
-        assert_eq!(sessions.login_wait(peer, t0), PENALTY * 2);
-        assert_eq!(sessions.login_wait(peer, t0), PENALTY * 3);
+        for turn in 1..=5 {
+            assert_eq!(sessions.login_wait(peer, t0), Some(PENALTY * turn));
+        }
+        // A flood is refused beyond five seconds of queue, without taking turns.
+        assert_eq!(sessions.login_wait(peer, t0), None);
+        assert_eq!(sessions.login_wait(peer, t0), None);
+        assert_eq!(
+            sessions.login_wait(peer, t0 + Duration::from_secs(2)),
+            Some(PENALTY * 4)
+        );
         // Another address is not slowed.
-        assert_eq!(sessions.login_wait(other, t0), Duration::ZERO);
+        assert_eq!(sessions.login_wait(other, t0), Some(Duration::ZERO));
         // The right token clears the count.
         sessions.login_succeeded(peer);
-        assert_eq!(sessions.login_wait(peer, t0), Duration::ZERO);
+        assert_eq!(sessions.login_wait(peer, t0), Some(Duration::ZERO));
         // Wrong tokens are forgotten after a while.
         for _ in 0..FREE_TRIES {
             sessions.login_failed(peer, t0);
         }
         assert_eq!(
             sessions.login_wait(peer, t0 + FAILURE_MEMORY + Duration::from_secs(1)),
-            Duration::ZERO
+            Some(Duration::ZERO)
         );
     }
 

@@ -66,7 +66,7 @@ fn api() -> Api {
         }],
         host: Arc::new(Lan),
         ddns: None,
-        page: session::Sessions::default(),
+        page: Page::default(),
     }
 }
 
@@ -206,7 +206,11 @@ async fn pages_need_a_login_with_the_token() {
 
     let (cookie, csrf) = login(&api).await;
     let page = send(&api, "GET", "/", &[("cookie", &cookie)], "").await;
-    assert!(page.body.contains("<h1>Port sharing</h1>"), "{}", page.body);
+    assert!(
+        page.body.contains("<h1 tabindex=\"-1\">Port sharing</h1>"),
+        "{}",
+        page.body
+    );
     // The owner's static share is there, with how it is called from the internet.
     assert!(page.body.contains("10.0.0.20:80"), "{}", page.body);
     assert!(page.body.contains("198.51.100.1:8080"), "{}", page.body);
@@ -524,4 +528,76 @@ async fn shares_are_called_by_the_dynamic_dns_name_and_its_last_result_is_shown(
     ] {
         assert!(settings.body.contains(shown), "{shown}: {}", settings.body);
     }
+}
+
+#[tokio::test]
+async fn only_requests_for_an_address_or_a_listed_name_are_answered() {
+    let mut api = api();
+    api.page.names = vec!["router.example".into()];
+    for (host, answered) in [
+        ("10.0.0.1:9780", true),
+        ("10.0.0.1", true),
+        ("[::1]:9780", true),
+        ("localhost:9780", true),
+        ("Router.Example:443", true),
+        ("evil.example:9780", false),
+        ("[zz]:1", false),
+        ("", false),
+    ] {
+        let request = Request::builder()
+            .uri("/login")
+            .header(HOST, host)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let status = respond(&api, PEER, request).await.status();
+        assert_eq!(status == StatusCode::OK, answered, "{host}: {status}");
+    }
+}
+
+#[tokio::test]
+async fn saving_an_edit_form_sends_only_what_changed() {
+    let api = api();
+    let (cookie, csrf) = login(&api).await;
+    // The owner's config-file share, saved untouched: nothing is overridden.
+    let form = send(
+        &api,
+        "GET",
+        "/share?id=tcp%3A8080",
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
+    let was = |key: &str| attribute(&form.body, &format!(r#"name="was_{key}" value=""#));
+    assert_eq!(was("external_port"), "8080");
+    assert_eq!(was("enabled"), "on");
+    let fields = format!(
+        "csrf={csrf}&id=tcp:8080&was_name=&was_external_port=8080&was_internal_address=10.0.0.20\
+         &was_internal_port=80&was_hairpin=on&was_enabled=on&name=&external_port=8080\
+         &internal_address=10.0.0.20&internal_port=80&hairpin=on&enabled=on"
+    );
+    let version = api.table.snapshot().version;
+    let saved = send(
+        &api,
+        "POST",
+        "/shares/edit",
+        &[("cookie", &cookie)],
+        &fields,
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(
+        api.table.snapshot().version,
+        version,
+        "an untouched form changed the table"
+    );
+    // A device permission needs its button.
+    let bare = send(
+        &api,
+        "POST",
+        "/devices/permission",
+        &[("cookie", &cookie)],
+        &format!("csrf={csrf}&address=10.0.0.20"),
+    )
+    .await;
+    assert_eq!(bare.status, StatusCode::BAD_REQUEST);
 }

@@ -4,19 +4,31 @@
 "use strict";
 (() => {
   document.documentElement.classList.add("js");
+  // The page's own requests do not keep a session alive; the owner's do.
+  const background = { credentials: "same-origin", headers: { "X-Portfwd-Background": "1" } };
   let dirty = false;
   let busy = false;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const main = () => document.getElementById("main");
+  const announce = (text) => {
+    const region = document.getElementById("announce");
+    if (region) region.textContent = text;
+  };
 
-  function swap(html) {
+  // Puts the new page's main in place; `focus` after the owner's own action.
+  function swap(html, focus) {
     const doc = new DOMParser().parseFromString(html, "text/html");
     const fresh = doc.getElementById("main");
     if (!fresh || !main()) return false;
     main().replaceWith(fresh);
     document.title = doc.title;
+    if (!focus) return true;
     const invalid = fresh.querySelector("[aria-invalid=true]");
+    const heading = fresh.querySelector("h1");
     if (invalid) invalid.focus();
+    else if (heading) heading.focus();
+    const notice = fresh.querySelector(".notice, .error");
+    if (notice) announce(notice.textContent);
     return true;
   }
 
@@ -27,27 +39,66 @@
     // Logging in and out load a new page anyway.
     if (form.method.toLowerCase() !== "post" || form.classList.contains("whole-page")) return;
     e.preventDefault();
+    if (busy) return;
     busy = true;
+    const button = e.submitter;
+    if (button) button.disabled = true;
+    const body = new URLSearchParams(new FormData(form));
+    if (button && button.name) body.append(button.name, button.value);
+    let r;
     try {
-      const body = new URLSearchParams(new FormData(form, e.submitter));
-      const r = await fetch(form.action, { method: "POST", body, credentials: "same-origin" });
-      const path = new URL(r.url).pathname;
-      if (path === "/login" || !swap(await r.text())) { location.assign(r.url); return; }
-      if (r.redirected) history.replaceState(null, "", r.url);
-      // A refused form stays as it is until it is sent again.
-      dirty = !r.ok;
+      r = await fetch(form.action, { method: "POST", body, credentials: "same-origin" });
     } catch (err) {
+      // Not sent: send it the plain way, with the button pressed.
+      if (button && button.name) {
+        const pressed = document.createElement("input");
+        pressed.type = "hidden";
+        pressed.name = button.name;
+        pressed.value = button.value;
+        form.append(pressed);
+      }
       form.submit();
+      return;
+    }
+    try {
+      const html = await r.text();
+      const doc = new DOMParser().parseFromString(html, "text/html");
+      if (doc.getElementById("main")?.dataset.lastEvent !== undefined) {
+        // A page of the session: done, or the form back with the reason at its field and
+        // what was typed (it stays until sent again).
+        swap(html, true);
+        if (r.redirected) history.replaceState(null, "", r.url);
+        dirty = !r.ok;
+      } else {
+        // Anything else (the session ended, the form was refused): keep what was typed.
+        const reason = doc.querySelector(".error")?.textContent || r.statusText;
+        announce(reason);
+        let alert = form.querySelector(".error.sent");
+        if (!alert) {
+          alert = document.createElement("p");
+          alert.className = "error sent";
+          alert.setAttribute("role", "alert");
+          form.prepend(alert);
+        }
+        alert.textContent = reason + " ";
+        const login = document.createElement("a");
+        login.href = "/login";
+        login.textContent = "Log in again";
+        if (r.status === 403) alert.append(login);
+      }
     } finally {
       busy = false;
+      if (button) button.disabled = false;
     }
   });
 
   async function refresh() {
-    if (dirty || busy || document.activeElement?.form) return;
+    const focus = document.activeElement;
+    if (dirty || busy || (focus && focus !== document.body && main()?.contains(focus))) return;
     try {
-      const r = await fetch(location.href, { credentials: "same-origin" });
-      if (r.ok && !r.redirected && !dirty && !busy) swap(await r.text());
+      const r = await fetch(location.href, background);
+      if (r.redirected && new URL(r.url).pathname === "/login") { location.assign("/login"); return; }
+      if (r.ok && !dirty && !busy) swap(await r.text(), false);
     } catch (err) { /* the next round tries again */ }
   }
 
@@ -55,7 +106,8 @@
     let after = Number(main()?.dataset.lastEvent || 0);
     for (;;) {
       try {
-        const r = await fetch("/live?after=" + after, { credentials: "same-origin" });
+        const r = await fetch("/live?after=" + after, background);
+        if (r.redirected) { location.assign("/login"); return; }
         if (!r.ok) { await sleep(5000); continue; }
         const next = (await r.json()).last_id;
         if (next > after) { after = next; await refresh(); }

@@ -97,8 +97,9 @@ pub fn page(title: &str, tab: Tab, frame: &Frame<'_>, body: &Markup) -> Markup {
                         button type="submit" { "Log out" }
                     }
                 }
+                div #announce .visually-hidden role="status" aria-live="polite" {}
                 main id="main" data-last-event=(frame.last_event) {
-                    h1 { (title) }
+                    h1 tabindex="-1" { (title) }
                     @if let Some(notice) = frame.notice {
                         p.notice role="status" { (notice) }
                     }

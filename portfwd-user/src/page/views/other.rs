@@ -51,6 +51,11 @@ pub fn edit(frame: &Frame<'_>, id: &str, values: &Form, problems: &Problems) -> 
         form.grid method="post" action="/shares/edit" novalidate {
             (csrf(frame.csrf))
             input type="hidden" name="id" value=(id);
+            @for key in ["was_name", "was_external_port", "was_internal_address", "was_internal_port", "was_hairpin", "was_enabled"] {
+                @if values.checked(key) {
+                    input type="hidden" name=(key) value=(values.value(key));
+                }
+            }
             (general(problems))
             (field("edit-name", "name", "Name", values.value("name"), problems, &FieldOpts::TEXT))
             (field("edit-external", "external_port", "External port", values.value("external_port"), problems, &port))
@@ -92,7 +97,7 @@ pub fn apps(frame: &Frame<'_>, shares: &[Value], pinholes: &[Value]) -> Markup {
                     caption.visually-hidden { "Ports opened by applications" }
                     thead { tr {
                         th scope="col" { "Port" } th scope="col" { "Internal" } th scope="col" { "Name" }
-                        th scope="col" { "Protocol" } th scope="col" { "Client" } th scope="col" { "Lease left" }
+                        th scope="col" { "Source" } th scope="col" { "Client" } th scope="col" { "Lease left" }
                         th scope="col" { "Traffic in" } th scope="col" { "Actions" }
                     } }
                     tbody {
