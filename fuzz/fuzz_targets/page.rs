@@ -67,7 +67,11 @@ fuzz_target!(|data: &[u8]| {
     let rt = portfwd_fuzz::runtime();
     let (status, before, after) = rt.block_on(portfwd_fuzz::with_table(0, |table| async move {
         let api = portfwd_fuzz::api(table, "fuzz-token");
-        let (session, state) = api.page.sessions.create(Instant::now()).expect("random bytes");
+        let (session, state) = api
+            .page
+            .sessions
+            .create(Instant::now())
+            .expect("random bytes");
         let mut body = body.to_vec();
         if flags & 1 == 0 {
             body.extend_from_slice(format!("&csrf={}", state.csrf).as_bytes());
