@@ -92,13 +92,18 @@
     }
   });
 
+  // Redraws the page unless the owner is on a control in it (typing, or about to press);
+  // the heading keeps its focus across a redraw.
   async function refresh() {
     const focus = document.activeElement;
-    if (dirty || busy || (focus && focus !== document.body && main()?.contains(focus))) return;
+    const onHeading = focus?.tagName === "H1";
+    if (dirty || busy || (focus && !onHeading && focus !== document.body && main()?.contains(focus))) return;
     try {
       const r = await fetch(location.href, background);
       if (r.redirected && new URL(r.url).pathname === "/login") { location.assign("/login"); return; }
-      if (r.ok && !dirty && !busy) swap(await r.text(), false);
+      if (r.ok && !dirty && !busy && swap(await r.text(), false) && onHeading) {
+        main().querySelector("h1")?.focus({ preventScroll: true });
+      }
     } catch (err) { /* the next round tries again */ }
   }
 
