@@ -498,21 +498,29 @@ fn identity(
     })
 }
 
+/// Random bytes from the kernel, or `None` when `/dev/urandom` cannot be read (what must be
+/// secret, a session, is then refused).
+pub(crate) fn kernel_random<const N: usize>() -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .ok()?;
+    Some(bytes)
+}
+
 /// Random bytes from the kernel. Without `/dev/urandom` (a broken chroot), the time and process
 /// id: still unique on the LAN, but not secret, which the log says.
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    if let Some(bytes) = kernel_random() {
+        return bytes;
+    }
+    tracing::warn!("/dev/urandom unreadable: identifiers made from the time, not secret");
+    let seed = crate::clock::unix_now() ^ u64::from(std::process::id());
     let mut bytes = [0u8; N];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_err()
-    {
-        tracing::warn!("/dev/urandom unreadable: identifiers made from the time, not secret");
-        let seed = crate::clock::unix_now() ^ u64::from(std::process::id());
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = seed
-                .rotate_left(u32::try_from(i % 8).unwrap_or(0) * 8)
-                .to_le_bytes()[0];
-        }
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = seed
+            .rotate_left(u32::try_from(i % 8).unwrap_or(0) * 8)
+            .to_le_bytes()[0];
     }
     bytes
 }

@@ -284,18 +284,7 @@ impl Lab {
     /// `2001:db8:ff::1` and `::2/64` (without duplicate address detection, so usable at once),
     /// up, and the remote's route to the LAN's IPv6 prefix through the router.
     fn add_wan(&self) {
-        self.router.ip(&[
-            "link",
-            "add",
-            "wan",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &self.remote.name,
-        ]);
+        self.router_veth("wan", &self.remote);
         pair_addresses(
             (&self.router, "wan", "198.51.100.1/24", "2001:db8:ff::1/64"),
             (&self.remote, "198.51.100.2/24", "2001:db8:ff::2/64"),
@@ -310,21 +299,17 @@ impl Lab {
         ]);
     }
 
+    /// A veth pair: the router's `name` and `eth0` in `host`.
+    fn router_veth(&self, name: &str, host: &Netns) {
+        self.router.ip(&[
+            "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", &host.name,
+        ]);
+    }
+
     /// The router's `lan` and the LAN host's `eth0`: `10.77.0.1` and `.10/24`, `2001:db8:77::1`
     /// and `::10/64`, up, and the LAN host's default routes through the router.
     fn add_lan(&self) {
-        self.router.ip(&[
-            "link",
-            "add",
-            "lan",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &self.lan.name,
-        ]);
+        self.router_veth("lan", &self.lan);
         pair_addresses(
             (&self.router, "lan", "10.77.0.1/24", "2001:db8:77::1/64"),
             (&self.lan, "10.77.0.10/24", "2001:db8:77::10/64"),

@@ -102,7 +102,7 @@ async fn live(api: &Api, params: &Form) -> Response<Full<Bytes>> {
         return error_status(err.status, &err.message);
     }
     // The newest, not the next: a burst of events is one redraw.
-    let last = api.table.snapshot().status().last_event.max(after);
+    let last = api.table.snapshot().last_event.max(after);
     let mut response = Response::new(Full::new(Bytes::from(
         json!({ "last_id": last }).to_string(),
     )));
@@ -552,16 +552,14 @@ fn explain(err: &ApiError) -> String {
         s if s.is_server_error() => "The box could not do it: ",
         _ => "",
     };
-    let mut message = err.message.clone();
-    if let Some(first) = message.get(..1) {
-        let upper = first.to_uppercase();
-        message.replace_range(..1, &upper);
+    if !lead.is_empty() {
+        return format!("{lead}{}", err.message);
     }
-    if lead.is_empty() {
-        message
-    } else {
-        format!("{lead}{}", err.message)
-    }
+    // The message alone starts the sentence.
+    let mut chars = err.message.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 /// A share as the edit form shows it.
@@ -570,16 +568,7 @@ fn share_form(share: &Value) -> Form {
     if let Some(name) = share["name"].as_str() {
         form.set("name", name);
     }
-    let first = share["external_port"].as_u64().unwrap_or(0);
-    let last = share["external_last"].as_u64().unwrap_or(first);
-    form.set(
-        "external_port",
-        if last > first {
-            format!("{first}-{last}")
-        } else {
-            first.to_string()
-        },
-    );
+    form.set("external_port", views::external_ports(share));
     let internal = share["internal"].as_str().unwrap_or("");
     if let Some((addr, port)) = internal.rsplit_once(':') {
         form.set("internal_address", addr);

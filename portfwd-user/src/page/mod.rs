@@ -338,7 +338,7 @@ fn asset(path: &str) -> Option<Response<Full<Bytes>>> {
 fn frame<'a>(api: &Api, session: &'a Session, notice: Option<&'a str>) -> Frame<'a> {
     Frame {
         csrf: &session.csrf,
-        last_event: api.table.snapshot().status().last_event,
+        last_event: api.table.snapshot().last_event,
         notice,
     }
 }

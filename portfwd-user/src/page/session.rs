@@ -15,7 +15,6 @@
 
 use std::{
     collections::HashMap,
-    io::Read as _,
     net::IpAddr,
     sync::Mutex,
     time::{Duration, Instant},
@@ -192,19 +191,7 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 /// `N` random bytes from the kernel as hex, or `None` when `/dev/urandom` cannot be read.
 #[must_use]
 pub fn random_hex<const N: usize>() -> Option<String> {
-    let mut bytes = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .ok()?;
-    Some(
-        bytes
-            .iter()
-            .fold(String::with_capacity(N * 2), |mut out, b| {
-                use std::fmt::Write as _;
-                let _ = write!(out, "{b:02x}");
-                out
-            }),
-    )
+    crate::daemon::kernel_random::<N>().map(|bytes| crate::state::hex(&bytes))
 }
 
 /// The value of cookie `name` in a `Cookie` header.

@@ -229,6 +229,19 @@ pub fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or("")
 }
 
+/// A share's external port, or its range as `FIRST-LAST`, as the forms take it.
+#[must_use]
+pub fn external_ports(share: &Value) -> String {
+    match (
+        share["external_port"].as_u64(),
+        share["external_last"].as_u64(),
+    ) {
+        (Some(first), Some(last)) if last > first => format!("{first}-{last}"),
+        (Some(first), _) => first.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// A byte count for people.
 #[must_use]
 pub fn bytes(n: u64) -> String {

@@ -127,14 +127,7 @@ fn share_row(frame: &Frame<'_>, share: &Value, pinholes: &[Value]) -> Markup {
     let label = if name.is_empty() { id } else { name };
     let enabled = share["enabled"].as_bool() == Some(true);
     let active = share["active"].as_bool() == Some(true);
-    let ports = match (
-        share["external_port"].as_u64(),
-        share["external_last"].as_u64(),
-    ) {
-        (Some(first), Some(last)) if last > first => format!("{first}-{last}"),
-        (Some(first), _) => first.to_string(),
-        _ => String::new(),
-    };
+    let ports = super::external_ports(share);
     let internal_port = text(share, "internal").rsplit(':').next().unwrap_or("");
     let v6: Vec<String> = pinholes
         .iter()
