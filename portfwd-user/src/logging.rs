@@ -18,16 +18,44 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-/// Installs the global subscriber. `level` is the config file's `log_level`, already checked
-/// (see [`check_level`]).
+mod batch;
+
+pub use batch::Guard;
+
+/// Installs the global subscriber for a command: lines written to stderr as they come.
 pub fn init(level: Option<&str>) {
+    install(level, std::io::stderr);
+}
+
+/// Installs the global subscriber for the daemon, whose lines a thread of their own writes in
+/// batches (see [`batch`]); the guard writes what is left when dropped. `level` is the config
+/// file's `log_level`, already checked (see [`check_level`]).
+pub fn init_daemon(level: Option<&str>) -> Option<Guard<std::io::Stderr>> {
+    match batch::start(std::io::stderr()) {
+        Ok((writer, guard)) => {
+            install(level, writer);
+            guard.flush_on_panic();
+            Some(guard)
+        }
+        Err(err) => {
+            install(level, std::io::stderr);
+            tracing::warn!("cannot start the log thread ({err}): lines are written one by one");
+            None
+        }
+    }
+}
+
+fn install<W>(level: Option<&str>, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|env| EnvFilter::try_new(env).ok())
         .or_else(|| level.and_then(|l| EnvFilter::try_new(l).ok()))
         .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_env_filter(filter);
     if to_journal() {
         builder.with_ansi(false).event_format(Journal).init();

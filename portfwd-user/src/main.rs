@@ -66,7 +66,7 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(&err),
     };
-    portfwd::logging::init(config.log_level.as_deref());
+    let log = portfwd::logging::init_daemon(config.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -74,7 +74,11 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(&err),
     };
-    match runtime.block_on(portfwd::daemon::run(config, flag_shares)) {
+    let result = runtime.block_on(portfwd::daemon::run(config, flag_shares));
+    drop(runtime);
+    // The log's last lines before the error below.
+    drop(log);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
     }

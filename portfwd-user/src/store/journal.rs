@@ -4,7 +4,7 @@
 use std::{
     fs::{self, DirBuilder, File, OpenOptions},
     io::{self, BufReader, Read as _, Write as _},
-    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
+    os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -22,6 +22,9 @@ const SNAPSHOT_VERSION: u32 = 1;
 const SNAPSHOT_HEADER: usize = 8 + 4 + 4 + 8 + 8;
 /// Length, checksum, sequence number.
 const FRAME_HEADER: usize = 4 + 4 + 8;
+/// Zeros written past the journal's end at a time, for the frames that follow (see
+/// [`Journal::append`]).
+const PREALLOCATE: u64 = 256 * 1024;
 
 /// What [`open`] read back.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -32,7 +35,9 @@ pub struct Loaded {
     /// state in this order.
     pub records: Vec<Vec<u8>>,
     /// Bytes of a torn or corrupt journal tail, cut off the file: at most the records a crash
-    /// interrupted before they were acknowledged, or damage worth reporting if more.
+    /// interrupted before they were acknowledged, or damage worth reporting if more. Counted to
+    /// the tail's last byte that is not zero: the zeros after it were written ahead for frames
+    /// to come (see [`Journal::append`]).
     pub dropped_bytes: u64,
 }
 
@@ -49,6 +54,8 @@ pub struct Journal {
     len: u64,
     /// End of the last frame a sync covered.
     synced: u64,
+    /// End of the zeros written for the frames to come: the file's size.
+    allocated: u64,
     /// `None`: the last sequence number is `u64::MAX`, so no frame can follow (counting never
     /// gets there; only a damaged store with a valid checksum does).
     next_seq: Option<u64>,
@@ -80,8 +87,9 @@ pub fn open(dir: &Path) -> Result<(Journal, Loaded), StoreError> {
     };
     let file = OpenOptions::new()
         .read(true)
-        .append(true)
+        .write(true)
         .create(true)
+        .truncate(false)
         .mode(0o600)
         .open(&path)
         .map_err(read_error)?;
@@ -102,7 +110,15 @@ pub fn open(dir: &Path) -> Result<(Journal, Loaded), StoreError> {
     // Only frames the snapshot includes: a crash cut a compaction short before it emptied the
     // journal. Finish it, or the next append would not follow on from the last frame.
     let keep = if last <= snapshot_seq { 0 } else { scan.end };
-    if keep < size {
+    // Zeros after the last frame were written for the frames to come: they are no damage,
+    // and stay if nothing else follows the frames.
+    let tail = nonzero_end(&file, scan.end, size).map_err(read_error)? - scan.end;
+    let allocated = if keep == scan.end && tail == 0 {
+        size
+    } else {
+        keep
+    };
+    if allocated < size {
         file.set_len(keep)
             .and_then(|()| file.sync_all())
             .map_err(|source| StoreError::Write {
@@ -117,6 +133,7 @@ pub fn open(dir: &Path) -> Result<(Journal, Loaded), StoreError> {
         file,
         len: keep,
         synced: keep,
+        allocated,
         next_seq: last.max(snapshot_seq).checked_add(1),
         broken: false,
         frame: Vec::new(),
@@ -124,7 +141,7 @@ pub fn open(dir: &Path) -> Result<(Journal, Loaded), StoreError> {
     let loaded = Loaded {
         snapshot,
         records: scan.records,
-        dropped_bytes: size - scan.end,
+        dropped_bytes: tail,
     };
     Ok((journal, loaded))
 }
@@ -132,6 +149,12 @@ pub fn open(dir: &Path) -> Result<(Journal, Loaded), StoreError> {
 impl Journal {
     /// Writes `payload` as the next frame and returns its sequence number. It is durable only
     /// after the next [`sync`](Self::sync).
+    ///
+    /// Frames overwrite zeros written beforehand, [`PREALLOCATE`] bytes at a time: a sync then
+    /// has only the data to write. An append that grows the file also changes its size, and
+    /// `fdatasync` writes that too, through the file system's journal (on ext4 a second
+    /// commit and cache flush). A hole or an `fallocate`d range would not do: writing into
+    /// either changes the file's block map, which the sync must write as well.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, StoreError> {
         if self.broken {
             return Err(StoreError::Broken);
@@ -145,20 +168,36 @@ impl Journal {
             .extend_from_slice(&frame_crc(len, seq, payload).to_le_bytes());
         self.frame.extend_from_slice(&seq.to_le_bytes());
         self.frame.extend_from_slice(payload);
-        if let Err(source) = self.file.write_all(&self.frame) {
+        let end = self.len + self.frame.len() as u64;
+        if let Err(source) = self
+            .preallocate(end)
+            .and_then(|()| self.file.write_all_at(&self.frame, self.len))
+        {
             self.fail();
             return Err(StoreError::Write {
                 path: self.path.clone(),
                 source,
             });
         }
-        self.len += self.frame.len() as u64;
+        self.len = end;
         self.next_seq = seq.checked_add(1);
         Ok(seq)
     }
 
-    /// Makes every frame appended so far durable (`fdatasync(2)`: an append changes the file
-    /// size, which it writes too).
+    /// Writes zeros up to `end` and [`PREALLOCATE`] bytes past it, if the file ends before.
+    fn preallocate(&mut self, end: u64) -> io::Result<()> {
+        if end <= self.allocated {
+            return Ok(());
+        }
+        let target = end + PREALLOCATE;
+        let zeros = vec![0; usize::try_from(target - self.allocated).unwrap_or(usize::MAX)];
+        self.file.write_all_at(&zeros, self.allocated)?;
+        self.allocated = target;
+        Ok(())
+    }
+
+    /// Makes every frame appended so far durable (`fdatasync(2)`; it writes the file's size
+    /// too when an append grew it).
     pub fn sync(&mut self) -> Result<(), StoreError> {
         if self.broken {
             return Err(StoreError::Broken);
@@ -192,6 +231,7 @@ impl Journal {
         }
         self.len = 0;
         self.synced = 0;
+        self.allocated = 0;
         self.broken = false;
         Ok(())
     }
@@ -212,13 +252,36 @@ impl Journal {
             .set_len(self.synced)
             .and_then(|()| self.file.sync_data())
         {
-            Ok(()) => self.len = self.synced,
+            Ok(()) => {
+                self.len = self.synced;
+                self.allocated = self.synced;
+            }
             Err(err) => tracing::warn!(
                 "cannot cut unsynced frames off {}: {err}",
                 self.path.display()
             ),
         }
     }
+}
+
+/// The end of the last byte of `file` between `from` and `to` that is not zero; `from` if
+/// there is none.
+fn nonzero_end(file: &File, from: u64, to: u64) -> io::Result<u64> {
+    let mut buf = vec![0; 64 * 1024];
+    let mut at = from;
+    let mut end = from;
+    while at < to {
+        let want = usize::try_from(to - at).map_or(buf.len(), |left| left.min(buf.len()));
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(last) = buf[..n].iter().rposition(|&b| b != 0) {
+            end = at + last as u64 + 1;
+        }
+        at += n as u64;
+    }
+    Ok(end)
 }
 
 /// The little-endian u32 at the start of `bytes` (callers pass enough).

@@ -1,6 +1,6 @@
 use std::fs;
 
-use super::{FRAME_HEADER, Journal, Loaded, MAX_RECORD, open, write_snapshot};
+use super::{FRAME_HEADER, Journal, Loaded, MAX_RECORD, PREALLOCATE, open, write_snapshot};
 use crate::store::{StoreError, TempDir, crc32c};
 
 /// A frame as the module docs describe it, written independently of the code under test.
@@ -55,10 +55,7 @@ fn appends_survive_reopening_in_order() {
         assert_eq!(journal.append(record.as_bytes()).expect("append"), want);
     }
     journal.sync().expect("sync");
-    assert_eq!(
-        journal.len_bytes(),
-        fs::metadata(journal_path(&dir)).expect("metadata").len()
-    );
+    assert!(journal.len_bytes() <= fs::metadata(journal_path(&dir)).expect("metadata").len());
     drop(journal);
 
     let (mut journal, loaded) = open_ok(&dir);
@@ -75,7 +72,10 @@ fn appends_survive_reopening_in_order() {
     for (seq, record) in (1..).zip(["one", "two", "three", "four"]) {
         want.extend(frame(seq, record.as_bytes()));
     }
-    assert_eq!(fs::read(journal_path(&dir)).expect("read"), want);
+    // The format on disk is the documented one: the frames, then zeros written ahead.
+    let bytes = fs::read(journal_path(&dir)).expect("read");
+    assert_eq!(bytes[..want.len()], want);
+    assert!(bytes[want.len()..].iter().all(|&b| b == 0));
 }
 
 #[test]
@@ -93,7 +93,12 @@ fn a_journal_cut_anywhere_in_its_last_record_keeps_the_ones_before() {
         fs::write(journal_path(&dir), &whole[..cut]).expect("write");
         let (mut journal, loaded) = open_ok(&dir);
         assert_eq!(loaded.records, records(&before), "cut at {cut}");
-        assert_eq!(loaded.dropped_bytes, (cut - good) as u64, "cut at {cut}");
+        // Counted to the last byte that is not zero (zeros are written ahead of frames).
+        let torn = whole[good..cut]
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i + 1);
+        assert_eq!(loaded.dropped_bytes, torn as u64, "cut at {cut}");
         assert_eq!(journal.len_bytes(), good as u64);
         assert_eq!(
             fs::metadata(journal_path(&dir)).expect("metadata").len(),
@@ -401,4 +406,58 @@ fn the_last_sequence_number_is_followed_by_none() {
     assert_eq!(loaded.snapshot.as_deref(), Some(&b"{}"[..]));
     assert!(matches!(journal.append(b"x"), Err(StoreError::Exhausted)));
     journal.compact(b"{}").expect("compact");
+}
+
+#[test]
+fn frames_go_into_zeros_written_ahead_which_reopening_keeps() {
+    let dir = TempDir::new("prealloc");
+    let size = || fs::metadata(journal_path(&dir)).expect("metadata").len();
+    let (mut journal, _) = open_ok(&dir);
+    journal.append(b"one").expect("append");
+    journal.sync().expect("sync");
+    let allocated = size();
+    assert!(
+        allocated >= PREALLOCATE,
+        "{allocated} bytes: no zeros written ahead"
+    );
+    journal.append(b"two").expect("append");
+    journal.sync().expect("sync");
+    assert_eq!(
+        size(),
+        allocated,
+        "an append into the zeros keeps the file's size"
+    );
+    drop(journal);
+
+    let (mut journal, loaded) = open_ok(&dir);
+    assert_eq!(loaded.records, records(&["one", "two"]));
+    assert_eq!(loaded.dropped_bytes, 0, "the zeros are no damage");
+    let end = frame(1, b"one").len() + frame(2, b"two").len();
+    assert_eq!(journal.len_bytes(), end as u64);
+    assert_eq!(size(), allocated, "reopening keeps the zeros");
+    assert_eq!(journal.append(b"three").expect("append"), 3);
+    journal.sync().expect("sync");
+    drop(journal);
+    let (_, loaded) = open_ok(&dir);
+    assert_eq!(loaded.records, records(&["one", "two", "three"]));
+
+    // A frame torn inside the zeros: the bytes it got are dropped, the frames before kept.
+    let torn = frame(4, b"torn");
+    let at = (end + frame(3, b"three").len()) as u64;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(journal_path(&dir))
+        .expect("open");
+    std::os::unix::fs::FileExt::write_all_at(&file, &torn[..10], at).expect("write");
+    drop(file);
+    let (journal, loaded) = open_ok(&dir);
+    assert_eq!(loaded.records, records(&["one", "two", "three"]));
+    let written = torn[..10].iter().rposition(|&b| b != 0).expect("bytes") + 1;
+    assert_eq!(loaded.dropped_bytes, written as u64);
+    assert_eq!(
+        size(),
+        at,
+        "the torn tail and the zeros after it are cut off"
+    );
+    assert_eq!(journal.len_bytes(), at);
 }
