@@ -120,10 +120,7 @@ pub async fn run(config: Config, flag_shares: Vec<ShareSpec>) -> Result<(), Daem
     warn_if_not_forwarding(&config.lan);
     let mut monitor = Monitor::open(wan_index).map_err(DaemonError::Netlink)?;
 
-    let host: Arc<dyn Host> = Arc::new(SystemHost {
-        wan: config.wan.clone(),
-        lan_ifindex: lan_index,
-    });
+    let host: Arc<dyn Host> = Arc::new(SystemHost::new(config.wan.clone(), wan_index, lan_index));
     let deny6 = config.ipv6_inbound == crate::config::Inbound6::Deny;
     let lan6 = netinfo::ipv6_prefixes(&config.lan);
     let mut table = Table::builder(

@@ -2,7 +2,10 @@
 //! MAC), the ports it listens on (a share there would hide the box's own service), and its WAN
 //! link and counters. [`SystemHost`] asks the kernel; tests bring their own [`Host`].
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use crate::share::Proto;
 
@@ -33,6 +36,12 @@ pub trait Host: Send + Sync {
     /// The ports the box itself listens on, each with its local address (`None`: every
     /// address).
     fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)>;
+    /// Whether the box itself listens on `port` at `external` or every address (see
+    /// [`listens`]): the question for one port, which the system host answers without
+    /// listing every socket.
+    fn listens_on(&self, proto: Proto, port: u16, external: Option<Ipv4Addr>) -> bool {
+        listens(&self.listening(proto), port, external)
+    }
     /// Whether the WAN link is up.
     fn wan_up(&self) -> bool;
     /// The WAN interface's counters.
@@ -69,9 +78,33 @@ pub fn listens(
 /// (for the device list) come from `/proc/net/arp` and an rtnetlink dump; link state and
 /// counters from `/sys/class/net/WAN/`.
 pub struct SystemHost {
-    pub wan: String,
+    wan: String,
+    /// The WAN interface, where packets for a share arrive.
+    wan_ifindex: u32,
     /// The LAN interface, where clients' neighbour entries are.
-    pub lan_ifindex: u32,
+    lan_ifindex: u32,
+    /// Per protocol (TCP, UDP): a `sock_diag` dump has worked, so the kernel has the protocol's
+    /// socket monitoring and an exact lookup's `ENOENT` means "no socket".
+    diag: [AtomicBool; 2],
+}
+
+impl SystemHost {
+    #[must_use]
+    pub fn new(wan: String, wan_ifindex: u32, lan_ifindex: u32) -> Self {
+        Self {
+            wan,
+            wan_ifindex,
+            lan_ifindex,
+            diag: [AtomicBool::new(false), AtomicBool::new(false)],
+        }
+    }
+
+    fn diag(&self, proto: Proto) -> &AtomicBool {
+        match proto {
+            Proto::Tcp => &self.diag[0],
+            Proto::Udp => &self.diag[1],
+        }
+    }
 }
 
 impl Host for SystemHost {
@@ -122,12 +155,34 @@ impl Host for SystemHost {
     }
 
     fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)> {
-        crate::sockdiag::listening(proto).unwrap_or_else(|err| {
-            // A kernel without socket monitoring (INET_DIAG, or UDP's): /proc has the same
-            // answer, at the cost of walking every socket.
-            tracing::debug!("sock_diag: {err}; reading /proc/net instead");
-            crate::netinfo::listening_ports(proto)
-        })
+        match crate::sockdiag::listening(proto) {
+            Ok(found) => {
+                self.diag(proto).store(true, Ordering::Relaxed);
+                found
+            }
+            Err(err) => {
+                // A kernel without socket monitoring (INET_DIAG, or UDP's): /proc has the same
+                // answer, at the cost of walking every socket.
+                tracing::debug!("sock_diag: {err}; reading /proc/net instead");
+                crate::netinfo::listening_ports(proto)
+            }
+        }
+    }
+
+    /// The kernel's own lookup for a packet arriving on the WAN for `external:port` (see
+    /// [`crate::sockdiag::receives`]): one hash lookup, where [`Host::listening`] walks every
+    /// bucket of the listening hash (64 Ki of them here, most of a UPnP request's kernel time).
+    /// The same answer, except that a socket bound to another interface than the WAN
+    /// (`SO_BINDTODEVICE`) does not count: no packet from the WAN reaches it.
+    fn listens_on(&self, proto: Proto, port: u16, external: Option<Ipv4Addr>) -> bool {
+        if self.diag(proto).load(Ordering::Relaxed) {
+            let addr = external.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            match crate::sockdiag::receives(proto, addr, port, self.wan_ifindex) {
+                Ok(found) => return found,
+                Err(err) => tracing::debug!("sock_diag lookup: {err}; listing sockets instead"),
+            }
+        }
+        listens(&self.listening(proto), port, external)
     }
 
     fn wan_up(&self) -> bool {

@@ -74,6 +74,8 @@ const AF_INET6: u8 = libc::AF_INET6 as u8;
 /// Room for one datagram: the kernel fills dump datagrams up to 32 KiB (`net/netlink/af_netlink.c`
 /// `netlink_dump`, `max_recvmsg_len`); a longer one is an error, not a cut answer.
 const BUF: usize = 64 * 1024;
+/// Room for the answer to a get request: one message, or one error.
+const ONE: usize = 8 * 1024;
 /// Datagrams one dump may take: far more than the sockets a box can have listening, and a bound
 /// on a kernel that keeps sending.
 const MAX_DATAGRAMS: usize = 4096;
@@ -104,6 +106,96 @@ pub fn listening(proto: Proto) -> io::Result<Vec<(Option<Ipv4Addr>, u16)>> {
         })?;
     }
     Ok(found)
+}
+
+/// Whether a `proto` packet from anywhere to `addr:port`, arriving on interface `ifindex`, would
+/// find a socket of this namespace: a TCP listener, or an unconnected UDP socket, bound to
+/// `addr` or to the wildcard (`0.0.0.0`, or `::` of a socket that is not `IPV6_V6ONLY`), and
+/// to no device or to `ifindex`. With `addr` `0.0.0.0`, only wildcard sockets.
+///
+/// The kernel answers with its own lookup for an arriving packet, one hash lookup whatever the
+/// box's sockets: a `SOCK_DIAG_BY_FAMILY` request without `NLM_F_DUMP` (`net/ipv4/inet_diag.c`
+/// `inet_diag_find_one_icsk`, `net/ipv4/udp_diag.c` `udp_dump_one`, where the socket id's
+/// source and destination are swapped "for historical reasons"), where [`listening`] walks
+/// every bucket of the listening hash. `ENOENT` is the answer "none", but also what a kernel
+/// without the protocol's socket monitoring says: ask only once [`listening`] has worked for
+/// `proto`.
+pub fn receives(proto: Proto, addr: Ipv4Addr, port: u16, ifindex: u32) -> io::Result<bool> {
+    const SEQ: u32 = 1;
+    let fd = request_socket(NETLINK_SOCK_DIAG)?;
+    send_request(&fd, &exact_request(proto, addr, port, ifindex, SEQ))?;
+    let mut buf = vec![0u8; ONE];
+    for _ in 0..4 {
+        let n = recv_datagram(&fd, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(found) = parse_exact(&buf[..n], SEQ)? {
+            return Ok(found);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "no answer to a socket lookup",
+    ))
+}
+
+/// A `SOCK_DIAG_BY_FAMILY` get request for the IPv4 socket a packet to `addr:port` on
+/// `ifindex` would find.
+fn exact_request(
+    proto: Proto,
+    addr: Ipv4Addr,
+    port: u16,
+    ifindex: u32,
+    seq: u32,
+) -> [u8; NLMSG_HDRLEN + INET_DIAG_REQ_V2] {
+    let mut request = [0u8; NLMSG_HDRLEN + INET_DIAG_REQ_V2];
+    header(&mut request, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq);
+    let req = &mut request[NLMSG_HDRLEN..];
+    req[0] = AF_INET;
+    req[1] = proto.number();
+    req[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
+    // struct inet_diag_sockid: sport, dport (big-endian), src[4], dst[4], if, cookie[2].
+    let id = &mut req[8..];
+    let (port_at, addr_at) = match proto {
+        // The socket's own end is the "source" for TCP, the "destination" for UDP.
+        Proto::Tcp => (0, 4),
+        Proto::Udp => (2, 20),
+    };
+    id[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    id[addr_at..addr_at + 4].copy_from_slice(&addr.octets());
+    id[36..40].copy_from_slice(&ifindex.to_ne_bytes());
+    // INET_DIAG_NOCOOKIE: any socket, not one with a given cookie.
+    id[40..48].fill(0xff);
+    request
+}
+
+/// Reads the answer to exact request `seq` from one datagram: `Some(found)`, or `None` if the
+/// datagram has none.
+fn parse_exact(datagram: &[u8], seq: u32) -> io::Result<Option<bool>> {
+    for message in messages(datagram) {
+        let message = message?;
+        if message.seq != seq {
+            continue;
+        }
+        match message.kind {
+            NLMSG_ERROR => {
+                return match errno(message.payload) {
+                    Ok(()) => Ok(Some(false)),
+                    Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(Some(false)),
+                    Err(err) => Err(err),
+                };
+            }
+            SOCK_DIAG_BY_FAMILY => {
+                return match message.payload.len() {
+                    INET_DIAG_MSG.. => Ok(Some(true)),
+                    _ => Err(cut_short()),
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Receives datagrams and hands them to `parse` until it says the dump is over.
@@ -242,7 +334,7 @@ pub fn neighbour(addr: IpAddr, ifindex: u32) -> io::Result<Option<[u8; 6]>> {
     let fd = request_socket(libc::NETLINK_ROUTE)?;
     let (request, len) = neighbour_request(addr.to_canonical(), ifindex, SEQ);
     send_request(&fd, &request[..len])?;
-    let mut buf = vec![0u8; BUF];
+    let mut buf = vec![0u8; ONE];
     // The answer is one message, or one error; a few datagrams bound anything else.
     for _ in 0..4 {
         let n = recv_datagram(&fd, &mut buf)?;

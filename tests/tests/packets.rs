@@ -135,10 +135,11 @@ fn with_shares(shares: &[&str], test: impl FnOnce(&mut Fixture) + Send + 'static
             addr: ROUTER_LAN,
             prefix_len: 24,
         }];
-        let host = std::sync::Arc::new(portfwd::host::SystemHost {
-            wan: "wan".into(),
-            lan_ifindex: facts.lan,
-        });
+        let host = std::sync::Arc::new(portfwd::host::SystemHost::new(
+            "wan".into(),
+            facts.wan,
+            facts.lan,
+        ));
         let mut table = Table::builder(
             subnets,
             Box::new(Dataplane::load(None).expect("load")),

@@ -516,3 +516,106 @@ fn kernel_answers_for_one_neighbour() {
         neighbour("10.77.0.2".parse().expect("addr"), 999_999).expect_err("no such interface");
     assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
 }
+
+#[test]
+fn exact_requests_put_the_socket_s_end_where_each_protocol_looks() {
+    let addr = Ipv4Addr::new(192, 0, 2, 7);
+    let tcp = exact_request(Proto::Tcp, addr, 8080, 3, 5);
+    assert_eq!(
+        u16::from_ne_bytes([tcp[6], tcp[7]]),
+        NLM_F_REQUEST,
+        "no dump"
+    );
+    assert_eq!(tcp[16..20], [AF_INET, 6, 0, 0]);
+    let id = &tcp[24..];
+    assert_eq!(id[0..4], [0x1f, 0x90, 0, 0], "sport 8080, dport 0");
+    assert_eq!(id[4..8], addr.octets(), "src");
+    assert!(id[8..36].iter().all(|&b| b == 0), "no dst");
+    assert_eq!(id[36..40], 3u32.to_ne_bytes());
+    assert_eq!(id[40..48], [0xff; 8], "INET_DIAG_NOCOOKIE");
+    let udp = exact_request(Proto::Udp, addr, 8080, 3, 5);
+    let id = &udp[24..];
+    assert_eq!(id[0..4], [0, 0, 0x1f, 0x90], "udp_dump_one swaps the ends");
+    assert!(id[4..20].iter().all(|&b| b == 0));
+    assert_eq!(id[20..24], addr.octets(), "dst");
+
+    let found = message(SOCK_DIAG_BY_FAMILY, 5, &[0; INET_DIAG_MSG]);
+    assert_eq!(parse_exact(&found, 5).expect("parse"), Some(true));
+    assert_eq!(
+        parse_exact(&found, 6).expect("parse"),
+        None,
+        "another request's"
+    );
+    let none = status(NLMSG_ERROR, 5, -libc::ENOENT);
+    assert_eq!(parse_exact(&none, 5).expect("parse"), Some(false));
+    let err = parse_exact(&status(NLMSG_ERROR, 5, -libc::EPERM), 5).expect_err("EPERM");
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+    let cut = message(SOCK_DIAG_BY_FAMILY, 5, &[0; 10]);
+    assert!(parse_exact(&cut, 5).is_err(), "a message cut short");
+}
+
+#[test]
+fn kernel_finds_the_one_tcp_listener_a_packet_would_reach() {
+    let _ns = NetNs::enter("exact-tcp");
+    let lo = crate::netinfo::ifindex("lo").expect("lo");
+    let v4 = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dual = v6_socket(Type::STREAM, "[::]:0", false);
+    let v6only = v6_socket(Type::STREAM, "[::]:0", true);
+    let mapped = v6_socket(Type::STREAM, "[::ffff:127.0.0.1]:0", false);
+    let on_lo = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    on_lo.bind_device(Some(b"lo")).expect("SO_BINDTODEVICE");
+    on_lo
+        .bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())
+        .expect("bind");
+    on_lo.listen(8).expect("listen");
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = TcpStream::connect(server.local_addr().expect("addr")).expect("connect");
+    let (accepted, _) = server.accept().expect("accept");
+    let server_port = server.local_addr().expect("addr").port();
+    drop(server);
+    let any = Ipv4Addr::UNSPECIFIED;
+    let other = Ipv4Addr::new(127, 0, 0, 2);
+    let ask = |addr, port| receives(Proto::Tcp, addr, port, lo).expect("sock_diag");
+
+    let v4_port = v4.local_addr().expect("addr").port();
+    assert!(ask(LO, v4_port), "bound to the address");
+    assert!(!ask(other, v4_port), "another address");
+    assert!(!ask(any, v4_port), "not a wildcard");
+    assert!(
+        ask(LO, port(&dual)) && ask(any, port(&dual)),
+        "dual-stack ::"
+    );
+    assert!(!ask(LO, port(&v6only)), "v6-only");
+    assert!(ask(LO, port(&mapped)), "v4-mapped");
+    assert!(ask(LO, port(&on_lo)), "bound to the arriving interface");
+    assert!(
+        !receives(Proto::Tcp, LO, port(&on_lo), 999).expect("sock_diag"),
+        "bound to another interface"
+    );
+    assert!(!ask(LO, server_port), "an accepted connection");
+    let client_port = client.local_addr().expect("addr").port();
+    assert!(!ask(LO, client_port), "a connecting end");
+    drop(accepted);
+}
+
+#[test]
+fn kernel_finds_the_one_udp_socket_a_datagram_would_reach() {
+    let _ns = NetNs::enter("exact-udp");
+    let lo = crate::netinfo::ifindex("lo").expect("lo");
+    let v4 = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let dual = v6_socket(Type::DGRAM, "[::]:0", false);
+    let v6only = v6_socket(Type::DGRAM, "[::]:0", true);
+    let connected = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    connected
+        .connect(v4.local_addr().expect("addr"))
+        .expect("connect");
+    let ask = |addr, port| receives(Proto::Udp, addr, port, lo).expect("sock_diag");
+
+    let v4_port = v4.local_addr().expect("addr").port();
+    assert!(ask(LO, v4_port), "bound to the address");
+    assert!(!ask(Ipv4Addr::UNSPECIFIED, v4_port), "not a wildcard");
+    assert!(ask(LO, port(&dual)), "dual-stack ::");
+    assert!(!ask(LO, port(&v6only)), "v6-only");
+    let connected_port = connected.local_addr().expect("addr").port();
+    assert!(!ask(LO, connected_port), "connected to one peer");
+}

@@ -166,18 +166,18 @@ impl Table {
             .into());
         }
         let external = self.external();
-        let listening = self.host.listening(proto);
         let allowed = |p: u16| settings.check_mapping(client, p, *internal.ip(), internal.port());
         let port = match hunt {
             Hunt::Exact => {
                 let port = spec.id.ext_port;
                 allowed(port)?;
-                if listens(&listening, port, external) {
+                if self.host.listens_on(proto, port, external) {
                     return Err(TableError::BoxListens { proto, port });
                 }
                 port
             }
             Hunt::Near => {
+                let listening = self.host.listening(proto);
                 let wanted = match spec.id.ext_port {
                     0 => internal.port(),
                     port => port,

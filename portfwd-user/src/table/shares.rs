@@ -126,12 +126,16 @@ impl Table {
     /// Refuses a share on a port the box itself listens on (at its external address or every
     /// address): it would take the box's own service off the WAN.
     fn check_box_port(&self, id: ShareId) -> Result<(), TableError> {
-        let listening = self.host.listening(id.proto);
         let external = self.external();
-        match id
-            .ports()
-            .find(|&port| crate::host::listens(&listening, port, external))
-        {
+        let taken = if id.ports().len() == 1 {
+            id.ports()
+                .find(|&port| self.host.listens_on(id.proto, port, external))
+        } else {
+            let listening = self.host.listening(id.proto);
+            id.ports()
+                .find(|&port| crate::host::listens(&listening, port, external))
+        };
+        match taken {
             Some(port) => Err(TableError::BoxListens {
                 proto: id.proto,
                 port,

@@ -481,10 +481,11 @@ fn table_with(shares: usize, (wan_ifindex, lan_ifindex): (u32, u32)) -> Table {
         addr: Ipv4Addr::new(10, 77, 0, 1),
         prefix_len: 24,
     }];
-    let host = std::sync::Arc::new(portfwd::host::SystemHost {
-        wan: "wan".into(),
+    let host = std::sync::Arc::new(portfwd::host::SystemHost::new(
+        "wan".into(),
+        wan_ifindex,
         lan_ifindex,
-    });
+    ));
     let mut table = Table::builder(lan, Box::new(dataplane), host, wan_ifindex, lan_ifindex)
         .build(Instant::now())
         .expect("table");
