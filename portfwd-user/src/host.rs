@@ -75,7 +75,7 @@ pub fn listens(
 /// does not grow with the box's connections: one neighbour by a netlink get (not a table
 /// read), listening sockets through `NETLINK_SOCK_DIAG` asking for listeners only (the kernel
 /// then never walks the established hash, which `/proc/net/tcp` does). Whole neighbour tables
-/// (for the device list) come from `/proc/net/arp` and an rtnetlink dump; link state and
+/// (for the device list) come from rtnetlink dumps; link state and
 /// counters from `/sys/class/net/WAN/`.
 pub struct SystemHost {
     wan: String,
@@ -139,19 +139,10 @@ impl Host for SystemHost {
     }
 
     fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
-        let Ok(arp) = std::fs::read_to_string("/proc/net/arp") else {
-            return Vec::new();
-        };
-        arp.lines()
-            .skip(1)
-            .filter_map(|line| {
-                let mut fields = line.split_whitespace();
-                let ip: Ipv4Addr = fields.next()?.parse().ok()?;
-                let mac = crate::policy::parse_mac(fields.nth(2)?)?;
-                // Incomplete entries read 00:00:00:00:00:00.
-                (mac != [0; 6]).then_some((ip, mac))
-            })
-            .collect()
+        crate::netlink::neighbours4().unwrap_or_else(|err| {
+            tracing::warn!("reading the IPv4 neighbour table: {err}");
+            Vec::new()
+        })
     }
 
     fn listening(&self, proto: Proto) -> Vec<(Option<Ipv4Addr>, u16)> {

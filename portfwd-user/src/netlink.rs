@@ -9,7 +9,7 @@
 
 use std::{
     io,
-    net::Ipv6Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
@@ -32,6 +32,8 @@ const RTM_NEWNEIGH: u16 = 28;
 const RTM_DELNEIGH: u16 = 29;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
+#[expect(clippy::cast_possible_truncation, reason = "AF_INET is 2")]
+const AF_INET: u8 = libc::AF_INET as u8;
 #[expect(clippy::cast_possible_truncation, reason = "AF_INET6 is 10")]
 const AF_INET6: u8 = libc::AF_INET6 as u8;
 
@@ -219,18 +221,18 @@ impl Monitor {
     }
 }
 
-/// What a dump of IPv6 neighbours (one datagram of it) holds.
+/// What a dump of neighbours (one datagram of it) holds.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct NeighbourDump {
-    neighbours: Vec<(Ipv6Addr, [u8; 6])>,
+    neighbours: Vec<(IpAddr, [u8; 6])>,
     /// `NLMSG_DONE` or `NLMSG_ERROR` came: the dump is over.
     done: bool,
 }
 
-/// Reads the `RTM_NEWNEIGH` messages of one datagram of a neighbour dump: the IPv6
+/// Reads the `RTM_NEWNEIGH` messages of `family` in one datagram of a neighbour dump: the
 /// destination (`NDA_DST`) and the Ethernet address (`NDA_LLADDR`) of each; entries without
 /// both are skipped. Malformed messages end the walk (and the dump).
-fn parse_neighbours6(mut buf: &[u8]) -> NeighbourDump {
+fn parse_neighbours(mut buf: &[u8], family: u8) -> NeighbourDump {
     const HEADER: usize = 16;
     const NDMSG: usize = 12;
     const NDA_DST: u16 = 1;
@@ -248,7 +250,7 @@ fn parse_neighbours6(mut buf: &[u8]) -> NeighbourDump {
                 dump.done = true;
                 return dump;
             }
-            RTM_NEWNEIGH if message.get(HEADER) == Some(&AF_INET6) => {
+            RTM_NEWNEIGH if message.get(HEADER) == Some(&family) => {
                 let mut attrs = message.get(HEADER + NDMSG..).unwrap_or_default();
                 let (mut dst, mut mac) = (None, None);
                 while attrs.len() >= 4 {
@@ -258,7 +260,12 @@ fn parse_neighbours6(mut buf: &[u8]) -> NeighbourDump {
                         break;
                     };
                     match atype {
-                        NDA_DST => dst = <[u8; 16]>::try_from(data).ok().map(Ipv6Addr::from),
+                        NDA_DST => {
+                            dst = match family {
+                                AF_INET6 => <[u8; 16]>::try_from(data).ok().map(IpAddr::from),
+                                _ => <[u8; 4]>::try_from(data).ok().map(IpAddr::from),
+                            };
+                        }
                         NDA_LLADDR => mac = <[u8; 6]>::try_from(data).ok(),
                         _ => {}
                     }
@@ -278,27 +285,50 @@ fn parse_neighbours6(mut buf: &[u8]) -> NeighbourDump {
 }
 
 /// The kernel's IPv6 neighbours that have an Ethernet address, as `ip -6 neigh` lists them
-/// (an `RTM_GETNEIGH` dump of the current network namespace). The LAN has no
-/// `/proc/net/arp` for IPv6; this is how an IPv6 address is tied to a device's MAC.
+/// (an `RTM_GETNEIGH` dump of the current network namespace): how an IPv6 address is tied to
+/// a device's MAC.
 pub fn neighbours6() -> io::Result<Vec<(Ipv6Addr, [u8; 6])>> {
+    Ok(neighbours(AF_INET6)?
+        .into_iter()
+        .filter_map(|(addr, mac)| match addr {
+            IpAddr::V6(v6) => Some((v6, mac)),
+            IpAddr::V4(_) => None,
+        })
+        .collect())
+}
+
+/// The kernel's IPv4 neighbours that have an Ethernet address, as `ip -4 neigh` lists them:
+/// the same dump as [`neighbours6`], where `/proc/net/arp` would format the table as text
+/// (and follows the process's namespace, not the thread's).
+pub fn neighbours4() -> io::Result<Vec<(Ipv4Addr, [u8; 6])>> {
+    Ok(neighbours(AF_INET)?
+        .into_iter()
+        .filter_map(|(addr, mac)| match addr {
+            IpAddr::V4(v4) => Some((v4, mac)),
+            IpAddr::V6(_) => None,
+        })
+        .collect())
+}
+
+fn neighbours(family: u8) -> io::Result<Vec<(IpAddr, [u8; 6])>> {
     const RTM_GETNEIGH: u16 = 30;
     const NLM_F_REQUEST: u16 = 0x1;
     const NLM_F_DUMP: u16 = 0x300;
     let fd = request_socket(libc::NETLINK_ROUTE)?;
-    // nlmsghdr (length, type, flags, sequence, port id) and an ndmsg asking for AF_INET6.
+    // nlmsghdr (length, type, flags, sequence, port id) and an ndmsg asking for `family`.
     let mut request = [0u8; 28];
     request[0..4].copy_from_slice(&28u32.to_ne_bytes());
     request[4..6].copy_from_slice(&RTM_GETNEIGH.to_ne_bytes());
     request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     request[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    request[16] = AF_INET6;
+    request[16] = family;
     send_request(&fd, &request)?;
     let mut buf = vec![0u8; 32 * 1024];
     let mut neighbours = Vec::new();
     // A neighbour table of any size ends; this bounds a kernel that keeps sending.
     for _ in 0..1024 {
         let n = recv_datagram(&fd, &mut buf)?;
-        let dump = parse_neighbours6(&buf[..n]);
+        let dump = parse_neighbours(&buf[..n], family);
         neighbours.extend(dump.neighbours);
         if dump.done || n == 0 {
             break;
@@ -496,19 +526,24 @@ mod tests {
         batch.extend(neighbour(AF_INET6, &host.octets(), &[0; 6]));
         batch.extend(neighbour(AF_INET6, &host.octets()[..8], &mac));
         assert_eq!(
-            parse_neighbours6(&batch),
+            parse_neighbours(&batch, AF_INET6),
             NeighbourDump {
-                neighbours: vec![(host, mac)],
+                neighbours: vec![(host.into(), mac)],
                 done: false
             }
         );
+        assert_eq!(
+            parse_neighbours(&batch, AF_INET).neighbours,
+            [(IpAddr::from([10, 0, 0, 1]), mac)],
+            "the IPv4 entry of an IPv4 dump"
+        );
         batch.extend(message(NLMSG_DONE, 4));
-        assert!(parse_neighbours6(&batch).done);
+        assert!(parse_neighbours(&batch, AF_INET6).done);
         let mut bad = neighbour(AF_INET6, &host.octets(), &mac);
         bad[0..4].copy_from_slice(&4000u32.to_ne_bytes());
-        assert_eq!(parse_neighbours6(&bad).neighbours, []);
+        assert_eq!(parse_neighbours(&bad, AF_INET6).neighbours, []);
         assert!(
-            parse_neighbours6(&bad).done,
+            parse_neighbours(&bad, AF_INET6).done,
             "a message longer than the datagram ends it"
         );
     }

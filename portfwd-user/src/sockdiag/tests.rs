@@ -500,6 +500,16 @@ fn kernel_answers_for_one_neighbour() {
         ask("2001:db8:77::2").expect("get"),
         Some([2, 0, 0x5e, 0x77, 0, 0x62])
     );
+    // The whole IPv4 table, as the device list reads it: entries with an address only.
+    let mut table = crate::netlink::neighbours4().expect("dump");
+    table.sort_unstable();
+    assert_eq!(
+        table,
+        [
+            (Ipv4Addr::new(10, 77, 0, 2), [2, 0, 0x5e, 0x77, 0, 2]),
+            (Ipv4Addr::new(10, 77, 0, 3), [2, 0, 0x5e, 0x77, 0, 3]),
+        ]
+    );
     assert_eq!(ask("10.77.0.4").expect("get"), None, "incomplete");
     assert_eq!(ask("10.77.0.5").expect("get"), None, "failed");
     assert_eq!(ask("10.77.0.99").expect("get"), None, "unknown");
