@@ -122,21 +122,35 @@ pub fn listening(proto: Proto) -> io::Result<Vec<(Option<Ipv4Addr>, u16)>> {
 /// `proto`.
 pub fn receives(proto: Proto, addr: Ipv4Addr, port: u16, ifindex: u32) -> io::Result<bool> {
     const SEQ: u32 = 1;
-    let fd = request_socket(NETLINK_SOCK_DIAG)?;
-    send_request(&fd, &exact_request(proto, addr, port, ifindex, SEQ))?;
+    let request = exact_request(proto, addr, port, ifindex, SEQ);
+    get(NETLINK_SOCK_DIAG, &request, "a socket lookup", |datagram| {
+        parse_exact(datagram, SEQ)
+    })
+}
+
+/// Sends the get `request` on a new `protocol` socket and reads datagrams until `parse` finds
+/// the answer. It is one message or one error; a few datagrams bound anything else.
+fn get<T>(
+    protocol: libc::c_int,
+    request: &[u8],
+    what: &str,
+    mut parse: impl FnMut(&[u8]) -> io::Result<Option<T>>,
+) -> io::Result<T> {
+    let fd = request_socket(protocol)?;
+    send_request(&fd, request)?;
     let mut buf = vec![0u8; ONE];
     for _ in 0..4 {
         let n = recv_datagram(&fd, &mut buf)?;
         if n == 0 {
             break;
         }
-        if let Some(found) = parse_exact(&buf[..n], SEQ)? {
-            return Ok(found);
+        if let Some(answer) = parse(&buf[..n])? {
+            return Ok(answer);
         }
     }
     Err(io::Error::new(
         io::ErrorKind::InvalidData,
-        "no answer to a socket lookup",
+        format!("no answer to {what}"),
     ))
 }
 
@@ -331,24 +345,18 @@ fn listener(payload: &[u8], state: u8) -> io::Result<Option<(Option<Ipv4Addr>, u
 /// (`neigh_valid_get_req`). Kernels before 5.0 have no `neigh_get` and answer `EOPNOTSUPP`.
 pub fn neighbour(addr: IpAddr, ifindex: u32) -> io::Result<Option<[u8; 6]>> {
     const SEQ: u32 = 1;
-    let fd = request_socket(libc::NETLINK_ROUTE)?;
     let (request, len) = neighbour_request(addr.to_canonical(), ifindex, SEQ);
-    send_request(&fd, &request[..len])?;
-    let mut buf = vec![0u8; ONE];
-    // The answer is one message, or one error; a few datagrams bound anything else.
-    for _ in 0..4 {
-        let n = recv_datagram(&fd, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if let Reply::Answer(mac) = parse_neighbour(&buf[..n], SEQ)? {
-            return Ok(mac);
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        "no answer to a neighbour request",
-    ))
+    get(
+        libc::NETLINK_ROUTE,
+        &request[..len],
+        "a neighbour request",
+        |datagram| {
+            Ok(match parse_neighbour(datagram, SEQ)? {
+                Reply::Answer(mac) => Some(mac),
+                Reply::Pending => None,
+            })
+        },
+    )
 }
 
 /// An `RTM_GETNEIGH` get request for `addr` on `ifindex`, and how many of its bytes are used
