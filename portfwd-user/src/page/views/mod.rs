@@ -193,6 +193,16 @@ pub fn field(
     }
 }
 
+/// A labelled checkbox, ticked if `checked`.
+pub fn checkbox(id: &str, name: &'static str, label: &str, checked: bool) -> Markup {
+    html! {
+        div.field.check {
+            input id=(id) type="checkbox" name=(name) checked[checked];
+            label for=(id) { (label) }
+        }
+    }
+}
+
 /// How a field is typed.
 #[derive(Clone, Copy, Debug)]
 pub struct FieldOpts<'a> {

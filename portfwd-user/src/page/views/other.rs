@@ -5,8 +5,8 @@ use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
 use super::{
-    FieldOpts, Frame, Problems, Tab, button, bytes, csrf, field, general, head, left, page, source,
-    text,
+    FieldOpts, Frame, Problems, Tab, button, bytes, checkbox, csrf, field, general, head, left,
+    page, source, text,
 };
 use crate::{events::EventKind, page::form::Form};
 
@@ -62,14 +62,8 @@ pub fn edit(frame: &Frame<'_>, id: &str, values: &Form, problems: &Problems) -> 
             (field("edit-internal", "internal_address", "Internal address", values.value("internal_address"), problems,
                 &FieldOpts { required: true, ..FieldOpts::TEXT }))
             (field("edit-port", "internal_port", "Internal port", values.value("internal_port"), problems, &port))
-            div.field.check {
-                input id="edit-hairpin" type="checkbox" name="hairpin" checked[values.checked("hairpin")];
-                label for="edit-hairpin" { "Reachable from the LAN through the external address (hairpin)" }
-            }
-            div.field.check {
-                input id="edit-enabled" type="checkbox" name="enabled" checked[values.checked("enabled")];
-                label for="edit-enabled" { "On" }
-            }
+            (checkbox("edit-hairpin", "hairpin", "Reachable from the LAN through the external address (hairpin)", values.checked("hairpin")))
+            (checkbox("edit-enabled", "enabled", "On", values.checked("enabled")))
             div.submit {
                 button type="submit" { "Save" }
                 " " a href="/" { "Cancel" }
@@ -149,14 +143,8 @@ pub fn settings(
             form.grid method="post" action="/settings" novalidate {
                 (csrf(frame.csrf))
                 (general(problems))
-                div.field.check {
-                    input id="set-upnp" type="checkbox" name="upnp_enabled" checked[values.checked("upnp_enabled")];
-                    label for="set-upnp" { "Devices may open ports (UPnP, NAT-PMP, PCP)" }
-                }
-                div.field.check {
-                    input id="set-secure" type="checkbox" name="secure_mode" checked[values.checked("secure_mode")];
-                    label for="set-secure" { "Secure mode: a device opens ports only to itself" }
-                }
+                (checkbox("set-upnp", "upnp_enabled", "Devices may open ports (UPnP, NAT-PMP, PCP)", values.checked("upnp_enabled")))
+                (checkbox("set-secure", "secure_mode", "Secure mode: a device opens ports only to itself", values.checked("secure_mode")))
                 (field("set-quota-client", "quota_per_client", "Ports one device may open", values.value("quota_per_client"), problems, &number))
                 (field("set-quota-total", "quota_total", "Ports all devices may open together", values.value("quota_total"), problems, &number))
                 div.submit { button type="submit" { "Save settings" } }

@@ -4,7 +4,9 @@
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::{Frame, Problems, Tab, button, bytes, csrf, field, general, left, page, source, text};
+use super::{
+    Frame, Problems, Tab, button, bytes, checkbox, csrf, field, general, left, page, source, text,
+};
 use crate::page::form::{Form, escape};
 
 /// What the page shows: the API's answers.
@@ -215,10 +217,7 @@ fn add_form(frame: &Frame<'_>, data: &Sharing<'_>, values: &Form, problems: &Pro
                 (field("add-name", "name", "Name", values.value("name"), problems, &super::FieldOpts::TEXT))
                 (field("add-ipv6", "ipv6_address", "Also open for IPv6 at (optional)", values.value("ipv6_address"), problems,
                     &super::FieldOpts { placeholder: Some("2001:db8::20"), ..super::FieldOpts::TEXT }))
-                div.field.check {
-                    input id="add-hairpin" type="checkbox" name="hairpin" checked[hairpin];
-                    label for="add-hairpin" { "Reachable from the LAN through the external address (hairpin)" }
-                }
+                (checkbox("add-hairpin", "hairpin", "Reachable from the LAN through the external address (hairpin)", hairpin))
                 div.submit { button type="submit" { "Add share" } }
             }
         }
