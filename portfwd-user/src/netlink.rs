@@ -288,29 +288,24 @@ fn parse_neighbours(mut buf: &[u8], family: u8) -> NeighbourDump {
 /// (an `RTM_GETNEIGH` dump of the current network namespace): how an IPv6 address is tied to
 /// a device's MAC.
 pub fn neighbours6() -> io::Result<Vec<(Ipv6Addr, [u8; 6])>> {
-    Ok(neighbours(AF_INET6)?
-        .into_iter()
-        .filter_map(|(addr, mac)| match addr {
-            IpAddr::V6(v6) => Some((v6, mac)),
-            IpAddr::V4(_) => None,
-        })
-        .collect())
+    neighbours(AF_INET6, |addr| match addr {
+        IpAddr::V6(v6) => Some(v6),
+        IpAddr::V4(_) => None,
+    })
 }
 
 /// The kernel's IPv4 neighbours that have an Ethernet address, as `ip -4 neigh` lists them:
 /// the same dump as [`neighbours6`], where `/proc/net/arp` would format the table as text
 /// (and follows the process's namespace, not the thread's).
 pub fn neighbours4() -> io::Result<Vec<(Ipv4Addr, [u8; 6])>> {
-    Ok(neighbours(AF_INET)?
-        .into_iter()
-        .filter_map(|(addr, mac)| match addr {
-            IpAddr::V4(v4) => Some((v4, mac)),
-            IpAddr::V6(_) => None,
-        })
-        .collect())
+    neighbours(AF_INET, |addr| match addr {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    })
 }
 
-fn neighbours(family: u8) -> io::Result<Vec<(IpAddr, [u8; 6])>> {
+/// The neighbours of `family`, their addresses as `pick` gives them.
+fn neighbours<A>(family: u8, pick: fn(IpAddr) -> Option<A>) -> io::Result<Vec<(A, [u8; 6])>> {
     const RTM_GETNEIGH: u16 = 30;
     const NLM_F_REQUEST: u16 = 0x1;
     const NLM_F_DUMP: u16 = 0x300;
@@ -329,7 +324,11 @@ fn neighbours(family: u8) -> io::Result<Vec<(IpAddr, [u8; 6])>> {
     for _ in 0..1024 {
         let n = recv_datagram(&fd, &mut buf)?;
         let dump = parse_neighbours(&buf[..n], family);
-        neighbours.extend(dump.neighbours);
+        neighbours.extend(
+            dump.neighbours
+                .into_iter()
+                .filter_map(|(addr, mac)| Some((pick(addr)?, mac))),
+        );
         if dump.done || n == 0 {
             break;
         }

@@ -193,13 +193,7 @@ fn parse_exact(datagram: &[u8], seq: u32) -> io::Result<Option<bool>> {
             continue;
         }
         match message.kind {
-            NLMSG_ERROR => {
-                return match errno(message.payload) {
-                    Ok(()) => Ok(Some(false)),
-                    Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(Some(false)),
-                    Err(err) => Err(err),
-                };
-            }
+            NLMSG_ERROR => return none_such(message.payload).map(|()| Some(false)),
             SOCK_DIAG_BY_FAMILY => {
                 return match message.payload.len() {
                     INET_DIAG_MSG.. => Ok(Some(true)),
@@ -402,14 +396,7 @@ fn parse_neighbour(datagram: &[u8], seq: u32) -> io::Result<Reply> {
             continue;
         }
         match message.kind {
-            NLMSG_ERROR => {
-                return match errno(message.payload) {
-                    // An acknowledgement (not asked for) with no answer before it.
-                    Ok(()) => Ok(Reply::Answer(None)),
-                    Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(Reply::Answer(None)),
-                    Err(err) => Err(err),
-                };
-            }
+            NLMSG_ERROR => return none_such(message.payload).map(|()| Reply::Answer(None)),
             libc::RTM_NEWNEIGH => {
                 let Some(ndmsg) = message.payload.get(..NDMSG) else {
                     return Err(cut_short());
@@ -488,6 +475,15 @@ fn errno(payload: &[u8]) -> io::Result<()> {
     match i32::from_ne_bytes([a, b, c, d]) {
         0 => Ok(()),
         code => Err(io::Error::from_raw_os_error(code.saturating_neg())),
+    }
+}
+
+/// The error message answering a get request: `Ok` if it says there is no such entry
+/// (`ENOENT`, or an acknowledgement, not asked for, with no answer before it).
+fn none_such(payload: &[u8]) -> io::Result<()> {
+    match errno(payload) {
+        Err(err) if err.raw_os_error() != Some(libc::ENOENT) => Err(err),
+        _ => Ok(()),
     }
 }
 
